@@ -1,0 +1,13 @@
+"""Errors the engine turns into a clean one-line message and exit code 2 (bad input)."""
+
+
+class BadInputError(Exception):
+    """Base for errors caused by the user's input: exit code 2, no traceback."""
+
+
+class ConfigError(BadInputError):
+    """A config key that is unknown, of the wrong type or out of range."""
+
+
+class DataError(BadInputError):
+    """The dataset is missing, corrupt or cannot be fetched."""

@@ -1,0 +1,220 @@
+"""The runs registry: `checkpoints/runs.sqlite` (stdlib sqlite3, WAL), one row per run plus
+per-epoch metrics, so that runs can be listed and compared without reading every run folder.
+Torch-free: the CLI and dashboard read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_FILE = "runs.sqlite"
+HEARTBEAT_STALE_S = 120.0  # a "running" row not touched for this long belongs to a dead process
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    preset TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    device TEXT,
+    epochs INTEGER,
+    epochs_done INTEGER DEFAULT 0,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    wall_s REAL,
+    best_val_top1 REAL,
+    best_epoch INTEGER,
+    test_top1 REAL,
+    test_top5 REAL,
+    test_top1_last REAL,
+    img_per_s REAL,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    train_loss REAL,
+    train_top1 REAL,
+    val_loss REAL,
+    val_top1 REAL,
+    val_top5 REAL,
+    lr REAL,
+    epoch_s REAL,
+    PRIMARY KEY (run_id, epoch)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    preset: str
+    dataset: str
+    model: str
+    status: str
+    device: str | None
+    epochs: int | None
+    epochs_done: int
+    started: float
+    wall_s: float | None
+    best_val_top1: float | None
+    best_epoch: int | None
+    test_top1: float | None
+    test_top5: float | None
+    test_top1_last: float | None
+    img_per_s: float | None
+
+
+class RunRegistry:
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / DB_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def start(
+        self,
+        run_id: str,
+        *,
+        preset: str,
+        dataset: str,
+        model: str,
+        config: dict[str, Any],
+        device: str,
+        epochs: int,
+    ) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, preset, dataset, model, status, config,"
+                " device, epochs, started, heartbeat, pid)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    preset,
+                    dataset,
+                    model,
+                    json.dumps(config),
+                    device,
+                    epochs,
+                    now,
+                    now,
+                    os.getpid(),
+                ),
+            )
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def record_epoch(self, run_id: str, epoch: int, metrics: dict[str, Any]) -> None:
+        cols = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_s")
+        with self._connect() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO epochs (run_id, epoch, {', '.join(cols)})"
+                f" VALUES (?, ?, {', '.join('?' for _ in cols)})",
+                (run_id, epoch, *(metrics.get(c) for c in cols)),
+            )
+            db.execute(
+                "UPDATE runs SET epochs_done = ?, heartbeat = ?, best_val_top1 = ?, best_epoch = ?"
+                " WHERE run_id = ?",
+                (
+                    epoch,
+                    time.time(),
+                    metrics.get("best_val_top1"),
+                    metrics.get("best_epoch"),
+                    run_id,
+                ),
+            )
+
+    def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        fields = (
+            "wall_s",
+            "best_val_top1",
+            "best_epoch",
+            "test_top1",
+            "test_top5",
+            "test_top1_last",
+            "img_per_s",
+        )
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, heartbeat = ?, "
+                + ", ".join(f"{f} = ?" for f in fields)
+                + " WHERE run_id = ?",
+                (status, time.time(), *(summary.get(f) for f in fields), run_id),
+            )
+
+    def runs(self) -> list[RunRow]:
+        """All runs, newest first; a `running` run with a stale heartbeat reads as `crashed`."""
+        names = [f for f in RunRow.__dataclass_fields__]
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(names)}, heartbeat FROM runs ORDER BY started DESC"
+            ).fetchall()
+        now = time.time()
+        out = []
+        for row in rows:
+            values = dict(zip(names, row[:-1], strict=True))
+            if values["status"] == "running" and now - row[-1] > HEARTBEAT_STALE_S:
+                values["status"] = "crashed"
+            out.append(RunRow(**values))
+        return out
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute(
+                "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- run folders
+
+RUN_META_FILE = "run.json"
+
+
+def checkpoints_root(path: str | Path | None = None) -> Path:
+    """Where runs land: the argument, else $CIFAR_TUI_CHECKPOINTS, else ./checkpoints."""
+    return Path(path or os.environ.get("CIFAR_TUI_CHECKPOINTS") or "checkpoints")
+
+
+def new_run_id(preset: str) -> str:
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in Path(preset).stem)[:40]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{os.urandom(2).hex()}"
+
+
+def create_run_dir(root: Path, preset: str, config_yaml: str) -> tuple[str, Path]:
+    """Make `<root>/<run-id>/` holding the resolved `config.yaml` and `run.json` (preset name)."""
+    root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(preset)
+    run_dir = root / run_id
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(config_yaml)
+    (run_dir / RUN_META_FILE).write_text(json.dumps({"run_id": run_id, "preset": preset}) + "\n")
+    return run_id, run_dir
+
+
+def read_run_meta(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / RUN_META_FILE).read_text())

@@ -1,0 +1,38 @@
+"""The engine process entry point: exit codes and what a failure leaves behind."""
+
+from __future__ import annotations
+
+from engine import __main__ as engine_main
+from engine.config import dump_config, load_config
+from engine.events import read_events
+from engine.runs import create_run_dir
+
+
+def _prepare(tmp_path, *overrides: str):
+    cfg = load_config("quickstart", list(overrides))
+    return create_run_dir(tmp_path, "quickstart", dump_config(cfg))
+
+
+def test_unexpected_error_saves_traceback_and_exits_1(tmp_path, monkeypatch, capsys):
+    from engine import trainer
+
+    def boom(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trainer.Trainer, "run", boom)
+    _, run_dir = _prepare(tmp_path)
+    assert engine_main.run(run_dir, progress=False) == 1
+    assert "RuntimeError: boom" in (run_dir / "traceback.txt").read_text()
+    (failed,) = read_events(run_dir / "events.jsonl")
+    assert failed.type == "failed" and failed.status == "error"
+    assert failed.traceback_path == str(run_dir / "traceback.txt")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "boom" in err[0] and "traceback.txt" in err[0]
+
+
+def test_builder_value_error_is_bad_input(tmp_path, capsys):
+    _, run_dir = _prepare(tmp_path, "model.name=wrn", "model.depth=27")
+    assert engine_main.run(run_dir, progress=False) == 2
+    assert "depth" in capsys.readouterr().err
+    assert read_events(run_dir / "events.jsonl")[-1].status == "bad_input"
+    assert not (run_dir / "traceback.txt").exists()

@@ -1,0 +1,118 @@
+"""Event stream and run registry: the contract between engine and every consumer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from engine.events import EpochEnd, EventTail, EventWriter, Finished, Step, parse_event, read_events
+from engine.runs import RunRegistry, create_run_dir
+
+
+def _step(n: int) -> Step:
+    return Step(
+        epoch=1,
+        step=n,
+        epoch_step=n,
+        steps_per_epoch=10,
+        total_steps=10,
+        loss=1.0,
+        top1=0.5,
+        lr=0.1,
+        img_per_s=10.0,
+    )
+
+
+def test_events_round_trip_as_typed_objects(tmp_path):
+    writer = EventWriter(tmp_path / "events.jsonl")
+    writer.emit(_step(1))
+    writer.emit(Finished(status="done", summary={"test_top1": 0.5}))
+    writer.close()
+    events = read_events(tmp_path / "events.jsonl")
+    assert [e.type for e in events] == ["step", "finished"]
+    assert isinstance(events[0], Step) and events[0].step == 1 and events[0].t > 0
+    assert isinstance(events[1], Finished) and events[1].summary == {"test_top1": 0.5}
+
+
+def test_each_event_is_one_flushed_line(tmp_path):
+    writer = EventWriter(tmp_path / "events.jsonl")
+    writer.emit(_step(1))
+    # readable by another reader before close: flushed per line
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["type"] == "step"
+    writer.close()
+
+
+def test_tail_returns_only_new_events_and_waits_for_partial_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    assert tail.poll() == []  # no file yet
+    writer = EventWriter(path)
+    writer.emit(_step(1))
+    assert [e.step for e in tail.poll()] == [1]
+    line = _step(2).to_json()
+    with path.open("a") as f:  # a writer caught mid-line
+        f.write(line[:10])
+    assert tail.poll() == []
+    with path.open("a") as f:
+        f.write(line[10:] + "\n")
+    assert [e.step for e in tail.poll()] == [2]
+
+
+def test_truncated_last_line_and_unknown_types_are_ignored(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(_step(1).to_json() + '\n{"type": "from_the_future"}\n{"type": "st')
+    assert [e.type for e in read_events(path)] == ["step"]
+    assert parse_event("not json") is None
+
+
+def test_registry_records_runs_and_epochs(tmp_path):
+    reg = RunRegistry(tmp_path)
+    run_id, run_dir = create_run_dir(tmp_path, "quickstart", "model: {name: wrn10_2}\n")
+    assert (run_dir / "config.yaml").exists()
+    reg.start(
+        run_id,
+        preset="quickstart",
+        dataset="synthetic",
+        model="wrn10_2",
+        config={},
+        device="cpu",
+        epochs=2,
+    )
+    reg.record_epoch(
+        run_id, 1, {"train_loss": 2.0, "val_top1": 0.3, "best_val_top1": 0.3, "best_epoch": 1}
+    )
+    reg.finish(
+        run_id, "done", {"test_top1": 0.31, "wall_s": 12.0, "best_val_top1": 0.3, "best_epoch": 1}
+    )
+    (row,) = reg.runs()
+    assert row.status == "done" and row.test_top1 == 0.31 and row.epochs_done == 1
+    assert reg.epochs(run_id)[0]["val_top1"] == 0.3
+
+
+def test_running_row_with_stale_heartbeat_reads_as_crashed(tmp_path):
+    reg = RunRegistry(tmp_path)
+    reg.start("r1", preset="p", dataset="synthetic", model="m", config={}, device="cpu", epochs=1)
+    with reg._connect() as db:
+        db.execute("UPDATE runs SET heartbeat = ? WHERE run_id = 'r1'", (time.time() - 3600,))
+    assert reg.runs()[0].status == "crashed"
+
+
+def test_epoch_end_serialises_none_values(tmp_path):
+    e = EpochEnd(
+        epoch=1,
+        epochs=1,
+        train_loss=1.0,
+        train_top1=0.1,
+        val_loss=None,
+        val_top1=None,
+        val_top5=None,
+        lr=0.1,
+        epoch_s=1.0,
+        img_per_s=1.0,
+        best_val_top1=None,
+        best_epoch=None,
+        eta_s=0.0,
+    )
+    again = parse_event(e.to_json())
+    assert again == e

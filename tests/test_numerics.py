@@ -1,0 +1,222 @@
+"""Every numeric component against an independent reference (formula, hand case, sklearn)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from engine import metrics
+from engine.augment import AUGMENTATIONS, build_pipeline
+from engine.losses import LOSSES
+from engine.optim import OPTIMIZERS, param_groups
+from engine.schedule import SCHEDULES
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_cosine_with_warmup_matches_the_formula():
+    steps_per_epoch, epochs, warmup_epochs = 10, 20, 5
+    total = steps_per_epoch * epochs
+    f = SCHEDULES.build("cosine", total, steps_per_epoch, warmup_epochs=warmup_epochs)
+    w = warmup_epochs * steps_per_epoch
+    for step in range(total):
+        if step < w:
+            expected = (step + 1) / w
+        else:
+            expected = 0.5 * (1 + math.cos(math.pi * (step - w) / (total - w)))
+        assert f(step) == pytest.approx(expected, abs=1e-12)
+    assert f(w - 1) == 1.0 and f(w) == 1.0  # warmup reaches the base rate exactly
+    assert f(total) == pytest.approx(0.0)
+
+
+def test_cosine_floor_and_constant():
+    f = SCHEDULES.build("cosine", 100, 10, warmup_epochs=0, min_lr_ratio=0.1)
+    assert (
+        f(0) == pytest.approx(1.0) and f(100) == pytest.approx(0.1) and f(50) == pytest.approx(0.55)
+    )
+    g = SCHEDULES.build("constant", 100, 10, warmup_epochs=1)
+    assert [g(s) for s in (0, 4, 9, 10, 99)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_schedule_drives_the_optimizer_per_iteration():
+    model = nn.Linear(2, 2)
+    opt = OPTIMIZERS.build("sgd", model, lr=0.1)
+    f = SCHEDULES.build("cosine", 20, 2, warmup_epochs=1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, f)
+    seen = []
+    for _ in range(20):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([0.1 * f(s) for s in range(20)])
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_cross_entropy_matches_hand_formula_with_label_smoothing():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 3, 4, 0])
+    eps = 0.1
+    loss = LOSSES.build("cross_entropy", 5, label_smoothing=eps)(logits, target)
+    logp = logits - logits.exp().sum(1, keepdim=True).log()
+    q = torch.full_like(logp, eps / 5)
+    q[torch.arange(6), target] += 1 - eps
+    expected = -(q * logp).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    plain = LOSSES.build("cross_entropy", 5)(logits, target)
+    assert plain.item() == pytest.approx(-logp[torch.arange(6), target].mean().item(), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2, 3)
+
+
+def test_weight_decay_only_on_kernels():
+    model = _Tiny()
+    decay, no_decay = param_groups(model, 5e-4)
+    assert {id(p) for p in decay["params"]} == {id(model.conv.weight), id(model.fc.weight)}
+    assert {id(p) for p in no_decay["params"]} == {
+        id(model.conv.bias),
+        id(model.bn.weight),
+        id(model.bn.bias),
+        id(model.fc.bias),
+    }
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+
+
+def test_sgd_step_matches_hand_computed_update():
+    """Two steps of heavy-ball momentum with decoupled-from-bias weight decay, by hand."""
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        model.bias.fill_(0.5)
+    lr, mu, wd = 0.1, 0.9, 0.01
+    opt = OPTIMIZERS.build("sgd", model, lr=lr, momentum=mu, weight_decay=wd)
+    x = torch.tensor([[1.0, 1.0]])
+    w, b = np.array([1.0, -2.0]), 0.5
+    vw, vb = np.zeros(2), 0.0
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).sum().backward()
+        gw = np.array([1.0, 1.0]) + wd * w  # d(out)/dw = x, plus L2 on the kernel
+        gb = 1.0  # no decay on the bias
+        vw, vb = mu * vw + gw, mu * vb + gb
+        w, b = w - lr * vw, b - lr * vb
+        opt.step()
+    assert model.weight.detach().numpy().ravel() == pytest.approx(w, rel=1e-6)
+    assert model.bias.item() == pytest.approx(b, rel=1e-6)
+
+
+def test_nesterov_matches_hand_computed_update():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    opt = OPTIMIZERS.build("sgd", model, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0)
+    w, v = 1.0, 0.0
+    for _ in range(3):
+        opt.zero_grad()
+        (model.weight**2).sum().backward()
+        g = 2 * w
+        v = 0.9 * v + g
+        w = w - 0.1 * (g + 0.9 * v)
+        opt.step()
+    assert model.weight.item() == pytest.approx(w, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_topk_matches_a_hand_case():
+    logits = torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]])
+    target = torch.tensor([2, 0, 0])
+    assert metrics.topk_correct(logits, target, (1, 2, 3)).tolist() == [1, 2, 3]
+
+
+def test_confusion_matrix_rows_are_true_classes_like_sklearn():
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 7, 500)
+    pred = np.where(rng.random(500) < 0.6, true, rng.integers(0, 7, 500))
+    ours = metrics.confusion_matrix(torch.from_numpy(pred), torch.from_numpy(true), 7).numpy()
+    np.testing.assert_array_equal(ours, sk_confusion(true, pred, labels=range(7)))
+    # one hand case: true 0 predicted 1 lands in row 0, column 1
+    one = metrics.confusion_matrix(torch.tensor([1]), torch.tensor([0]), 3)
+    assert one[0, 1] == 1 and one.sum() == 1
+
+
+def test_per_class_ap_auc_match_sklearn_and_curves_are_sane():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    n, c = 600, 4
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    out = metrics.per_class_curves(probs, labels)
+    for k in range(c):
+        y = (labels == k).astype(int)
+        assert out["ap"][k] == pytest.approx(average_precision_score(y, probs[:, k]))
+        assert out["auc"][k] == pytest.approx(roc_auc_score(y, probs[:, k]))
+    assert out["macro_auc"] == pytest.approx(out["auc"].mean())
+    assert out["roc_tpr"].shape == (c, metrics.CURVE_POINTS)
+    assert np.all(np.diff(out["roc_tpr"], axis=1) >= -1e-12)  # ROC is non-decreasing
+    assert np.all(np.diff(out["pr_precision"], axis=1) <= 1e-12)  # interpolated PR non-increasing
+    assert out["roc_tpr"][:, -1] == pytest.approx(1.0)
+
+
+def test_absent_class_gets_nan_not_a_crash():
+    probs = np.full((4, 3), 1 / 3)
+    out = metrics.per_class_curves(probs, np.array([0, 1, 0, 1]))
+    assert math.isnan(out["ap"][2]) and not math.isnan(out["macro_ap"])
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
+    torch.manual_seed(0)
+    img = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8)  # no zeros inside the image
+    crop = AUGMENTATIONS.build("random_crop", padding=4)
+    padded = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    padded[:, 4:36, 4:36] = img
+    windows = {(i, j): padded[:, i : i + 32, j : j + 32] for i in range(9) for j in range(9)}
+    offsets = set()
+    for _ in range(200):
+        out = crop(img)
+        match = [k for k, w in windows.items() if torch.equal(w, out)]
+        assert len(match) == 1
+        offsets.add(match[0])
+    assert len(offsets) > 40  # all 81 offsets are possible; 200 draws reach many
+
+
+def test_hflip_flips_half_the_time_and_exactly():
+    torch.manual_seed(0)
+    img = torch.arange(3 * 32 * 32, dtype=torch.int64).reshape(3, 32, 32).to(torch.uint8)
+    flip = AUGMENTATIONS.build("hflip")
+    flipped = sum(torch.equal(flip(img), img.flip(-1)) for _ in range(400))
+    assert 150 < flipped < 250
+    assert torch.equal(AUGMENTATIONS.build("hflip", p=1.0)(img), img.flip(-1))
+
+
+def test_rotation_by_zero_degrees_is_identity_and_keeps_dtype():
+    img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    out = AUGMENTATIONS.build("rotation", degrees=0.0)(img)
+    assert out.dtype == torch.uint8 and torch.equal(out, img)
+    pipeline = build_pipeline(
+        [("random_crop", {"padding": 4}), ("hflip", {}), ("rotation", {"degrees": 15})]
+    )
+    assert pipeline(img).shape == (3, 32, 32)
