@@ -51,4 +51,6 @@ def build_pipeline(components: list[tuple[str, dict[str, Any]]]) -> Transform:
     """Compose the listed augmentations, in order, into one per-image transform."""
     from torchvision.transforms import v2
 
+    if not components:
+        return v2.Identity()
     return v2.Compose([AUGMENTATIONS.build(name, **params) for name, params in components])

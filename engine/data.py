@@ -453,8 +453,8 @@ def _synthetic_canvases(g: torch.Generator) -> torch.Tensor:
 
     k = cx.shape[1]
     img = _blobs(
-        per_variant(cx) + s + 2.5 * torch.randn(c * v, k, generator=g),
-        per_variant(cy) + s + 2.5 * torch.randn(c * v, k, generator=g),
+        per_variant(cx) + s + 1.0 * torch.randn(c * v, k, generator=g),
+        per_variant(cy) + s + 1.0 * torch.randn(c * v, k, generator=g),
         per_variant(r) * u(g, 0.7, 1.3, c * v, k),
         per_variant(col) * u(g, 0.6, 1.4, c * v, k, 3),
         _SYN_CANVAS,
@@ -476,7 +476,7 @@ def _synthetic_bank(g: torch.Generator) -> torch.Tensor:
         _uniform(g, 0, 32, b, k),
         _uniform(g, 0, 32, b, k),
         _uniform(g, 1.5, 4, b, k),
-        _uniform(g, -0.5, 0.5, b, k, 3),
+        _uniform(g, -0.25, 0.25, b, k, 3),
         32,
     )
     return clutter + 0.1 * torch.randn(b, 3, 32, 32, generator=g)
@@ -492,7 +492,7 @@ def _synthetic_samples(
     shift = torch.randint(side * side, (n,), generator=g)
     noise = torch.randint(bank.shape[0], (n,), generator=g)
     # colour: contrast times a random mix of the prototype's channels (colour is only a weak cue)
-    mix = _uniform(g, 0.0, 0.6, n, 1, 1)
+    mix = _uniform(g, 0.0, 0.1, n, 1, 1)
     colour = (1 - mix) * torch.eye(3) + mix * 0.7 * torch.randn(n, 3, 3, generator=g)
     colour *= _uniform(g, 0.6, 1.4, n, 1, 1) * 255
     # 255 * (0.5 + brightness + background tint) + 0.5 so that truncation rounds

@@ -433,10 +433,15 @@ class Trainer:
         return summary
 
     def _test(self) -> dict[str, Any]:
-        """Evaluate the last weights, then the best-on-validation checkpoint, on the test set."""
+        """Evaluate the last weights, then the best-on-validation checkpoint, on the test set.
+
+        When the best epoch is the last one, the weights are the same: one pass serves both.
+        """
         test = self.data.test
         last_epoch = self.history[-1]["epoch"] if self.history else 0
-        last = self.evaluate(test)
+        best_state = checkpoint.load(self.run_dir / "best.pt", map_location=self.device)
+        best_is_last = int(best_state["epoch"]) == last_epoch
+        last = self.evaluate(test, keep_logits=best_is_last)
         self.events.emit(
             Evaluated(
                 split="test",
@@ -448,9 +453,11 @@ class Trainer:
                 count=last.count,
             )
         )
-        best_state = checkpoint.load(self.run_dir / "best.pt", map_location=self.device)
-        self.model.load_state_dict(best_state["model"])
-        best = self.evaluate(test, keep_logits=True)
+        if best_is_last:
+            best = last
+        else:
+            self.model.load_state_dict(best_state["model"])
+            best = self.evaluate(test, keep_logits=True)
         assert best.logits is not None
         probs = torch.softmax(best.logits, dim=1).numpy()
         labels = test.labels.numpy()

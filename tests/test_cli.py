@@ -17,8 +17,11 @@ from engine.events import read_events
 from engine.runs import RunRegistry
 from tests.conftest import ROOT, cli
 
-# quickstart cut down to seconds: 2 epochs of 1,280 synthetic images
-FAST = ["--set", "data.subset=1280", "--set", "train.epochs=2", "--set", "data.val_size=500"]
+# quickstart cut down to seconds: WRN-10-1, 2 epochs of 1,600 synthetic images
+FAST = [
+    *("--set", "model.name=wrn", "--set", "model.depth=10", "--set", "model.width=1"),
+    *("--set", "data.subset=1600", "--set", "train.epochs=2", "--set", "data.val_size=500"),
+]
 SUMMARY_KEYS = {
     "run_id",
     "status",
@@ -52,8 +55,8 @@ def test_json_summary_on_stdout(finished_run):
     )
     assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
     assert len(summary["per_class_ap"]) == 100 and len(summary["per_class_auc"]) == 100
-    # learned something: far above the 1 % of chance after two tiny epochs
-    assert summary["test_top1"] > 0.10, summary
+    # learned something: above the 1 % of chance after two tiny epochs (measured about 7 %)
+    assert summary["test_top1"] > 0.03, summary
 
 
 def test_display_on_stderr_marks_synthetic_and_prints_epochs(finished_run):

@@ -212,6 +212,11 @@ def test_hflip_flips_half_the_time_and_exactly():
     assert torch.equal(AUGMENTATIONS.build("hflip", p=1.0)(img), img.flip(-1))
 
 
+def test_empty_pipeline_is_the_identity():
+    img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(build_pipeline([])(img), img)
+
+
 def test_rotation_by_zero_degrees_is_identity_and_keeps_dtype():
     img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     out = AUGMENTATIONS.build("rotation", degrees=0.0)(img)
