@@ -9,7 +9,6 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -21,8 +20,8 @@ test: $(STAMP) lint
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tui tests bench
-	$(BIN)/ruff format --check engine tui tests bench
+	$(BIN)/ruff check engine tui tests
+	$(BIN)/ruff format --check engine tui tests
 	$(BIN)/mypy
 
 clean:

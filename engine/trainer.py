@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -131,6 +132,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val_top1: float | None = None
         self.best_epoch: int | None = None
+        self._last_heartbeat = time.time()
 
     # ------------------------------------------------------------------ setup
 
@@ -197,6 +199,13 @@ class Trainer:
             generator=self.loader_generator,
         )
 
+    def _heartbeat(self) -> None:
+        """Tell the registry this run is alive (rate-limited), so it never reads as crashed."""
+        now = time.time()
+        if self.registry and now - self._last_heartbeat > HEARTBEAT_EVERY_S:
+            self.registry.heartbeat(self.run_id)
+            self._last_heartbeat = now
+
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
@@ -218,6 +227,7 @@ class Trainer:
             correct += metrics.topk_correct(logits, labels, (1, 5))
             if keep_logits:
                 kept.append(logits.cpu())
+            self._heartbeat()
         n = max(len(data), 1)
         c1, c5 = correct.tolist()
         return EvalResult(
@@ -230,7 +240,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _state(self, epoch: int, step: int) -> dict[str, Any]:
+    def _state(self, epoch: int, step: int, epoch_step: int) -> dict[str, Any]:
+        """Everything a run is: `epoch` epochs complete plus `epoch_step` steps of the next."""
         np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]
         return {
             "format": 1,
@@ -240,6 +251,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
             "step": step,
+            "epoch_step": epoch_step,
             "history": self.history,
             "best_val_top1": self.best_val_top1,
             "best_epoch": self.best_epoch,
@@ -259,9 +271,9 @@ class Trainer:
             "versions": {"torch": str(torch.__version__), "python": sys.version.split()[0]},
         }
 
-    def _save(self, kind: str, epoch: int, step: int) -> None:
+    def _save(self, kind: str, epoch: int, step: int, epoch_step: int = 0) -> None:
         path = self.run_dir / f"{kind}.pt"
-        checkpoint.save_atomic(self._state(epoch, step), path)
+        checkpoint.save_atomic(self._state(epoch, step, epoch_step), path)
         self.events.emit(CheckpointSaved(epoch=epoch, kind=kind, path=str(path)))
 
     # ------------------------------------------------------------------ the loop
@@ -288,7 +300,7 @@ class Trainer:
                 val_size=len(data.val),
                 test_size=len(data.test),
                 config=config_to_dict(cfg),
-                pid=__import__("os").getpid(),
+                pid=os.getpid(),
             )
         )
         if self.registry:
@@ -304,7 +316,6 @@ class Trainer:
         step = 0
         train_time = 0.0
         images_seen = 0
-        last_heartbeat = time.time()
         status = "done"
         epoch = 0
         for epoch in range(1, cfg.train.epochs + 1):
@@ -346,16 +357,14 @@ class Trainer:
                             img_per_s=seen / max(now - epoch_start, 1e-9),
                         )
                     )
-                    if self.registry and now - last_heartbeat > HEARTBEAT_EVERY_S:
-                        self.registry.heartbeat(self.run_id)
-                        last_heartbeat = now
+                    self._heartbeat()
                 if self.stop_signal is not None or done_epoch:
                     break
             epoch_s = time.time() - epoch_start
             train_time += epoch_s
             images_seen += seen
             if self.stop_signal is not None and epoch_step < self.steps_per_epoch:
-                self._save("last", epoch - 1, step)
+                self._save("last", epoch - 1, step, epoch_step)
                 status = "interrupted"
                 epoch -= 1
                 break
