@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from engine import checkpoint, metrics
+from engine import checkpoint, control, metrics
 from engine.augment import build_pipeline
 from engine.config import RunConfig, config_hash, config_to_dict
 from engine.data import DataBundle, ImageSet, load_data
@@ -129,6 +129,7 @@ class Trainer:
         self.cfg, self.run_dir, self.run_id, self.preset = cfg, run_dir, run_id, preset
         self.events, self.registry, self.progress = events, registry, progress
         self.stop_signal: int | None = None  # set from a signal handler: stop at the next step
+        self.stop_after_epoch = False  # set by a control request
         self.history: list[dict[str, Any]] = []
         self.best_val_top1: float | None = None
         self.best_epoch: int | None = None
@@ -205,6 +206,17 @@ class Trainer:
         if self.registry and now - self._last_heartbeat > HEARTBEAT_EVERY_S:
             self.registry.heartbeat(self.run_id)
             self._last_heartbeat = now
+
+    def _poll_control(self, epoch: int, step: int, epoch_step: int) -> None:
+        """Act on requests a UI left in the run folder (see engine.control)."""
+        requests = control.pending(self.run_dir)
+        if "checkpoint_now" in requests:
+            if epoch_step < self.steps_per_epoch:  # at an epoch's end the regular save follows
+                self._save("last", epoch - 1, step, epoch_step)
+            control.done(self.run_dir, "checkpoint_now")
+        if "stop_after_epoch" in requests:
+            self.stop_after_epoch = True
+            control.done(self.run_dir, "stop_after_epoch")
 
     # ------------------------------------------------------------------ evaluation
 
@@ -358,6 +370,7 @@ class Trainer:
                         )
                     )
                     self._heartbeat()
+                    self._poll_control(epoch, step, epoch_step)
                 if self.stop_signal is not None or done_epoch:
                     break
             epoch_s = time.time() - epoch_start
@@ -408,7 +421,7 @@ class Trainer:
                     epoch,
                     {**record, "best_val_top1": self.best_val_top1, "best_epoch": self.best_epoch},
                 )
-            if self.stop_signal is not None:
+            if self.stop_signal is not None or self.stop_after_epoch:
                 status = "interrupted"
                 break
 

@@ -36,3 +36,23 @@ def test_builder_value_error_is_bad_input(tmp_path, capsys):
     assert "depth" in capsys.readouterr().err
     assert read_events(run_dir / "events.jsonl")[-1].status == "bad_input"
     assert not (run_dir / "traceback.txt").exists()
+
+
+def test_control_requests_checkpoint_now_and_stop_after_epoch(tmp_path):
+    from engine import control
+    from engine.events import EventWriter
+    from engine.trainer import Trainer
+
+    cfg = load_config(
+        "quickstart",
+        ["model.name=wrn", "model.depth=10", "model.width=1", "data.subset=640", "train.epochs=5"],
+    )
+    cfg.train.log_interval_s = 0.05
+    trainer = Trainer(cfg, tmp_path, "ctl", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+    control.request(tmp_path, "checkpoint_now")
+    control.request(tmp_path, "stop_after_epoch")
+    summary = trainer.run()
+    assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
+    saves = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "checkpoint"]
+    assert saves[0].epoch == 0  # the mid-epoch checkpoint came first, before epoch 1 ended
+    assert control.pending(tmp_path) == set()

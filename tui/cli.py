@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from engine.config import PRESETS_DIR, preset_description, preset_names
 from engine.errors import ConfigError
 from engine.events import Failed, Finished
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
+from tui.headless import duration
 
 EXIT_BAD_INPUT = 2
 
@@ -31,6 +33,11 @@ CheckpointsOpt = Annotated[
         "--checkpoints", help="runs folder (default $CIFAR_TUI_CHECKPOINTS or ./checkpoints)"
     ),
 ]
+
+
+def stdout_console() -> Console:
+    """Tables on stdout; piped output gets a wide page instead of wrapping at 80 columns."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -94,7 +101,7 @@ def run_headless(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     launched = launch(preset, cfg, checkpoints)
-    printer = HeadlessPrinter(err)
+    printer = HeadlessPrinter(err, echo_failures=False)  # the engine prints its own error line
     with ForwardSignals(launched.process):
         final = follow(launched.run_dir, launched.process, printer)
     code = exit_code(launched.process)
@@ -115,7 +122,7 @@ def presets() -> None:
     table = Table("preset", "description", title=f"presets in {PRESETS_DIR}", title_justify="left")
     for name in preset_names():
         table.add_row(name, preset_description(PRESETS_DIR / f"{name}.yaml"))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()
@@ -123,15 +130,16 @@ def runs(checkpoints: CheckpointsOpt = None) -> None:
     """List past runs from the registry (newest first)."""
     root = checkpoints_root(checkpoints)
     if not (root / DB_FILE).exists():
-        Console().print(f"no runs yet in {root}")
+        stdout_console().print(f"no runs yet in {root}")
         return
     table = Table(
-        "run",
-        "preset",
-        "status",
-        "best val",
-        "test top-1",
-        "time",
+        Column("run", no_wrap=True),
+        Column("preset", no_wrap=True),
+        Column("status", no_wrap=True),
+        Column("best val", no_wrap=True),
+        Column("test top-1", no_wrap=True),
+        Column("time", no_wrap=True),
+        box=box.SIMPLE_HEAD,
         title=f"runs in {root}",
         title_justify="left",
     )
@@ -142,9 +150,9 @@ def runs(checkpoints: CheckpointsOpt = None) -> None:
             r.status,
             "-" if r.best_val_top1 is None else f"{100 * r.best_val_top1:.2f}% (e{r.best_epoch})",
             "-" if r.test_top1 is None else f"{100 * r.test_top1:.2f}%",
-            "-" if r.wall_s is None else f"{r.wall_s / 60:.1f} min",
+            duration(r.wall_s),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:5.2f}%"
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = int(round(seconds))
@@ -57,8 +57,10 @@ class HeadlessPrinter:
         f"{'val top5':>8}  {'lr':>9}  {'time':>6}  {'img/s':>7}  {'best':>13}"
     )
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, echo_failures: bool = True) -> None:
+        """`echo_failures=False` when the engine shares our stderr and has said it already."""
         self.console = console or Console(stderr=True)
+        self.echo_failures = echo_failures
         self.progress: Progress | None = None
         self.epoch_task: TaskID | None = None
         self.step_task: TaskID | None = None
@@ -107,7 +109,7 @@ class HeadlessPrinter:
         left = elapsed / max(e.step, 1) * (e.total_steps - e.step)
         info = (
             f"loss {e.loss:.3f}  acc {_pct(e.top1).strip()}  lr {e.lr:.2e}  "
-            f"{e.img_per_s:,.0f} img/s  run left ~{_duration(left)}"
+            f"{e.img_per_s:,.0f} img/s  run left ~{duration(left)}"
         )
         self.progress.update(
             self.step_task, completed=e.epoch_step, total=e.steps_per_epoch, info=info
@@ -142,6 +144,8 @@ class HeadlessPrinter:
     def _on_failed(self, e: Failed) -> None:
         self.final = e
         self.stop()
+        if not self.echo_failures:
+            return
         where = f" (traceback: {e.traceback_path})" if e.traceback_path else ""
         self.console.print(f"[bold red]run failed[/] ({e.status}): {e.message}{where}")
 
@@ -165,20 +169,24 @@ def summary_table(s: dict[str, Any]) -> Table:
             f"{s.get('model')} ({s.get('num_params', 0) / 1e6:.2f}M params) on {s.get('device')}",
         ),
         ("epochs", f"{s.get('epochs_done')} of {s.get('epochs')}"),
-        ("best val top-1", f"{_pct(s.get('best_val_top1'))} (epoch {s.get('best_epoch')})"),
+        ("best val top-1", _best(s.get("best_val_top1"), s.get("best_epoch"))),
         ("test top-1 / top-5 (best)", f"{_pct(s.get('test_top1'))} / {_pct(s.get('test_top5'))}"),
         (
             "test top-1 / top-5 (last)",
             f"{_pct(s.get('test_top1_last'))} / {_pct(s.get('test_top5_last'))}",
         ),
         ("macro AP / AUC (best)", _pair(s.get("macro_ap"), s.get("macro_auc"))),
-        ("wall time", _duration(s.get("wall_s"))),
+        ("wall time", duration(s.get("wall_s"))),
         ("train throughput", "-" if s.get("img_per_s") is None else f"{s['img_per_s']:,.0f} img/s"),
         ("run folder", str(s.get("run_dir", "-"))),
     ]
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _best(top1: float | None, epoch: int | None) -> str:
+    return "-" if top1 is None else f"{_pct(top1)} (epoch {epoch})"
 
 
 def _pair(a: float | None, b: float | None) -> str:
