@@ -1,9 +1,10 @@
-"""Engine process entry point: `python -m engine run RUN_DIR`.
+"""Engine process entry point: `python -m engine run RUN_DIR [--resume]`.
 
 RUN_DIR holds the resolved `config.yaml` and `run.json` (written by the launcher). The process
 writes events, checkpoints and the registry row, and exits with:
-0 done, 2 bad input (config or data), 128+N after signal N (130 SIGINT, 143 SIGTERM), 1 anything
-unexpected (traceback saved to RUN_DIR/traceback.txt, one line on stderr).
+0 done (or stopped on request), 2 bad input (config, data, checkpoint, a batch too large for the
+device), 3 diverged (non-finite losses), 128+N after signal N (130 SIGINT, 143 SIGTERM),
+1 anything unexpected (traceback saved to RUN_DIR/traceback.txt, one line on stderr).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from engine.checkpoint import CheckpointError
 from engine.config import parse_config, read_yaml
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
 from engine.runs import RunRegistry, read_run_meta
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
 
-def run(run_dir: Path, progress: bool = True) -> int:
+def run(
+    run_dir: Path, progress: bool = True, resume: bool = False, changes: list[str] | None = None
+) -> int:
     meta = read_run_meta(run_dir)
     run_id, preset = meta["run_id"], meta["preset"]
     events = EventWriter(run_dir / EVENTS_FILE)
@@ -36,32 +40,53 @@ def run(run_dir: Path, progress: bool = True) -> int:
         trainer.stop_signal = signum
         signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
 
+    def fail(status: str, message: str, code: int, traceback_path: Path | None = None) -> int:
+        where = str(traceback_path) if traceback_path else None
+        events.emit(Failed(status=status, message=message, traceback_path=where))
+        registry.finish(run_id, status, {})  # a no-op when the run never started
+        suffix = f" (traceback: {traceback_path})" if traceback_path else ""
+        print(f"cifar-tui: error: {message}{suffix}", file=sys.stderr)
+        return code
+
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
         cfg = parse_config(read_yaml(run_dir / "config.yaml"))
         from engine.trainer import Trainer  # torch import: after the cheap checks
 
-        trainer = Trainer(cfg, run_dir, run_id, preset, events, registry, progress=progress)
+        trainer = Trainer(
+            cfg, run_dir, run_id, preset, events, registry, progress, resume, changes or []
+        )
         summary = trainer.run()
-    except BadInputError as exc:
-        events.emit(Failed(status="bad_input", message=str(exc)))
-        registry.finish(run_id, "bad_input", {})  # no-op when the run never started
+    except CheckpointError as exc:  # refused before anything was written
         print(f"cifar-tui: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BadInputError as exc:
+        return fail("bad_input", str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         events.emit(Failed(status="interrupted", message="interrupted before training started"))
         return 128 + signal.SIGINT
     except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            batch = cfg.data.batch_size
+            return fail(
+                "bad_input",
+                f"CUDA out of memory with data.batch_size = {batch}; try --set data.batch_size="
+                f"{max(batch // 2, 1)} (no checkpoint was written for the failed step)",
+                EXIT_BAD_INPUT,
+            )
         path = run_dir / "traceback.txt"
         path.write_text(traceback.format_exc())
-        message = f"{type(exc).__name__}: {exc}"
-        events.emit(Failed(status="error", message=message, traceback_path=str(path)))
-        registry.finish(run_id, "failed", {})
-        print(f"cifar-tui: unexpected error: {message} (traceback: {path})", file=sys.stderr)
-        return EXIT_ERROR
+        return fail("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR, path)
     finally:
         events.close()
+    if summary["status"] == "diverged":
+        print(
+            f"cifar-tui: run {run_id} diverged (non-finite loss {cfg.train.max_bad_steps} steps "
+            f"in a row); its last good checkpoint is {run_dir / 'last.pt'}",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
     if summary["status"] == "interrupted" and trainer.stop_signal is not None:
         return 128 + trainer.stop_signal
     return EXIT_OK
@@ -73,8 +98,34 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="train the run prepared in RUN_DIR")
     run_parser.add_argument("run_dir", type=Path)
     run_parser.add_argument("--no-progress", action="store_true", help="no download progress bar")
+    run_parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    run_parser.add_argument(
+        "--changed",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="config keys changed (--force)",
+    )
+    preview_parser = sub.add_parser("preview", help="augmentation preview for the dashboard")
+    preview_parser.add_argument("config", type=Path, help="a preset or resolved config YAML")
+    preview_parser.add_argument("out", type=Path, help="npz file to write")
+    preview_parser.add_argument("--count", type=int, default=16)
+    preview_parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    return run(args.run_dir, progress=not args.no_progress)
+    if args.command == "preview":
+        return preview(args.config, args.out, args.count, args.seed)
+    return run(args.run_dir, not args.no_progress, args.resume, args.changed)
+
+
+def preview(config: Path, out: Path, count: int, seed: int = 0) -> int:
+    from engine.preview import make_preview
+
+    try:
+        make_preview(parse_config(read_yaml(config)), out, count=count, seed=seed)
+    except BadInputError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 if __name__ == "__main__":

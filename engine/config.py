@@ -26,7 +26,7 @@ from engine.augment import AUGMENTATIONS
 from engine.errors import ConfigError
 from engine.losses import LOSSES
 from engine.models import MODELS
-from engine.optim import OPTIMIZERS
+from engine.optim import OPTIMIZERS, SAM_VARIANTS
 from engine.registry import Registry
 from engine.schedule import SCHEDULES
 
@@ -78,6 +78,12 @@ class TrainConfig:
     max_steps_per_epoch: int | None = field(
         default=None, metadata=_meta("cap on steps per epoch (smoke runs)", lo=1)
     )
+    checkpoint_every_s: float = field(
+        default=600.0, metadata=_meta("also save last.pt inside an epoch this often", lo=1)
+    )
+    max_bad_steps: int = field(
+        default=20, metadata=_meta("consecutive non-finite losses before 'diverged'", lo=1)
+    )
     log_interval_s: float = field(
         default=0.5, metadata=_meta("seconds between step events", lo=0.05, hi=60)
     )
@@ -104,6 +110,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: list[Component] = field(default_factory=list)
     optim: Component = field(default_factory=lambda: Component("sgd"))
+    sam: Component | None = None  # SAM / ASAM around the optimizer; None: plain steps
     schedule: Component = field(default_factory=lambda: Component("cosine"))
     loss: Component = field(default_factory=lambda: Component("cross_entropy"))
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -117,6 +124,7 @@ COMPONENT_REGISTRIES: dict[str, Registry[Any]] = {
     "schedule": SCHEDULES,
     "loss": LOSSES,
     "augment": AUGMENTATIONS,
+    "sam": SAM_VARIANTS,
 }
 TOP_LEVEL = ["description", *COMPONENT_REGISTRIES, *SECTION_CLASSES]
 
@@ -306,6 +314,8 @@ def parse_config(raw: Any) -> RunConfig:
     augment = raw.get("augment", []) or []
     if not isinstance(augment, list):
         raise ConfigError("augment must be a list of {name: ..., param: value} entries")
+    sam_raw = raw.get("sam")
+    cfg.sam = None if sam_raw in (None, "none") else _parse_component(sam_raw, "sam", SAM_VARIANTS)
     cfg.augment = [
         _parse_component(a, f"augment.{i}", AUGMENTATIONS) for i, a in enumerate(augment)
     ]
@@ -422,6 +432,7 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
         "data": dataclasses.asdict(cfg.data),
         "augment": [comp(a) for a in cfg.augment],
         "optim": comp(cfg.optim),
+        "sam": comp(cfg.sam) if cfg.sam else None,
         "schedule": comp(cfg.schedule),
         "loss": comp(cfg.loss),
         "train": dataclasses.asdict(cfg.train),

@@ -47,6 +47,19 @@ class RunStarted(Event):
 
 
 @dataclass
+class Resumed(RunStarted):
+    """A run continuing from a checkpoint; carries everything `run_started` does."""
+
+    type: ClassVar[str] = "resumed"
+    epoch: int = 0  # epochs complete at the checkpoint
+    step: int = 0
+    epoch_step: int = 0  # steps done in the next epoch
+    checkpoint: str = ""
+    warning: str | None = None  # e.g. the last checkpoint was damaged and the previous one used
+    config_changes: list[str] = field(default_factory=list)  # keys changed with --force
+
+
+@dataclass
 class Step(Event):
     """Throttled progress inside an epoch; loss/acc are running means over the epoch so far."""
 
@@ -81,9 +94,21 @@ class EpochEnd(Event):
 
 
 @dataclass
+class BadStep(Event):
+    """A non-finite loss: the update was skipped."""
+
+    type: ClassVar[str] = "bad_step"
+    epoch: int
+    step: int
+    loss: float
+    consecutive: int
+
+
+@dataclass
 class CheckpointSaved(Event):
     type: ClassVar[str] = "checkpoint"
-    epoch: int
+    epoch: int  # epochs complete
+    step: int
     kind: str  # "last" | "best"
     path: str
 
@@ -104,7 +129,7 @@ class Evaluated(Event):
 @dataclass
 class Finished(Event):
     type: ClassVar[str] = "finished"
-    status: str  # "done" | "interrupted"
+    status: str  # "done" | "interrupted" | "diverged"
     summary: dict[str, Any]
 
 
@@ -118,7 +143,17 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (RunStarted, Step, EpochEnd, CheckpointSaved, Evaluated, Finished, Failed)
+    for cls in (
+        RunStarted,
+        Resumed,
+        Step,
+        BadStep,
+        EpochEnd,
+        CheckpointSaved,
+        Evaluated,
+        Finished,
+        Failed,
+    )
 }
 
 
@@ -141,6 +176,8 @@ class EventWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: TextIO = path.open("a", encoding="utf-8")
+        if _ends_mid_line(path):  # a previous writer died mid-line: never glue onto its tail
+            self._file.write("\n")
 
     def emit(self, event: Event) -> Event:
         event.t = time.time()
@@ -152,15 +189,25 @@ class EventWriter:
         self._file.close()
 
 
+def _ends_mid_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
+
+
 class EventTail:
     """Incremental reader: `poll()` returns the complete lines appended since the last call.
 
     A partial last line (the writer is mid-write, or crashed mid-write) is left for later.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        """Read `path` from byte `offset` on (0: the whole log)."""
         self.path = path
-        self._offset = 0
+        self._offset = offset
         self._partial = b""
 
     def poll(self) -> list[Event]:

@@ -51,3 +51,155 @@ def sgd(
     return torch.optim.SGD(
         param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
     )
+
+
+def _check_betas(name: str, beta1: float, beta2: float) -> tuple[float, float]:
+    # the registry's limits are inclusive at 1; a moment decay of exactly 1 never forgets
+    for key, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}: {key} must be in [0, 1), got {value!r}")
+    return beta1, beta2
+
+
+_ADAM_LIMITS = {"lr": "> 0", "beta1": "0..1", "beta2": "0..1", "eps": "> 0", "weight_decay": ">= 0"}
+
+
+@OPTIMIZERS.register(
+    "adam",
+    "Adam (Kingma & Ba 2015) with L2 weight decay added to the gradient, as torch.optim.Adam",
+    limits=_ADAM_LIMITS,
+)
+def adam(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 5e-4,
+    amsgrad: bool = False,
+) -> optim.Optimizer:
+    """Weight decay defaults to the recipe's 5e-4 (the write-up swapped only the optimizer)."""
+    import torch
+
+    betas = _check_betas("adam", beta1, beta2)
+    return torch.optim.Adam(
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, amsgrad=amsgrad
+    )
+
+
+@OPTIMIZERS.register(
+    "adamw",
+    "AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay",
+    limits=_ADAM_LIMITS,
+)
+def adamw(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.05,
+    amsgrad: bool = False,
+) -> optim.Optimizer:
+    """Decoupled decay shrinks weights by lr * weight_decay per step: 1e-3 * 0.05 = 5e-5, the same
+    per-step shrink as the recipe's SGD (0.1 * 5e-4); 0.05 is also the usual AdamW value for
+    ViT/ConvNeXt-style training. (5e-4 would be 100x weaker than the SGD recipe's decay.)"""
+    import torch
+
+    betas = _check_betas("adamw", beta1, beta2)
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, amsgrad=amsgrad
+    )
+
+
+def _radam(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+) -> optim.Optimizer:
+    import torch
+
+    betas = _check_betas(name, beta1, beta2)
+    return torch.optim.RAdam(
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+
+
+@OPTIMIZERS.register(
+    "radam",
+    "RAdam (Liu et al. 2020): Adam with the variance of the adaptive rate rectified",
+    limits=_ADAM_LIMITS,
+)
+def radam(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 5e-4,
+    decoupled_weight_decay: bool = False,
+) -> optim.Optimizer:
+    return _radam(model, "radam", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+
+
+@OPTIMIZERS.register(
+    "ranger",
+    "Ranger: RAdam + Lookahead (k fast steps, then slow += alpha * (fast - slow))",
+    limits={**_ADAM_LIMITS, "k": ">= 1", "alpha": "(0, 1]"},
+)
+def ranger(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.95,
+    beta2: float = 0.999,
+    eps: float = 1e-5,
+    weight_decay: float = 5e-4,
+    decoupled_weight_decay: bool = False,
+    k: int = 6,
+    alpha: float = 0.5,
+) -> optim.Optimizer:
+    """beta1 0.95 and eps 1e-5 are Ranger's defaults (lessw2020/Ranger-Deep-Learning-Optimizer)."""
+    from engine.lookahead import Lookahead
+
+    base = _radam(model, "ranger", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+    return Lookahead(base, k=k, alpha=alpha)
+
+
+# --------------------------------------------------------------------------- SAM
+
+# Wrappers over whichever optimizer OPTIMIZERS built: SAM_VARIANTS.build(name, optimizer, **opts).
+SAM_VARIANTS: Registry[Any] = Registry("SAM variant")
+
+
+@SAM_VARIANTS.register(
+    "sam", "sharpness-aware minimisation (Foret et al. 2021): two passes per step", {"rho": "> 0"}
+)
+def sam(optimizer: optim.Optimizer, *, rho: float = 0.05) -> optim.Optimizer:
+    from engine.sam import SAM
+
+    return SAM(optimizer, rho=rho, adaptive=False)
+
+
+@SAM_VARIANTS.register(
+    "asam",
+    "adaptive SAM (Kwon et al. 2021): the neighbourhood scales with |w|; the write-up's 'SAM'",
+    {"rho": "> 0"},
+)
+def asam(optimizer: optim.Optimizer, *, rho: float = 2.0) -> optim.Optimizer:
+    """rho 2.0: the write-up's setting and the davda54/sam example's for the adaptive variant."""
+    from engine.sam import SAM
+
+    return SAM(optimizer, rho=rho, adaptive=True)

@@ -18,8 +18,12 @@ Limit = tuple[float | None, float | None, bool]  # (low, high, low is exclusive)
 
 
 def parse_limit(text: str) -> Limit:
-    """Parse a compact range: '> 0', '>= 0', '0..1' (inclusive), '<= 10'."""
+    """Parse a compact range: '> 0', '>= 0', '0..1' (inclusive), '<= 10', or an interval
+    '(0, 1]' / '[0, 1]' (the upper end is always inclusive)."""
     t = text.replace(" ", "")
+    if t[:1] in "([" and t.endswith("]") and "," in t:
+        lo, hi = t[1:-1].split(",")
+        return float(lo), float(hi), t[0] == "("
     if ".." in t:
         lo, hi = t.split("..")
         return float(lo), float(hi), False
@@ -30,7 +34,7 @@ def parse_limit(text: str) -> Limit:
     ):
         if t.startswith(op):
             return make(float(t[len(op) :]))
-    raise ValueError(f"bad limit {text!r}: use '> 0', '>= 0', '<= 1' or '0..1'")
+    raise ValueError(f"bad limit {text!r}: use '> 0', '>= 0', '<= 1', '0..1' or '(0, 1]'")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -123,6 +124,15 @@ class RunRegistry:
                 ),
             )
 
+    def resume(self, run_id: str, *, config: dict[str, Any], epochs: int) -> None:
+        """A run continues in a new process: running again, its history kept."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status = 'running', heartbeat = ?, pid = ?, config = ?, epochs = ?"
+                " WHERE run_id = ?",
+                (time.time(), os.getpid(), json.dumps(config), epochs, run_id),
+            )
+
     def heartbeat(self, run_id: str) -> None:
         with self._connect() as db:
             db.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
@@ -181,6 +191,19 @@ class RunRegistry:
             out.append(RunRow(**values))
         return out
 
+    def delete(self, run_id: str, *, remove_folder: bool = True) -> bool:
+        """Forget a run: its registry rows and (by default) its run folder. False if unknown."""
+        if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
+            raise ValueError(f"not a run id: {run_id!r}")
+        with self._connect() as db:
+            db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            deleted = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount
+        folder = self.path.parent / run_id
+        if remove_folder and folder.is_dir():
+            shutil.rmtree(folder)
+            deleted = deleted or 1
+        return bool(deleted)
+
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect() as db:
             db.row_factory = sqlite3.Row
@@ -218,3 +241,29 @@ def create_run_dir(root: Path, preset: str, config_yaml: str) -> tuple[str, Path
 
 def read_run_meta(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / RUN_META_FILE).read_text())
+
+
+def run_ids(root: Path) -> list[str]:
+    """Run folders under `root`, oldest first (run ids begin with their start time)."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / RUN_META_FILE).is_file())
+
+
+def find_run(root: Path, ref: str) -> Path:
+    """The folder of run `ref` (a run id, or `last` for the newest). Raises BadInputError."""
+    import difflib
+
+    from engine.errors import BadInputError
+
+    ids = run_ids(root)
+    if ref == "last":
+        if not ids:
+            raise BadInputError(f"no runs in {root} to resume")
+        return root / ids[-1]
+    if ref in ids:
+        return root / ref
+    near = difflib.get_close_matches(ref, ids, n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    recent = ", ".join(ids[-3:]) or "none"
+    raise BadInputError(f"unknown run id {ref!r} in {root}{hint} (most recent: {recent})")

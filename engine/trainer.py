@@ -1,8 +1,13 @@
 """The training loop: one run from a resolved config to checkpoints, events and a summary.
 
 Everything a consumer sees goes through the event stream (`engine.events`); the trainer never
-prints. Data path here is the per-image torchvision reference (a DataLoader over uint8 tensors);
-normalisation happens on the device inside the step.
+prints. The data path here is the per-image torchvision reference (a DataLoader over uint8
+tensors); normalisation happens on the device inside the step.
+
+Exact resume: the order of an epoch's batches and every image's augmentation are pure functions
+of (seed, epoch, position) (see `EpochBatches`), and a checkpoint holds everything else (weights,
+optimizer, scheduler, RNG states, position within the epoch, partial epoch sums), so a run can
+stop after any step and continue bit-exactly.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from engine import checkpoint, control, metrics
 from engine.augment import build_pipeline
@@ -28,22 +34,30 @@ from engine.config import RunConfig, config_hash, config_to_dict
 from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
 from engine.events import (
+    BadStep,
     CheckpointSaved,
     EpochEnd,
     Evaluated,
     EventWriter,
     Finished,
+    Resumed,
     RunStarted,
     Step,
 )
 from engine.losses import LOSSES
 from engine.models import MODELS
-from engine.optim import OPTIMIZERS
+from engine.optim import OPTIMIZERS, SAM_VARIANTS
 from engine.registry import Registry
 from engine.runs import RunRegistry
+from engine.sam import frozen_bn_stats, needs_closure
 from engine.schedule import SCHEDULES
 
 HEARTBEAT_EVERY_S = 10.0
+CHECKPOINT_FORMAT = 2
+
+
+class DivergedError(Exception):
+    """Too many consecutive non-finite losses; the last good checkpoint is left intact."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,8 +86,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# --------------------------------------------------------------------------- data order
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """One epoch's batches of (image index, augmentation seed).
+
+    The permutation and the per-image seeds come from a generator seeded with (seed, epoch), so
+    they do not depend on worker processes or on where a previous process stopped: `start(epoch,
+    step)` makes the next iteration begin at batch `step` of that epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int) -> None:
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+        self.epoch, self.first_step = 1, 0
+
+    def start(self, epoch: int, step: int = 0) -> None:
+        self.epoch, self.first_step = epoch, step
+
+    def __len__(self) -> int:
+        return self.steps - self.first_step
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=g)
+        b = self.batch_size
+        for step in range(self.first_step, self.steps):
+            window = slice(step * b, (step + 1) * b)
+            yield list(zip(order[window].tolist(), seeds[window].tolist(), strict=True))
+
+
 class AugmentedImages(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Per-image reference path: one uint8 [3, 32, 32] image at a time through `transform`."""
+    """Per-image reference path: uint8 [3, 32, 32] images through `transform`, one at a time.
+
+    Indexed by (index, seed): each image is augmented under its own seed, with the process's
+    global RNG saved and restored around it, so augmentation is reproducible anywhere.
+    """
 
     def __init__(self, data: ImageSet, transform: Any) -> None:
         self.images, self.labels, self.transform = data.images, data.labels, transform
@@ -81,8 +130,12 @@ class AugmentedImages(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(self.images[i]), self.labels[i]
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            image = self.transform(self.images[index])
+        return image, self.labels[index]
 
 
 class Normalizer:
@@ -95,10 +148,9 @@ class Normalizer:
         device: torch.device,
         channels_last: bool,
     ) -> None:
-        self.scale = (1.0 / (255.0 * torch.tensor(std, device=device))).view(1, 3, 1, 1)
-        self.shift = (torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(
-            1, 3, 1, 1
-        )
+        std_t = torch.tensor(std, device=device)
+        self.scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1)
+        self.shift = (torch.tensor(mean, device=device) / std_t).view(1, 3, 1, 1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -115,6 +167,23 @@ class EvalResult:
     logits: torch.Tensor | None = None  # float32 [N, C] on CPU, when asked for
 
 
+@dataclass
+class LoopState:
+    """Where the run stands: `epoch` epochs complete plus `epoch_step` steps of the next."""
+
+    epoch: int = 0
+    step: int = 0
+    epoch_step: int = 0
+    epoch_loss_sum: float = 0.0  # sums over the steps done in the current epoch
+    epoch_correct: int = 0
+    epoch_seen: int = 0
+    epoch_time: float = 0.0
+    train_time: float = 0.0  # over the whole run, all sessions
+    images_seen: int = 0
+    wall_time: float = 0.0
+    bad_steps: int = 0  # consecutive non-finite losses
+
+
 class Trainer:
     def __init__(
         self,
@@ -125,15 +194,20 @@ class Trainer:
         events: EventWriter,
         registry: RunRegistry | None = None,
         progress: bool = True,
+        resume: bool = False,
+        config_changes: list[str] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.run_id, self.preset = cfg, run_dir, run_id, preset
         self.events, self.registry, self.progress = events, registry, progress
+        self.resume, self.config_changes = resume, config_changes or []
         self.stop_signal: int | None = None  # set from a signal handler: stop at the next step
         self.stop_after_epoch = False  # set by a control request
         self.history: list[dict[str, Any]] = []
         self.best_val_top1: float | None = None
         self.best_epoch: int | None = None
+        self.state = LoopState()
         self._last_heartbeat = time.time()
+        self._last_save = time.time()
 
     # ------------------------------------------------------------------ setup
 
@@ -168,12 +242,17 @@ class Trainer:
             memory_format=torch.channels_last if self.channels_last else torch.preserve_format,
         )
         self.normalize = Normalizer(self.data.mean, self.data.std, self.device, self.channels_last)
+        class_counts = torch.bincount(self.data.train.labels, minlength=self.num_classes).tolist()
         self.loss_fn = build_component(
-            LOSSES, "loss", cfg.loss.name, self.num_classes, **cfg.loss.params
+            LOSSES, "loss", cfg.loss.name, self.num_classes, class_counts, **cfg.loss.params
         )
         self.optimizer = build_component(
             OPTIMIZERS, "optim", cfg.optim.name, self.model, **cfg.optim.params
         )
+        if cfg.sam is not None:
+            self.optimizer = build_component(
+                SAM_VARIANTS, "sam", cfg.sam.name, self.optimizer, **cfg.sam.params
+            )
         full_steps = len(self.data.train) // cfg.data.batch_size
         cap = cfg.train.max_steps_per_epoch
         self.steps_per_epoch = min(full_steps, cap) if cap else full_steps
@@ -188,16 +267,18 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         transform = build_pipeline([(a.name, a.params) for a in cfg.augment])
-        self.loader_generator = torch.Generator()
+        self.batches = EpochBatches(
+            len(self.data.train), cfg.data.batch_size, self.steps_per_epoch, cfg.train.seed
+        )
         self.loader = DataLoader(
             AugmentedImages(self.data.train, transform),
-            batch_size=cfg.data.batch_size,
-            shuffle=True,
-            drop_last=True,
+            batch_sampler=self.batches,
             num_workers=cfg.data.num_workers,
             persistent_workers=cfg.data.num_workers > 0,
             pin_memory=cuda,
-            generator=self.loader_generator,
+            # its own generator: each new iterator draws a worker base seed from it, and drawing
+            # from the global RNG instead would make a resumed run's dropout masks differ
+            generator=torch.Generator().manual_seed(cfg.train.seed),
         )
 
     def _heartbeat(self) -> None:
@@ -207,12 +288,11 @@ class Trainer:
             self.registry.heartbeat(self.run_id)
             self._last_heartbeat = now
 
-    def _poll_control(self, epoch: int, step: int, epoch_step: int) -> None:
+    def _poll_control(self) -> None:
         """Act on requests a UI left in the run folder (see engine.control)."""
         requests = control.pending(self.run_dir)
         if "checkpoint_now" in requests:
-            if epoch_step < self.steps_per_epoch:  # at an epoch's end the regular save follows
-                self._save("last", epoch - 1, step, epoch_step)
+            self._save("last")
             control.done(self.run_dir, "checkpoint_now")
         if "stop_after_epoch" in requests:
             self.stop_after_epoch = True
@@ -226,13 +306,10 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros(2, dtype=torch.long, device=self.device)
         kept = []
-        for start in range(0, len(data), self.cfg.eval.batch_size):
-            images = data.images[start : start + self.cfg.eval.batch_size].to(
-                self.device, non_blocking=True
-            )
-            labels = data.labels[start : start + self.cfg.eval.batch_size].to(
-                self.device, non_blocking=True
-            )
+        size = self.cfg.eval.batch_size
+        for start in range(0, len(data), size):
+            images = data.images[start : start + size].to(self.device, non_blocking=True)
+            labels = data.labels[start : start + size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = self.model(self.normalize(images)).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
@@ -240,6 +317,7 @@ class Trainer:
             if keep_logits:
                 kept.append(logits.cpu())
             self._heartbeat()
+        self.model.train()
         n = max(len(data), 1)
         c1, c5 = correct.tolist()
         return EvalResult(
@@ -252,18 +330,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _state(self, epoch: int, step: int, epoch_step: int) -> dict[str, Any]:
-        """Everything a run is: `epoch` epochs complete plus `epoch_step` steps of the next."""
+    def _checkpoint_state(self) -> dict[str, Any]:
         np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]
+        self.state.wall_time = self._wall()
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "run_id": self.run_id,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "epoch_step": epoch_step,
+            "loop": asdict(self.state),
             "history": self.history,
             "best_val_top1": self.best_val_top1,
             "best_epoch": self.best_epoch,
@@ -278,43 +354,110 @@ class Trainer:
                 ],
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "loader": self.loader_generator.get_state(),
             },
             "versions": {"torch": str(torch.__version__), "python": sys.version.split()[0]},
         }
 
-    def _save(self, kind: str, epoch: int, step: int, epoch_step: int = 0) -> None:
+    def _save(self, kind: str) -> None:
         path = self.run_dir / f"{kind}.pt"
-        checkpoint.save_atomic(self._state(epoch, step, epoch_step), path)
-        self.events.emit(CheckpointSaved(epoch=epoch, kind=kind, path=str(path)))
+        try:
+            checkpoint.save_atomic(self._checkpoint_state(), path, keep_previous=kind == "last")
+        except OSError as exc:
+            raise OSError(
+                f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is intact"
+            ) from exc
+        self._last_save = time.time()
+        self.events.emit(
+            CheckpointSaved(epoch=self.state.epoch, step=self.state.step, kind=kind, path=str(path))
+        )
+
+    def _restore(self) -> None:
+        state, used, warning = checkpoint.load_with_fallback(
+            self.run_dir / "last.pt", map_location=self.device
+        )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = LoopState(**state["loop"])
+        self.history = list(state["history"])
+        self.best_val_top1, self.best_epoch = state["best_val_top1"], state["best_epoch"]
+        rng = state["rng"]
+        random.setstate(_as_tuple(rng["python"]))
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.resumed_from = (used, warning)
 
     # ------------------------------------------------------------------ the loop
 
+    def _wall(self) -> float:
+        return self._wall_before + time.time() - self._session_start
+
     def run(self) -> dict[str, Any]:
         """Train, evaluate, write summary.json; returns the summary (status done/interrupted)."""
-        t0 = time.time()
+        self._session_start = time.time()
+        self._wall_before = 0.0
         self._setup()
+        if self.resume:
+            self._restore()
+            self._wall_before = self.state.wall_time
+        self._announce()
+        cfg = self.cfg
+        status = "done"
+        try:
+            status = self._train_epochs()
+        except DivergedError:
+            status = "diverged"
+        summary = self._summary(status)
+        if status == "done" and cfg.eval.test:
+            summary.update(self._test())
+        summary["wall_s"] = self._wall()
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.registry:
+            self.registry.finish(self.run_id, status, summary)
+        self.events.emit(Finished(status=status, summary=summary))
+        return summary
+
+    def _announce(self) -> None:
         cfg, data = self.cfg, self.data
-        num_params = sum(p.numel() for p in self.model.parameters())
-        self.events.emit(
-            RunStarted(
-                run_id=self.run_id,
-                preset=self.preset,
-                dataset=data.name,
-                synthetic=data.synthetic,
-                device=str(self.device),
-                model=cfg.model.name,
-                num_params=num_params,
-                epochs=cfg.train.epochs,
-                steps_per_epoch=self.steps_per_epoch,
-                batch_size=cfg.data.batch_size,
-                train_size=len(data.train),
-                val_size=len(data.val),
-                test_size=len(data.test),
-                config=config_to_dict(cfg),
-                pid=os.getpid(),
+        info: dict[str, Any] = {
+            "run_id": self.run_id,
+            "preset": self.preset,
+            "dataset": data.name,
+            "synthetic": data.synthetic,
+            "device": str(self.device),
+            "model": cfg.model.name,
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "epochs": cfg.train.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "batch_size": cfg.data.batch_size,
+            "train_size": len(data.train),
+            "val_size": len(data.val),
+            "test_size": len(data.test),
+            "config": config_to_dict(cfg),
+            "pid": os.getpid(),
+        }
+        if self.resume:
+            used, warning = self.resumed_from
+            self.events.emit(
+                Resumed(
+                    **info,
+                    epoch=self.state.epoch,
+                    step=self.state.step,
+                    epoch_step=self.state.epoch_step,
+                    checkpoint=str(used),
+                    warning=warning,
+                    config_changes=self.config_changes,
+                )
             )
-        )
+            if self.registry:
+                self.registry.resume(
+                    self.run_id, config=config_to_dict(cfg), epochs=cfg.train.epochs
+                )
+            return
+        self.events.emit(RunStarted(**info))
         if self.registry:
             self.registry.start(
                 self.run_id,
@@ -325,134 +468,183 @@ class Trainer:
                 device=str(self.device),
                 epochs=cfg.train.epochs,
             )
-        step = 0
-        train_time = 0.0
-        images_seen = 0
-        status = "done"
-        epoch = 0
-        for epoch in range(1, cfg.train.epochs + 1):
-            self.model.train()
-            self.loader_generator.manual_seed(cfg.train.seed * 100_003 + epoch)
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            seen = 0
-            epoch_start = time.time()
-            next_event = epoch_start + cfg.train.log_interval_s
-            for epoch_step, (images, labels) in enumerate(self.loader, start=1):
+
+    def _train_epochs(self) -> str:
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        while st.epoch < cfg.train.epochs:
+            epoch = st.epoch + 1
+            self.batches.start(epoch, st.epoch_step)
+            loss_sum = torch.tensor(st.epoch_loss_sum, dtype=torch.float64, device=self.device)
+            correct = torch.tensor(st.epoch_correct, dtype=torch.long, device=self.device)
+            segment_start = time.time()
+            next_event = segment_start + cfg.train.log_interval_s
+            for images, labels in self.loader:
                 images = images.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    logits = self.model(self.normalize(images))
-                    loss = self.loss_fn(logits.float(), labels)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.scheduler.step()
-                step += 1
-                seen += labels.shape[0]
-                loss_sum += loss.detach() * labels.shape[0]
-                correct += (logits.detach().argmax(dim=1) == labels).sum()
+                self._step(images, labels, loss_sum, correct)
                 now = time.time()
-                done_epoch = epoch_step >= self.steps_per_epoch
-                if now >= next_event or done_epoch:
+                st.epoch_time += now - segment_start
+                segment_start = now
+                if now >= next_event or st.epoch_step == self.steps_per_epoch:
                     next_event = now + cfg.train.log_interval_s
-                    self.events.emit(
-                        Step(
-                            epoch=epoch,
-                            step=step,
-                            epoch_step=epoch_step,
-                            steps_per_epoch=self.steps_per_epoch,
-                            total_steps=self.total_steps,
-                            loss=loss_sum.item() / seen,
-                            top1=correct.item() / seen,
-                            lr=self.optimizer.param_groups[0]["lr"],
-                            img_per_s=seen / max(now - epoch_start, 1e-9),
-                        )
-                    )
+                    st.epoch_loss_sum, st.epoch_correct = loss_sum.item(), int(correct.item())
+                    self._emit_step(epoch)
                     self._heartbeat()
-                    self._poll_control(epoch, step, epoch_step)
-                if self.stop_signal is not None or done_epoch:
+                    self._poll_control()
+                    if now - self._last_save > cfg.train.checkpoint_every_s:
+                        self._save("last")
+                if self.stop_signal is not None:
                     break
-            epoch_s = time.time() - epoch_start
-            train_time += epoch_s
-            images_seen += seen
-            if self.stop_signal is not None and epoch_step < self.steps_per_epoch:
-                self._save("last", epoch - 1, step, epoch_step)
-                status = "interrupted"
-                epoch -= 1
-                break
-            val = self.evaluate(data.val) if len(data.val) else None
-            if val is not None and (self.best_val_top1 is None or val.top1 > self.best_val_top1):
-                self.best_val_top1, self.best_epoch = val.top1, epoch
-            record = {
-                "epoch": epoch,
-                "train_loss": loss_sum.item() / max(seen, 1),
-                "train_top1": correct.item() / max(seen, 1),
-                "val_loss": val.loss if val else None,
-                "val_top1": val.top1 if val else None,
-                "val_top5": val.top5 if val else None,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "epoch_s": epoch_s,
-            }
-            self.history.append(record)
-            self._save("last", epoch, step)
-            if val is None or self.best_epoch == epoch:
-                self._save("best", epoch, step)
+            st.epoch_loss_sum, st.epoch_correct = loss_sum.item(), int(correct.item())
+            if st.epoch_step < self.steps_per_epoch:  # stopped by a signal inside the epoch
+                self._save("last")
+                return "interrupted"
+            self._end_epoch(epoch)
+            if self.stop_signal is not None or self.stop_after_epoch:
+                return "interrupted"
+        return "done"
+
+    def _step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        loss_sum: torch.Tensor,
+        correct: torch.Tensor,
+    ) -> None:
+        """One optimizer step; a non-finite loss skips the update and is recorded.
+
+        With SAM the optimizer takes a closure: a second forward/backward at the perturbed
+        weights, with BatchNorm running statistics left as the first pass set them.
+        """
+        st = self.state
+        inputs = self.normalize(images)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(inputs)
+            loss = self.loss_fn(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            if needs_closure(self.optimizer):
+
+                def closure() -> torch.Tensor:
+                    with (
+                        frozen_bn_stats(self.model),
+                        torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
+                    ):
+                        second = self.loss_fn(self.model(inputs).float(), labels)
+                    second.backward()
+                    return second
+
+                self.optimizer.step(closure)
+            else:
+                self.optimizer.step()
+            st.bad_steps = 0
+            loss_sum += loss.detach().double() * labels.shape[0]
+            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            st.epoch_seen += labels.shape[0]
+            st.images_seen += labels.shape[0]
+        else:
+            st.bad_steps += 1
             self.events.emit(
-                EpochEnd(
-                    epoch=epoch,
-                    epochs=cfg.train.epochs,
-                    train_loss=record["train_loss"],
-                    train_top1=record["train_top1"],
-                    val_loss=record["val_loss"],
-                    val_top1=record["val_top1"],
-                    val_top5=record["val_top5"],
-                    lr=record["lr"],
-                    epoch_s=epoch_s,
-                    img_per_s=seen / max(epoch_s, 1e-9),
-                    best_val_top1=self.best_val_top1,
-                    best_epoch=self.best_epoch,
-                    eta_s=(time.time() - t0) / epoch * (cfg.train.epochs - epoch),
+                BadStep(
+                    epoch=st.epoch + 1, step=st.step + 1, loss=float(loss), consecutive=st.bad_steps
                 )
             )
-            if self.registry:
-                self.registry.record_epoch(
-                    self.run_id,
-                    epoch,
-                    {**record, "best_val_top1": self.best_val_top1, "best_epoch": self.best_epoch},
-                )
-            if self.stop_signal is not None or self.stop_after_epoch:
-                status = "interrupted"
-                break
+            if st.bad_steps >= self.cfg.train.max_bad_steps:
+                raise DivergedError
+        self.scheduler.step()
+        st.step += 1
+        st.epoch_step += 1
 
-        summary: dict[str, Any] = {
+    def _emit_step(self, epoch: int) -> None:
+        st = self.state
+        seen = max(st.epoch_seen, 1)
+        self.events.emit(
+            Step(
+                epoch=epoch,
+                step=st.step,
+                epoch_step=st.epoch_step,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=self.total_steps,
+                loss=st.epoch_loss_sum / seen,
+                top1=st.epoch_correct / seen,
+                lr=self.optimizer.param_groups[0]["lr"],
+                img_per_s=st.epoch_seen / max(st.epoch_time, 1e-9),
+            )
+        )
+
+    def _end_epoch(self, epoch: int) -> None:
+        cfg, st, data = self.cfg, self.state, self.data
+        val = self.evaluate(data.val) if len(data.val) else None
+        if val is not None and (self.best_val_top1 is None or val.top1 > self.best_val_top1):
+            self.best_val_top1, self.best_epoch = val.top1, epoch
+        seen = max(st.epoch_seen, 1)
+        record = {
+            "epoch": epoch,
+            "train_loss": st.epoch_loss_sum / seen,
+            "train_top1": st.epoch_correct / seen,
+            "val_loss": val.loss if val else None,
+            "val_top1": val.top1 if val else None,
+            "val_top5": val.top5 if val else None,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_s": st.epoch_time,
+        }
+        self.history.append(record)
+        st.train_time += st.epoch_time
+        epoch_img_per_s = st.epoch_seen / max(st.epoch_time, 1e-9)
+        st.epoch, st.epoch_step = epoch, 0
+        st.epoch_loss_sum, st.epoch_correct, st.epoch_seen, st.epoch_time = 0.0, 0, 0, 0.0
+        self._save("last")
+        if val is None or self.best_epoch == epoch:
+            self._save("best")
+        self.events.emit(
+            EpochEnd(
+                epoch=epoch,
+                epochs=cfg.train.epochs,
+                train_loss=record["train_loss"],
+                train_top1=record["train_top1"],
+                val_loss=record["val_loss"],
+                val_top1=record["val_top1"],
+                val_top5=record["val_top5"],
+                lr=record["lr"],
+                epoch_s=record["epoch_s"],
+                img_per_s=epoch_img_per_s,
+                best_val_top1=self.best_val_top1,
+                best_epoch=self.best_epoch,
+                eta_s=self._wall() / epoch * (cfg.train.epochs - epoch),
+            )
+        )
+        if self.registry:
+            self.registry.record_epoch(
+                self.run_id,
+                epoch,
+                {**record, "best_val_top1": self.best_val_top1, "best_epoch": self.best_epoch},
+            )
+
+    def _summary(self, status: str) -> dict[str, Any]:
+        st, data = self.state, self.data
+        return {
             "run_id": self.run_id,
             "status": status,
             "preset": self.preset,
             "dataset": data.name,
             "synthetic": data.synthetic,
-            "model": cfg.model.name,
-            "num_params": num_params,
+            "model": self.cfg.model.name,
+            "num_params": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
-            "epochs": cfg.train.epochs,
-            "epochs_done": epoch,
+            "epochs": self.cfg.train.epochs,
+            "epochs_done": st.epoch,
+            "step": st.step,
             "train_size": len(data.train),
             "val_size": len(data.val),
             "test_size": len(data.test),
             "best_val_top1": self.best_val_top1,
             "best_epoch": self.best_epoch,
-            "img_per_s": images_seen / train_time if train_time > 0 else None,
-            "train_s": train_time,
+            "img_per_s": st.images_seen / st.train_time if st.train_time > 0 else None,
+            "train_s": st.train_time,
+            "run_dir": str(self.run_dir),
         }
-        if status == "done" and cfg.eval.test:
-            summary.update(self._test())
-        summary["wall_s"] = time.time() - t0
-        summary["run_dir"] = str(self.run_dir)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if self.registry:
-            self.registry.finish(self.run_id, status, summary)
-        self.events.emit(Finished(status=status, summary=summary))
-        return summary
 
     def _test(self) -> dict[str, Any]:
         """Evaluate the last weights, then the best-on-validation checkpoint, on the test set.
@@ -462,7 +654,8 @@ class Trainer:
         test = self.data.test
         last_epoch = self.history[-1]["epoch"] if self.history else 0
         best_state = checkpoint.load(self.run_dir / "best.pt", map_location=self.device)
-        best_is_last = int(best_state["epoch"]) == last_epoch
+        best_epoch = int(best_state["loop"]["epoch"])
+        best_is_last = best_epoch == last_epoch
         last = self.evaluate(test, keep_logits=best_is_last)
         self.events.emit(
             Evaluated(
@@ -502,7 +695,7 @@ class Trainer:
             Evaluated(
                 split="test",
                 checkpoint="best",
-                epoch=int(best_state["epoch"]),
+                epoch=best_epoch,
                 loss=best.loss,
                 top1=best.top1,
                 top5=best.top5,
@@ -525,3 +718,8 @@ class Trainer:
             "per_class_ap": clean(curves["ap"]),
             "per_class_auc": clean(curves["auc"]),
         }
+
+
+def _as_tuple(value: Any) -> Any:
+    """random.setstate needs tuples where a checkpoint round trip may give lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value

@@ -63,13 +63,13 @@ def test_cross_entropy_matches_hand_formula_with_label_smoothing():
     logits = torch.randn(6, 5, dtype=torch.float64)
     target = torch.tensor([0, 1, 2, 3, 4, 0])
     eps = 0.1
-    loss = LOSSES.build("cross_entropy", 5, label_smoothing=eps)(logits, target)
+    loss = LOSSES.build("cross_entropy", 5, [1] * 5, label_smoothing=eps)(logits, target)
     logp = logits - logits.exp().sum(1, keepdim=True).log()
     q = torch.full_like(logp, eps / 5)
     q[torch.arange(6), target] += 1 - eps
     expected = -(q * logp).sum(1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    plain = LOSSES.build("cross_entropy", 5)(logits, target)
+    plain = LOSSES.build("cross_entropy", 5, [1] * 5)(logits, target)
     assert plain.item() == pytest.approx(-logp[torch.arange(6), target].mean().item(), rel=1e-12)
 
 

@@ -12,9 +12,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from engine.checkpoint import CheckpointError
 from engine.config import PRESETS_DIR, preset_description, preset_names
-from engine.errors import ConfigError
-from engine.events import Failed, Finished
+from engine.errors import BadInputError
+from engine.events import EVENTS_FILE, Failed, Finished
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
 from tui.headless import duration
 
@@ -41,7 +42,7 @@ def stdout_console() -> Console:
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"cifar-tui: error: {message}", markup=False, highlight=False)
+    err.print(f"cifar-tui: error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -68,50 +69,136 @@ def main_callback(
         bool, typer.Option("--json", help="print the run summary as JSON on stdout")
     ] = False,
     checkpoints: CheckpointsOpt = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="RUN", help="continue run RUN (an id, or `last`)"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="with --resume: accept a changed config")
+    ] = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    if run is None:
-        if overrides or data_dir or device or json_out:
-            raise _fail("--set, --data-dir, --device and --json need --run PRESET")
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            raise _fail(
-                "no terminal: run headless with `cifar-tui --run PRESET` (see `cifar-tui --help`)"
-            )
-        raise _fail(
-            "the dashboard is not available in this version; train headless with "
-            "`cifar-tui --run PRESET` (list presets with `cifar-tui presets`)"
+    if run is None and resume is None:
+        if overrides or data_dir or device or json_out or force:
+            raise _fail("--set, --data-dir, --device, --json and --force need --run PRESET")
+        _require_terminal()
+        raise typer.Exit(run_dashboard(checkpoints=checkpoints))
+    if force and resume is None:
+        raise _fail("--force only applies to --resume RUN")
+    raise typer.Exit(
+        run_headless(
+            run,
+            overrides or [],
+            data_dir,
+            device,
+            json_out,
+            checkpoints,
+            resume=resume,
+            force=force,
         )
-    raise typer.Exit(run_headless(run, overrides or [], data_dir, device, json_out, checkpoints))
+    )
+
+
+def _require_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise _fail(
+            "no terminal: run headless with `cifar-tui --run PRESET` (see `cifar-tui --help`)"
+        )
+
+
+def run_dashboard(
+    checkpoints: Path | None = None, attach: Path | None = None, results: Path | None = None
+) -> int:
+    """Open the Textual dashboard (imported here: the headless paths never load Textual)."""
+    from tui.app import CifarApp
+
+    app = CifarApp(checkpoints=checkpoints, attach=attach, results=results)
+    app.run()
+    return app.return_code or 0
+
+
+def find_run(run: str, checkpoints: Path | None) -> Path:
+    """A run id (or `last`, or a unique prefix) -> its folder; typer.Exit(2) when unknown."""
+    root = checkpoints_root(checkpoints)
+    ids: list[str] = []
+    if (root / DB_FILE).exists():
+        ids = [r.run_id for r in RunRegistry(root).runs()]
+    if root.is_dir():  # runs that failed before reaching the registry still have a log
+        ids += sorted(
+            (
+                p.name
+                for p in root.iterdir()
+                if (p / "events.jsonl").is_file() and p.name not in ids
+            ),
+            reverse=True,
+        )
+    if run == "last":
+        if not ids:
+            raise _fail(f"no runs in {root}")
+        return root / ids[0]
+    if run in ids or (root / run / "events.jsonl").is_file():
+        return root / run
+    matches = [i for i in ids if i.startswith(run)]
+    if len(matches) == 1:
+        return root / matches[0]
+    hint = f" ({len(matches)} runs start with it)" if matches else ""
+    raise _fail(f"unknown run {run!r} in {root}{hint}: see `cifar-tui runs`")
 
 
 def run_headless(
-    preset: str,
+    preset: str | None,
     overrides: list[str],
     data_dir: str | None,
     device: str | None,
     json_out: bool,
     checkpoints: Path | None,
+    *,
+    resume: str | None = None,
+    force: bool = False,
 ) -> int:
+    """Train (or with `resume`, continue) a run in an engine process and render its events."""
     from tui.headless import HeadlessPrinter, follow
-    from tui.launcher import ForwardSignals, exit_code, launch, resolve_config
+    from tui.launcher import (
+        ForwardSignals,
+        exit_code,
+        launch,
+        prepare_resume,
+        resolve_config,
+        start_engine,
+    )
 
     try:
-        cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
-    except ConfigError as exc:
+        if resume is not None:
+            run_dir, changes = prepare_resume(
+                resume,
+                checkpoints,
+                preset,
+                overrides,
+                data_dir=data_dir,
+                device=device,
+                force=force,
+            )
+            events_offset = (run_dir / EVENTS_FILE).stat().st_size  # show only the new part
+            process = start_engine(run_dir, ["--resume", *(f"--changed={c}" for c in changes)])
+        else:
+            assert preset is not None
+            cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
+            launched = launch(preset, cfg, checkpoints)
+            run_dir, process, events_offset = launched.run_dir, launched.process, 0
+    except (BadInputError, CheckpointError) as exc:
         raise _fail(str(exc)) from None
-    launched = launch(preset, cfg, checkpoints)
     printer = HeadlessPrinter(err, echo_failures=False)  # the engine prints its own error line
-    with ForwardSignals(launched.process):
-        final = follow(launched.run_dir, launched.process, printer)
-    code = exit_code(launched.process)
+    with ForwardSignals(process):
+        final = follow(run_dir, process, printer, offset=events_offset)
+    code = exit_code(process)
     if json_out:
         if isinstance(final, Finished):
             payload = final.summary
         elif isinstance(final, Failed):
-            payload = {"run_id": launched.run_id, "status": final.status, "message": final.message}
+            payload = {"run_id": run_dir.name, "status": final.status, "message": final.message}
         else:
-            payload = {"run_id": launched.run_id, "status": "crashed", "exit_code": code}
+            payload = {"run_id": run_dir.name, "status": "crashed", "exit_code": code}
         print(json.dumps(payload))
     return code
 
@@ -153,6 +240,17 @@ def runs(checkpoints: CheckpointsOpt = None) -> None:
             duration(r.wall_s),
         )
     stdout_console().print(table)
+
+
+@app.command()
+def attach(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="a run id (or prefix), or `last`")],
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Reopen the live view of a running or finished run from its event log."""
+    run_dir = find_run(run, checkpoints)
+    _require_terminal()
+    raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
 
 
 def main() -> None:

@@ -23,12 +23,14 @@ from rich.table import Table
 
 from engine.events import (
     EVENTS_FILE,
+    BadStep,
     EpochEnd,
     Evaluated,
     Event,
     EventTail,
     Failed,
     Finished,
+    Resumed,
     RunStarted,
     Step,
 )
@@ -101,6 +103,27 @@ class HeadlessPrinter:
             self.epoch_task = self.progress.add_task("epochs", total=e.epochs, info="")
             self.step_task = self.progress.add_task("steps ", total=e.steps_per_epoch, info="")
             self.progress.start()
+
+    def _on_resumed(self, e: Resumed) -> None:
+        self.console.print(
+            f"resuming after epoch {e.epoch} + {e.epoch_step} steps (step {e.step}) "
+            f"from {e.checkpoint}",
+            soft_wrap=True,
+        )
+        if e.warning:
+            self.console.print(f"[yellow]warning:[/] {e.warning}", soft_wrap=True)
+        if e.config_changes:
+            self.console.print(f"config changed (--force): {', '.join(e.config_changes)}")
+        self._on_run_started(e)
+        if self.progress is not None and self.epoch_task is not None:
+            self.progress.update(self.epoch_task, completed=e.epoch)
+
+    def _on_bad_step(self, e: BadStep) -> None:
+        self.console.print(
+            f"[yellow]step {e.step}: loss is {e.loss}; update skipped[/] "
+            f"({e.consecutive} in a row)",
+            soft_wrap=True,
+        )
 
     def _on_step(self, e: Step) -> None:
         if self.progress is None or self.step_task is None or self.epoch_task is None:
@@ -193,9 +216,12 @@ def _pair(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{a:.4f} / {b:.4f}"
 
 
-def follow(run_dir: Path, process: Any, printer: HeadlessPrinter) -> Event | None:
-    """Render the run's events until the engine process has exited; returns the final event."""
-    tail = EventTail(run_dir / EVENTS_FILE)
+def follow(run_dir: Path, process: Any, printer: HeadlessPrinter, offset: int = 0) -> Event | None:
+    """Render the run's events (from byte `offset`) until the engine process has exited.
+
+    Returns the final event (`finished` or `failed`), or None if the engine died silently.
+    """
+    tail = EventTail(run_dir / EVENTS_FILE, offset)
     while True:
         alive = process.poll() is None
         for event in tail.poll():

@@ -17,8 +17,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.config import RunConfig, dump_config, load_config
-from engine.runs import checkpoints_root, create_run_dir
+from engine.checkpoint import CheckpointError, previous_path, read_verified
+from engine.config import RunConfig, config_to_dict, dump_config, load_config
+from engine.errors import BadInputError, ConfigError
+from engine.runs import checkpoints_root, create_run_dir, find_run
 
 
 @dataclass
@@ -51,22 +53,53 @@ def launch(
     checkpoints: str | Path | None = None,
     *,
     stdout: Any = None,
+    stderr: Any = None,
+    log_file: str | None = None,
 ) -> LaunchedRun:
-    """Create the run folder (resolved config.yaml) and start the engine process on it."""
+    """Create the run folder (resolved config.yaml) and start the engine process on it.
+
+    `stdout` / `stderr`: where the engine's output goes (default: our stderr, inherited).
+    `log_file`: a file name inside the run folder that takes both instead (the dashboard's
+    choice: the terminal belongs to the UI); it wins over `stdout` and `stderr`.
+    """
     name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
     run_id, run_dir = create_run_dir(checkpoints_root(checkpoints), name, dump_config(cfg))
+    process = start_engine(run_dir, [], stdout=stdout, stderr=stderr, log_file=log_file)
+    return LaunchedRun(run_id, run_dir, cfg, process)
+
+
+def start_engine(
+    run_dir: Path,
+    extra_args: list[str],
+    *,
+    stdout: Any = None,
+    stderr: Any = None,
+    log_file: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `python -m engine run RUN_DIR [extra_args]` in its own session (see `launch`)."""
     env = dict(os.environ)
     # the engine must import the same code as this process, installed or not
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(run_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout if stdout is not None else sys.stderr,
-        start_new_session=True,
-        env=env,
-    )
-    return LaunchedRun(run_id, run_dir, cfg, process)
+    out = stdout if stdout is not None else sys.stderr
+    err = stderr
+    log = None
+    if log_file is not None:
+        log = (run_dir / log_file).open("ab")
+        out = err = log
+    try:
+        quiet = ["--no-progress"] if log is not None else []
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine", "run", str(run_dir), *quiet, *extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            env=env,
+        )
+    finally:
+        if log is not None:
+            log.close()  # the child holds its own descriptor
 
 
 def exit_code(process: subprocess.Popen[bytes]) -> int:
@@ -96,3 +129,80 @@ class ForwardSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------- resume
+
+# keys that say where a run executes, not what it computes: they may differ on resume
+WHERE_KEYS = {
+    "description",
+    "data.data_dir",
+    "data.download",
+    "data.num_workers",
+    "train.device",
+    "train.log_interval_s",
+    "train.checkpoint_every_s",
+}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, child in items:
+        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (where-keys excluded)."""
+    a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in WHERE_KEYS)
+
+
+def prepare_resume(
+    run_ref: str,
+    checkpoints: str | Path | None,
+    preset: str | None,
+    overrides: list[str],
+    *,
+    data_dir: str | None = None,
+    device: str | None = None,
+    force: bool = False,
+) -> tuple[Path, list[str]]:
+    """Find the run, check its checkpoint and config; returns (run folder, changed keys).
+
+    Without `preset` the run's own config.yaml is the preset. A changed recipe is refused unless
+    `force`; then the new config replaces config.yaml (the old one is kept as config.prev.yaml).
+    Raises BadInputError / ConfigError / CheckpointError with a one-line message.
+    """
+    run_dir = find_run(checkpoints_root(checkpoints), run_ref)
+    last = run_dir / "last.pt"
+    try:
+        read_verified(last)
+    except CheckpointError:
+        if not previous_path(last).exists():
+            raise
+        read_verified(previous_path(last))  # the engine falls back to it, with a warning
+    old = load_config(str(run_dir / "config.yaml"))
+    new = resolve_config(
+        preset or str(run_dir / "config.yaml"), overrides, data_dir=data_dir, device=device
+    )
+    changes = config_changes(old, new)
+    if changes and not force:
+        shown = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
+        raise ConfigError(
+            f"run {run_dir.name} was started with a different config ({shown}); resume with the "
+            "same preset and --set values, or add --force to continue with the new one"
+        )
+    summary = run_dir / "summary.json"
+    if not changes and summary.exists() and json.loads(summary.read_text()).get("status") == "done":
+        raise BadInputError(f"run {run_dir.name} has already finished; nothing to resume")
+    if config_to_dict(old) != config_to_dict(new):
+        (run_dir / "config.prev.yaml").write_text((run_dir / "config.yaml").read_text())
+        (run_dir / "config.yaml").write_text(dump_config(new))
+    return run_dir, changes

@@ -1,0 +1,729 @@
+"""Optimizers (Adam family, Lookahead/Ranger, SAM/ASAM) and losses (CE, focal, class-balanced,
+OHEM), each against an independent reference: the paper's formula coded by hand, a hand-computed
+case, torch's own implementation where one exists, or a slow per-sample loop."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import ConfigError, parse_config
+from engine.lookahead import Lookahead
+from engine.losses import LOSSES
+from engine.optim import OPTIMIZERS, SAM_VARIANTS
+from engine.registry import Registry
+from engine.sam import SAM, frozen_bn_stats, needs_closure
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Quadratic(nn.Module):
+    """loss = 0.5 * sum(a * w^2) + sum(c * w) + 0.5 * sum((b - 1)^2): gradients known in closed
+    form (g_w = a * w + c, g_b = b - 1); w is a "kernel" (decayed), b a "bias" (not decayed)."""
+
+    A = np.array([[1.0, 2.0], [0.5, 3.0]])
+    C = np.array([[0.3, -0.2], [0.1, 0.0]])
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 1.5]], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([0.2, -0.4], dtype=torch.float64))
+
+    def loss(self) -> torch.Tensor:
+        a = torch.from_numpy(self.A)
+        c = torch.from_numpy(self.C)
+        return 0.5 * (a * self.w**2).sum() + (c * self.w).sum() + 0.5 * ((self.b - 1) ** 2).sum()
+
+    @classmethod
+    def grads(cls, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return cls.A * w + cls.C, b - 1.0
+
+
+def _start() -> tuple[np.ndarray, np.ndarray]:
+    m = _Quadratic()
+    return m.w.detach().numpy().copy(), m.b.detach().numpy().copy()
+
+
+def _train(model: _Quadratic, opt: torch.optim.Optimizer, steps: int) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss().backward()
+        opt.step()
+
+
+def _assert_close(model: _Quadratic, w: np.ndarray, b: np.ndarray) -> None:
+    np.testing.assert_allclose(model.w.detach().numpy(), w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.b.detach().numpy(), b, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- Adam family
+
+
+def _adam_by_hand(steps, lr, b1, b2, eps, wd, decoupled, rectified=False):
+    """Kingma & Ba 2015 Alg. 1 (L2 decay added to the gradient), Loshchilov & Hutter 2019 Alg. 2
+    (decoupled: w *= 1 - lr * wd), Liu et al. 2020 Alg. 2 (RAdam, rho_t > 5 rectified, else
+    un-adapted momentum). Decay only on the kernel w. eps as torch places it: after sqrt(v)."""
+    params = list(_start())
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    rho_inf = 2 / (1 - b2) - 1
+    for t in range(1, steps + 1):
+        grads = list(_Quadratic.grads(*params))
+        for i in range(2):
+            decay = wd if i == 0 else 0.0
+            g = grads[i]
+            if decoupled:
+                params[i] = params[i] * (1 - lr * decay)
+            else:
+                g = g + decay * params[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat = m[i] / (1 - b1**t)
+            if not rectified:
+                v_hat = v[i] / (1 - b2**t)
+                params[i] = params[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
+                continue
+            rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+            if rho_t > 5:
+                r = math.sqrt(
+                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                )
+                adaptive = math.sqrt(1 - b2**t) / (np.sqrt(v[i]) + eps)
+                params[i] = params[i] - lr * m_hat * r * adaptive
+            else:
+                params[i] = params[i] - lr * m_hat
+    return params
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "decoupled", "rectified"),
+    [
+        ("adam", {}, False, False),
+        ("adam", {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1}, False, False),
+        ("adamw", {}, True, False),
+        ("adamw", {"lr": 0.02, "weight_decay": 0.5, "eps": 1e-6}, True, False),
+        ("radam", {"lr": 0.01, "weight_decay": 0.1}, False, True),
+        ("radam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}, True, True),
+    ],
+)
+def test_adam_family_matches_the_papers_update_rules(name, options, decoupled, rectified):
+    steps = 10  # RAdam: rho_t > 5 from t = 6 on with beta2 0.999, so both branches run
+    model = _Quadratic()
+    opt = OPTIMIZERS.build(name, model, **options)
+    _train(model, opt, steps)
+    defaults = inspect.signature(OPTIMIZERS.get(name)).parameters
+    o = {k: options.get(k, defaults[k].default) for k in ("lr", "beta1", "beta2", "eps")}
+    wd = options.get("weight_decay", defaults["weight_decay"].default)
+    w, b = _adam_by_hand(
+        steps, o["lr"], o["beta1"], o["beta2"], o["eps"], wd, decoupled, rectified=rectified
+    )
+    _assert_close(model, w, b)
+
+
+def test_adam_family_rejects_a_beta_of_one():
+    for name in ("adam", "adamw", "radam", "ranger"):
+        with pytest.raises(ValueError, match="beta2 must be in"):
+            OPTIMIZERS.build(name, _Quadratic(), beta2=1.0)
+
+
+# --------------------------------------------------------------------------- Lookahead / Ranger
+
+
+def _sgd_lookahead_by_hand(steps, lr, mu, k, alpha):
+    """Zhang et al. 2019 Alg. 1 over heavy-ball SGD: slow weights from the start, momentum kept."""
+    fast = list(_start())
+    slow = [p.copy() for p in fast]
+    vel = [np.zeros_like(p) for p in fast]
+    for t in range(1, steps + 1):
+        grads = _Quadratic.grads(*fast)
+        for i in range(2):
+            vel[i] = mu * vel[i] + grads[i]
+            fast[i] = fast[i] - lr * vel[i]
+        if t % k == 0:
+            for i in range(2):
+                slow[i] = slow[i] + alpha * (fast[i] - slow[i])
+                fast[i] = slow[i].copy()
+    return fast
+
+
+def test_lookahead_matches_the_algorithm_by_hand():
+    for steps in (2, 3, 7):  # before, at and after synchronisations
+        model = _Quadratic()
+        base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        opt = Lookahead(base, k=3, alpha=0.4)
+        _train(model, opt, steps)
+        _assert_close(model, *_sgd_lookahead_by_hand(steps, 0.1, 0.9, 3, 0.4))
+
+
+def test_ranger_is_radam_plus_lookahead():
+    model = _Quadratic()
+    opt = OPTIMIZERS.build("ranger", model, k=4, alpha=0.3, lr=0.01)
+    assert isinstance(opt, Lookahead) and isinstance(opt.base, torch.optim.RAdam)
+    assert (opt.k, opt.alpha) == (4, 0.3)
+    assert opt.param_groups is opt.base.param_groups
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.95, 0.999) and group["eps"] == 1e-5 and group["lr"] == 0.01
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
+    # the same run through torch's RAdam and a hand-written lookahead
+    ref = _Quadratic()
+    ref_opt = torch.optim.RAdam(
+        [{"params": [ref.w], "weight_decay": 5e-4}, {"params": [ref.b], "weight_decay": 0.0}],
+        lr=0.01,
+        betas=(0.95, 0.999),
+        eps=1e-5,
+    )
+    slow = [p.detach().clone() for p in ref.parameters()]
+    for t in range(1, 10):
+        _train(model, opt, 1)
+        _train(ref, ref_opt, 1)
+        if t % 4 == 0:
+            with torch.no_grad():
+                for s, p in zip(slow, ref.parameters(), strict=True):
+                    s += 0.3 * (p - s)
+                    p.copy_(s)
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_lookahead_validates_k_and_alpha():
+    base = torch.optim.SGD(_Quadratic().parameters(), lr=0.1)
+    for k, alpha in ((0, 0.5), (2.5, 0.5), (3, 0.0), (3, 1.5)):
+        with pytest.raises(ValueError):
+            Lookahead(base, k=k, alpha=alpha)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- SAM / ASAM
+
+
+def _sam_step_by_hand(rho, lr, adaptive):
+    """One SAM/ASAM step over plain SGD (davda54/sam): the perturbation and the new weights."""
+    w = list(_start())
+    g = _Quadratic.grads(*w)
+    t = [np.abs(p) if adaptive else np.ones_like(p) for p in w]
+    norm = math.sqrt(sum(float(((ti * gi) ** 2).sum()) for ti, gi in zip(t, g, strict=True)))
+    e = [ti**2 * gi * rho / (norm + 1e-12) for ti, gi in zip(t, g, strict=True)]
+    perturbed = [p + ei for p, ei in zip(w, e, strict=True)]
+    g2 = _Quadratic.grads(*perturbed)
+    return perturbed, [p - lr * gi for p, gi in zip(w, g2, strict=True)]
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_perturbation_and_step_match_a_hand_computation(adaptive):
+    rho, lr = 0.3, 0.1
+    perturbed, updated = _sam_step_by_hand(rho, lr, adaptive)
+
+    # manual two-step API
+    model = _Quadratic()
+    opt = SAM(torch.optim.SGD(model.parameters(), lr=lr), rho=rho, adaptive=adaptive)
+    model.loss().backward()
+    opt.first_step(zero_grad=True)
+    _assert_close(model, *perturbed)
+    model.loss().backward()
+    opt.second_step(zero_grad=True)
+    _assert_close(model, *updated)
+
+    # step(closure): the same update, and the closure's loss is the perturbed loss
+    model2 = _Quadratic()
+    opt2 = SAM(torch.optim.SGD(model2.parameters(), lr=lr), rho=rho, adaptive=adaptive)
+    model2.loss().backward()
+
+    def closure() -> torch.Tensor:
+        loss = model2.loss()
+        loss.backward()
+        return loss
+
+    loss = opt2.step(closure)
+    _assert_close(model2, *updated)
+    w, b = perturbed
+    expected = (
+        0.5 * (_Quadratic.A * w**2).sum() + (_Quadratic.C * w).sum() + 0.5 * ((b - 1) ** 2).sum()
+    )
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_sam_norm_is_over_all_parameters_and_asam_scales_with_w():
+    """rho * g / ||g||: the whole perturbation has length rho; ASAM's ||e / |w| || = rho."""
+    rho = 0.7
+    for adaptive in (False, True):
+        model = _Quadratic()
+        before = [p.detach().clone() for p in model.parameters()]
+        opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=rho, adaptive=adaptive)
+        model.loss().backward()
+        opt.first_step()
+        e = [p.detach() - q for p, q in zip(model.parameters(), before, strict=True)]
+        scaled = [ei / q.abs() if adaptive else ei for ei, q in zip(e, before, strict=True)]
+        assert math.sqrt(sum(float((s**2).sum()) for s in scaled)) == pytest.approx(rho, rel=1e-9)
+        opt.second_step()
+
+
+def test_sam_restores_the_weights_exactly_before_the_base_step():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    before = copy.deepcopy(model.state_dict())
+    opt = SAM(torch.optim.SGD(model.parameters(), lr=0.0), rho=0.5, adaptive=True)
+    x = torch.randn(4, 5)
+    model(x).square().sum().backward()
+    opt.first_step(zero_grad=True)
+    assert not torch.equal(model[0].weight, before["0.weight"])
+    model(x).square().sum().backward()
+    opt.second_step()  # lr 0: the base step changes nothing, so w must be back bit-exactly
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_sam_misuse_is_an_error_not_a_silent_step():
+    model = _Quadratic()
+    opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05, adaptive=False)
+    with pytest.raises(RuntimeError, match="gradients"):
+        opt.first_step()
+    with pytest.raises(RuntimeError, match="closure"):
+        opt.step()
+    with pytest.raises(RuntimeError, match="without first_step"):
+        opt.second_step()
+    model.loss().backward()
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def failing() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        opt.step(failing)
+    for p, q in zip(model.parameters(), before, strict=True):  # perturbation undone
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError):
+        SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.0, adaptive=False)
+
+
+def test_sam_shares_param_groups_with_the_base_so_schedules_drive_it():
+    model = _Quadratic()
+    opt = SAM_VARIANTS.build("asam", OPTIMIZERS.build("sgd", model, lr=0.1))
+    assert opt.param_groups is opt.base.param_groups and opt.state is opt.base.state
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
+
+    def closure() -> torch.Tensor:
+        loss = model.loss()
+        loss.backward()
+        return loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+        for step in range(3):
+            assert opt.base.param_groups[0]["lr"] == pytest.approx(0.1 / (step + 1))
+            opt.zero_grad()
+            model.loss().backward()
+            opt.step(closure)
+            sched.step()
+
+
+def test_sam_variants_and_needs_closure():
+    model = _Quadratic()
+    sam = SAM_VARIANTS.build("sam", OPTIMIZERS.build("sgd", model))
+    asam = SAM_VARIANTS.build("asam", OPTIMIZERS.build("ranger", model))
+    assert (sam.rho, sam.adaptive) == (0.05, False) and (asam.rho, asam.adaptive) == (2.0, True)
+    assert needs_closure(sam) and needs_closure(asam)
+    assert not needs_closure(OPTIMIZERS.build("sgd", model))
+    assert not needs_closure(OPTIMIZERS.build("ranger", model))
+
+
+# --------------------------------------------------------------------------- frozen BN statistics
+
+
+class _ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.bn_cma = nn.BatchNorm2d(4, momentum=None)  # cumulative average: uses the counter
+        self.fc = nn.Linear(4, 6)
+        self.bn1d = nn.BatchNorm1d(6)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_cma(self.bn(self.conv(x))).relu().mean(dim=(2, 3))
+        return self.head(self.bn1d(self.fc(x)).relu())
+
+
+def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.named_buffers()}
+
+
+def test_frozen_bn_stats_leaves_running_statistics_untouched():
+    torch.manual_seed(0)
+    model = _ConvBN().train()
+    x = torch.randn(8, 3, 6, 6)
+    model(x)  # statistics that are not the initial ones
+    reference = copy.deepcopy(model)
+    before = _bn_buffers(model)
+    assert {k.rsplit(".", 1)[1] for k in before} == {
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }
+    with frozen_bn_stats(model):
+        out = model(x * 2 + 1)
+        out.square().sum().backward()
+    after = _bn_buffers(model)
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    # the output is the ordinary training-mode output (batch statistics)
+    assert torch.equal(out, reference(x * 2 + 1))
+    # and afterwards the statistics are tracked again
+    model(x)
+    assert int(model.bn.num_batches_tracked) == int(before["bn.num_batches_tracked"]) + 1
+    assert not torch.equal(model.bn.running_mean, before["bn.running_mean"])
+
+
+def test_frozen_bn_stats_leaves_eval_mode_layers_alone():
+    torch.manual_seed(0)
+    model = _ConvBN().train()
+    x = torch.randn(8, 3, 6, 6)
+    model(x)
+    model.bn.eval()  # e.g. a frozen layer while fine-tuning: normalises with running stats
+    reference = copy.deepcopy(model)
+    with frozen_bn_stats(model):
+        out = model(x)
+    assert torch.equal(out, reference(x))
+    assert model.bn.track_running_stats and model.bn1d.track_running_stats
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+def _resume_setup(kind: str, seed: int):
+    torch.manual_seed(seed)
+    model = _ConvBN()
+    if kind == "ranger":
+        opt = OPTIMIZERS.build("ranger", model, k=3, lr=0.01)
+    elif kind == "adamw":
+        opt = OPTIMIZERS.build("adamw", model, lr=0.01)
+    elif kind == "sgd+asam":
+        opt = SAM_VARIANTS.build("asam", OPTIMIZERS.build("sgd", model, lr=0.05), rho=0.5)
+    elif kind == "ranger+sam":
+        opt = SAM_VARIANTS.build("sam", OPTIMIZERS.build("ranger", model, k=3, lr=0.01))
+    else:
+        raise AssertionError(kind)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.9**s)
+    return model, opt, sched
+
+
+def _resume_steps(model, opt, sched, batches):
+    model.train()
+    for x, y in batches:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        if needs_closure(opt):
+
+            def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+                with frozen_bn_stats(model):
+                    loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        else:
+            opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("kind", ["ranger", "adamw", "sgd+asam", "ranger+sam"])
+def test_exact_resume_through_torch_save_and_weights_only_load(kind):
+    g = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randn(6, 3, 5, 5, generator=g), torch.randint(0, 5, (6,), generator=g))
+        for _ in range(9)
+    ]
+    n = 4  # with k = 3: one synchronisation before the checkpoint, two after, mid-cycle save
+
+    straight = _resume_setup(kind, seed=0)
+    _resume_steps(*straight, batches)
+
+    first = _resume_setup(kind, seed=0)
+    _resume_steps(*first, batches[:n])
+    model, opt, sched = first
+    if isinstance(opt.base if isinstance(opt, SAM) else opt, Lookahead):
+        la = opt.base if isinstance(opt, SAM) else opt
+        assert la.state_dict()["lookahead"]["steps"] == n
+        assert len(la.state_dict()["lookahead"]["slow"]) == len(list(model.parameters()))
+    buffer = io.BytesIO()
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, buffer
+    )
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+
+    resumed = _resume_setup(kind, seed=123)  # different initial weights: all must come from disk
+    resumed[0].load_state_dict(saved["model"])
+    resumed[1].load_state_dict(saved["opt"])
+    resumed[2].load_state_dict(saved["sched"])
+    _resume_steps(*resumed, batches[n:])
+
+    ref_state = straight[0].state_dict()
+    for k, v in resumed[0].state_dict().items():
+        assert torch.equal(v, ref_state[k]), k
+
+
+def test_lookahead_state_dict_is_checked_on_load():
+    model = _Quadratic()
+    opt = OPTIMIZERS.build("ranger", model)
+    _train(model, opt, 2)
+    with pytest.raises(ValueError, match="not a Lookahead state dict"):
+        opt.load_state_dict(opt.base.state_dict())
+    state = opt.state_dict()
+    state["lookahead"]["slow"] = {0: torch.zeros(5, 5)}
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- losses: CE
+
+
+def _logits_and_targets(b=7, c=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, c, dtype=torch.float64, generator=g) * 2
+    hard = torch.randint(0, c, (b,), generator=g)
+    mix = torch.rand(b, 1, dtype=torch.float64, generator=g)
+    perm = torch.randperm(b, generator=g)
+    soft = mix * F.one_hot(hard, c) + (1 - mix) * F.one_hot(hard[perm], c)  # MixUp-like
+    return logits, hard, soft.to(torch.float64)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_cross_entropy_soft_targets_match_torch_probability_targets(eps):
+    logits, hard, soft = _logits_and_targets()
+    loss_fn = LOSSES.build("cross_entropy", 5, [1] * 5, label_smoothing=eps)
+    torch_soft = F.cross_entropy(logits, soft, label_smoothing=eps)
+    assert loss_fn(logits, soft).item() == pytest.approx(torch_soft.item(), rel=1e-12)
+    # one-hot soft targets are the hard targets
+    one_hot = F.one_hot(hard, 5).to(torch.float64)
+    assert loss_fn(logits, one_hot).item() == pytest.approx(loss_fn(logits, hard).item(), rel=1e-12)
+    # and the gradient agrees with torch's too
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    loss_fn(a, soft).backward()
+    F.cross_entropy(b, soft, label_smoothing=eps).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_losses_reject_malformed_targets():
+    logits, hard, soft = _logits_and_targets()
+    for name in LOSSES.names():
+        loss_fn = LOSSES.build(name, 5, [3] * 5)
+        with pytest.raises(ValueError):
+            loss_fn(logits, soft[:, :4])
+        with pytest.raises(ValueError):
+            loss_fn(logits, hard[:, None])
+
+
+# --------------------------------------------------------------------------- losses: focal
+
+
+def _focal_by_loop(logits, q, gamma):
+    total = 0.0
+    for row, qrow in zip(logits.tolist(), q.tolist(), strict=True):
+        z = sum(math.exp(v) for v in row)
+        for v, qc in zip(row, qrow, strict=True):
+            p = math.exp(v) / z
+            total += -qc * (1 - p) ** gamma * math.log(p)
+    return total / len(logits)
+
+
+def _smoothed(q, eps, c):
+    return q * (1 - eps) + eps / c
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.0])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_focal_matches_a_slow_per_sample_loop(gamma, eps):
+    logits, hard, soft = _logits_and_targets()
+    loss_fn = LOSSES.build("focal", 5, [1] * 5, gamma=gamma, label_smoothing=eps)
+    one_hot = F.one_hot(hard, 5).to(torch.float64)
+    for target, q in ((hard, one_hot), (soft, soft)):
+        expected = _focal_by_loop(logits, _smoothed(q, eps, 5), gamma)
+        assert loss_fn(logits, target).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_focal_hand_case_and_gamma_zero_is_cross_entropy():
+    # two classes, equal logits: p = 1/2, FL = -(1/2)^2 * log(1/2) = ln(2) / 4
+    loss = LOSSES.build("focal", 2, [1, 1])(torch.zeros(1, 2), torch.tensor([1]))
+    assert loss.item() == pytest.approx(math.log(2) / 4, rel=1e-6)
+    logits, hard, soft = _logits_and_targets()
+    for eps in (0.0, 0.2):
+        focal = LOSSES.build("focal", 5, [1] * 5, gamma=0.0, label_smoothing=eps)
+        for target in (hard, soft):
+            ce = F.cross_entropy(logits, target, label_smoothing=eps)
+            assert focal(logits, target).item() == pytest.approx(ce.item(), rel=1e-12)
+
+
+def test_focal_gradient_stays_finite_when_a_class_is_certain():
+    logits = torch.tensor([[200.0, 0.0, -5.0]], requires_grad=True)  # p_0 == 1 in float32
+    for gamma in (0.5, 2.0):
+        logits.grad = None
+        LOSSES.build("focal", 3, [1] * 3, gamma=gamma)(logits, torch.tensor([0])).backward()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+# --------------------------------------------------------------------------- losses: class-balanced
+
+
+def test_class_balanced_weights_match_the_formula_by_hand():
+    # beta 0.9, counts (100, 10, 1). Effective numbers E_n = (1 - 0.9^n) / 0.1:
+    #   0.9^10 = 0.3486784401          -> E_10  = 6.513215599
+    #   0.9^100 = 2.65613988876e-5     -> E_100 = 9.99973438601
+    #   E_1 = 1
+    # w ~ 1/E = (0.100002656210, 0.153533993279, 1), sum 1.253536649489, scaled to sum 3:
+    expected = [0.239329236009, 0.367441973096, 2.393228790895]
+    loss_fn = LOSSES.build("class_balanced", 3, [100, 10, 1], beta=0.9)
+    weights = loss_fn.class_weights.tolist()
+    assert weights == pytest.approx(expected, rel=1e-10)
+    assert sum(weights) == pytest.approx(3.0)
+    # the loss: mean over the batch of w_y * CE_i (Cui et al.'s plain mean, not torch's
+    # weight-normalised one)
+    logits, _, _ = _logits_and_targets(b=6, c=3)
+    target = torch.tensor([0, 1, 2, 2, 1, 0])
+    ce = F.cross_entropy(logits, target, reduction="none")
+    manual = sum(expected[t] * ce[i].item() for i, t in enumerate(target.tolist())) / 6
+    assert loss_fn(logits, target).item() == pytest.approx(manual, rel=1e-9)
+    # soft targets: sum_c w_c q_c (-log p_c)
+    soft = torch.tensor([[0.5, 0.5, 0.0]] * 3 + [[0.0, 0.25, 0.75]] * 3, dtype=torch.float64)
+    logp = F.log_softmax(logits, 1)
+    manual_soft = -(soft * torch.tensor(expected, dtype=torch.float64) * logp).sum(1).mean()
+    assert loss_fn(logits, soft).item() == pytest.approx(manual_soft.item(), rel=1e-9)
+
+
+def test_class_balanced_limits_and_bases():
+    logits, hard, soft = _logits_and_targets()
+    # equal counts -> all weights 1 -> plain CE, for any beta
+    for beta in (0.0, 0.9, 0.9999, 1.0):
+        loss_fn = LOSSES.build("class_balanced", 5, [50] * 5, beta=beta)
+        for target in (hard, soft):
+            ce = F.cross_entropy(logits, target)
+            assert loss_fn(logits, target).item() == pytest.approx(ce.item(), rel=1e-12)
+    counts = [400, 100, 50, 20, 10]
+    # beta 0: no re-weighting; beta 1: inverse frequency
+    assert LOSSES.build("class_balanced", 5, counts, beta=0.0).class_weights.tolist() == [1.0] * 5
+    inv = [1 / n for n in counts]
+    inv = [5 * v / sum(inv) for v in inv]
+    assert LOSSES.build("class_balanced", 5, counts, beta=1.0).class_weights.tolist() == (
+        pytest.approx(inv, rel=1e-12)
+    )
+    # focal base: w_y * focal term, against the slow loop
+    cb = LOSSES.build("class_balanced", 5, counts, beta=0.99, base="focal", gamma=1.5)
+    w = cb.class_weights
+    q = F.one_hot(hard, 5).to(torch.float64) * w
+    assert cb(logits, hard).item() == pytest.approx(_focal_by_loop(logits, q, 1.5), rel=1e-12)
+    with pytest.raises(ValueError, match="gamma only applies"):
+        LOSSES.build("class_balanced", 5, counts, gamma=1.0)
+    with pytest.raises(ValueError, match="class 2 has none"):
+        LOSSES.build("class_balanced", 5, [5, 5, 0, 5, 5])
+    with pytest.raises(ValueError, match="5 classes"):
+        LOSSES.build("class_balanced", 5, [5, 5])
+
+
+# --------------------------------------------------------------------------- losses: OHEM
+
+
+def test_ohem_keeps_the_hardest_fraction_sorted_by_hand():
+    logits, hard, soft = _logits_and_targets(b=10)
+    for target, q in ((hard, F.one_hot(hard, 5).to(torch.float64)), (soft, soft)):
+        per_sample = []
+        for row, qrow in zip(logits.tolist(), q.tolist(), strict=True):
+            lse = math.log(sum(math.exp(v) for v in row))
+            per_sample.append(-sum(qc * (v - lse) for v, qc in zip(row, qrow, strict=True)))
+        ranked = sorted(per_sample, reverse=True)
+        for ratio, kept in ((0.7, 7), (0.25, 3), (0.01, 1), (1.0, 10)):
+            loss = LOSSES.build("ohem", 5, [1] * 5, keep_ratio=ratio)(logits, target)
+            assert loss.item() == pytest.approx(sum(ranked[:kept]) / kept, rel=1e-12), ratio
+    # only the kept samples get a gradient
+    x = logits.clone().requires_grad_()
+    LOSSES.build("ohem", 5, [1] * 5, keep_ratio=0.3)(x, hard).backward()
+    assert x.grad is not None
+    assert int((x.grad.abs().sum(1) > 0).sum()) == 3
+
+
+# --------------------------------------------------------------------------- registry contracts
+
+
+ANNOTATIONS = {"int", "float", "bool", "str"}
+
+
+def _user_options(registry: Registry, name: str, positional: list[str]):
+    params = list(inspect.signature(registry.get(name)).parameters.values())
+    assert [p.name for p in params[: len(positional)]] == positional, name
+    for p in params[: len(positional)]:
+        assert p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD), (name, p.name)
+    options = params[len(positional) :]
+    for p in options:
+        assert p.kind is p.KEYWORD_ONLY, (name, p.name)
+        assert p.default is not p.empty, (name, p.name)
+        assert p.annotation in ANNOTATIONS, (name, p.name, p.annotation)
+    return options
+
+
+@pytest.mark.parametrize(
+    ("registry", "positional"),
+    [
+        (OPTIMIZERS, ["model"]),
+        (LOSSES, ["num_classes", "class_counts"]),
+        (SAM_VARIANTS, ["optimizer"]),
+    ],
+    ids=["optimizers", "losses", "sam_variants"],
+)
+def test_every_option_is_keyword_only_with_a_default_limit_or_choice(registry, positional):
+    for name in registry.names():
+        limits, choices = registry.limits(name), registry.choices(name)
+        options = {p.name: p for p in _user_options(registry, name, positional)}
+        assert set(limits) <= set(options) and set(choices) <= set(options), name
+        for key, p in options.items():
+            if p.annotation in ("int", "float"):
+                assert key in limits, f"{name}.{key} has no limit"
+                lo, hi, open_lo = limits[key]
+                assert lo is None or (p.default > lo if open_lo else p.default >= lo), key
+                assert hi is None or p.default <= hi, key
+            if p.annotation == "str":
+                assert key in choices and p.default in choices[key], f"{name}.{key}"
+
+
+def test_every_entry_builds_with_its_defaults_and_works():
+    x = torch.randn(4, 3, 5, 5)
+    y = torch.tensor([0, 1, 2, 1])
+    for name in OPTIMIZERS.names():
+        torch.manual_seed(0)
+        model = _ConvBN()
+        opt = OPTIMIZERS.build(name, model)
+        assert isinstance(opt, torch.optim.Optimizer)
+        decays = sorted(g["weight_decay"] for g in opt.param_groups)
+        assert decays[0] == 0.0 and decays[1] > 0, name  # no decay on biases/norm params
+        before = [p.detach().clone() for p in model.parameters()]
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+        for variant in SAM_VARIANTS.names():
+            assert needs_closure(SAM_VARIANTS.build(variant, opt))
+    logits = torch.randn(4, 5, requires_grad=True)
+    soft = F.softmax(torch.randn(4, 5), 1)
+    for name in LOSSES.names():
+        loss_fn = LOSSES.build(name, 5, [10, 20, 30, 40, 50])
+        for target in (torch.tensor([0, 4, 2, 2]), soft):
+            loss = loss_fn(logits, target)
+            assert loss.shape == () and torch.isfinite(loss), name
+            loss.backward()
+
+
+def test_config_applies_the_new_limits():
+    ok = parse_config({"loss": {"name": "ohem", "keep_ratio": 1}, "optim": {"name": "ranger"}})
+    assert ok.loss.params["keep_ratio"] == 1 and ok.optim.params["k"] == 6
+    with pytest.raises(ConfigError, match=r"loss\.keep_ratio = 0\.0 is out of range \(0, 1\]"):
+        parse_config({"loss": {"name": "ohem", "keep_ratio": 0}})
+    with pytest.raises(ConfigError, match=r"optim\.alpha = 0\.0 is out of range \(0, 1\]"):
+        parse_config({"optim": {"name": "ranger", "alpha": 0}})
+    with pytest.raises(ConfigError, match=r"loss\.base"):
+        parse_config({"loss": {"name": "class_balanced", "base": "ohem"}})

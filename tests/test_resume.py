@@ -1,0 +1,112 @@
+"""Exact resume: stopping after any step and continuing gives the uninterrupted result."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import checkpoint
+from engine.config import load_config
+from engine.events import EventWriter, read_events
+from engine.trainer import Trainer
+
+# 10 steps per epoch, dropout on (so the torch RNG matters), crop + flip (augmentation seeds)
+TINY = [
+    "model.name=wrn",
+    "model.depth=10",
+    "model.width=1",
+    "model.dropout=0.2",
+    "data.subset=320",
+    "data.val_size=100",
+    "train.epochs=3",
+    "eval.test=false",
+]
+
+
+def _trainer(run_dir, overrides, resume=False) -> Trainer:
+    cfg = load_config("quickstart", [*TINY, *overrides])
+    events = EventWriter(run_dir / "events.jsonl")
+    return Trainer(cfg, run_dir, "resume-test", "quickstart", events, resume=resume)
+
+
+def _stop_after(trainer: Trainer, steps: int) -> None:
+    """Make `trainer` behave as if SIGINT arrived during step `steps`."""
+    original = trainer._step
+
+    def step(*args):
+        original(*args)
+        if trainer.state.step == steps:
+            trainer.stop_signal = 2
+
+    trainer._step = step  # type: ignore[method-assign]
+
+
+def _final_weights(run_dir) -> dict[str, torch.Tensor]:
+    return checkpoint.load(run_dir / "last.pt")["model"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, per optimizer."""
+    cache = {}
+
+    def get(optim: list[str]):
+        key = tuple(optim)
+        if key not in cache:
+            run_dir = tmp_path_factory.mktemp("reference")
+            summary = _trainer(run_dir, optim).run()
+            assert summary["status"] == "done"
+            cache[key] = (_final_weights(run_dir), read_events(run_dir / "events.jsonl"))
+        return cache[key]
+
+    return get
+
+
+OPTIMIZERS = {
+    "sgd": [],
+    "asam": ["sam.name=asam"],
+    "ranger": ["optim.name=ranger", "optim.lr=0.003"],
+}
+
+
+@pytest.mark.parametrize("optim", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("stop_at", [7, 10], ids=["mid-epoch", "epoch-boundary"])
+def test_resume_is_bit_exact(tmp_path, reference, optim, stop_at):
+    overrides = OPTIMIZERS[optim]
+    expected, ref_events = reference(overrides)
+    first = _trainer(tmp_path, overrides)
+    _stop_after(first, stop_at)
+    assert first.run()["status"] == "interrupted"
+    assert checkpoint.load(tmp_path / "last.pt")["loop"]["step"] == stop_at
+    summary = _trainer(tmp_path, overrides, resume=True).run()
+    assert summary["status"] == "done" and summary["step"] == 30
+    got = _final_weights(tmp_path)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+    # one continuous log: every epoch once, a resumed event marking the point
+    events = read_events(tmp_path / "events.jsonl")
+    assert [e.epoch for e in events if e.type == "epoch_end"] == [1, 2, 3]
+    (resumed,) = [e for e in events if e.type == "resumed"]
+    assert resumed.step == stop_at
+    ref_val = [e.val_top1 for e in ref_events if e.type == "epoch_end"]
+    assert [e.val_top1 for e in events if e.type == "epoch_end"] == ref_val
+
+
+def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
+    expected, _ = reference([])
+    first = _trainer(tmp_path, [])
+    _stop_after(first, 15)  # epoch 1 ends (last.pt), then the stop writes a newer last.pt
+    first.run()
+    last = tmp_path / "last.pt"
+    data = bytearray(last.read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit pattern in the payload
+    last.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="fails its checksum"):
+        checkpoint.load(last)
+    _trainer(tmp_path, [], resume=True).run()
+    (resumed,) = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "resumed"]
+    assert resumed.checkpoint.endswith("last.prev.pt") and "checksum" in resumed.warning
+    assert resumed.step == 10
+    got = _final_weights(tmp_path)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
