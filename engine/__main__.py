@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine.checkpoint import CheckpointError
+from engine.checkpoint import CheckpointError, load_with_fallback
 from engine.config import parse_config, read_yaml
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
@@ -30,6 +30,12 @@ def run(
 ) -> int:
     meta = read_run_meta(run_dir)
     run_id, preset = meta["run_id"], meta["preset"]
+    if resume:  # a refused checkpoint must leave the run folder exactly as it was
+        try:
+            load_with_fallback(run_dir / "last.pt")
+        except CheckpointError as exc:
+            print(f"cifar-tui: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     events = EventWriter(run_dir / EVENTS_FILE)
     registry = RunRegistry(run_dir.parent)
     trainer = None
@@ -58,10 +64,7 @@ def run(
             cfg, run_dir, run_id, preset, events, registry, progress, resume, changes or []
         )
         summary = trainer.run()
-    except CheckpointError as exc:  # refused before anything was written
-        print(f"cifar-tui: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BadInputError as exc:
+    except (BadInputError, CheckpointError) as exc:
         return fail("bad_input", str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         events.emit(Failed(status="interrupted", message="interrupted before training started"))

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,24 @@ def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
 
     payload = read_verified(path)
     try:
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} refused: {first}") from None
+        raise CheckpointError(f"checkpoint {path} refused: {_reason(exc)}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path} is not a cifar-tui training checkpoint")
     return state
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of torch's weights_only refusal (its first lines are boilerplate)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            detail = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return f"it holds more than tensors and plain values ({detail.split('. ')[0]})"
+    return lines[0] if lines else type(exc).__name__
 
 
 def load_with_fallback(

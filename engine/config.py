@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from engine.augment import AUGMENTATIONS
+from engine.datafiles import DATASETS
 from engine.errors import ConfigError
 from engine.losses import LOSSES
 from engine.models import MODELS
@@ -31,7 +32,6 @@ from engine.registry import Registry
 from engine.schedule import SCHEDULES
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
-DATASETS = ("cifar100", "synthetic")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -401,11 +401,28 @@ def preset_path(preset: str) -> Path:
     raise ConfigError(f"unknown preset {preset!r}{hint} (available: {', '.join(names)})")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> Any:
+    """Safe YAML (no Python tags) with duplicate keys refused; errors name the file and line."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        one_line = " ".join(str(exc).split())
+        raise ConfigError(f"{path} is not valid YAML: {one_line}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 

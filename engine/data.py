@@ -29,22 +29,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.datafiles import (
+    ARCHIVE_NAME,
+    DATASETS,
+    FOLDER_NAME,
+    REQUIRED_FILES,
+    find_cifar100,
+    put_files_hint,
+    resolve_data_dir,
+)
 from engine.errors import DataError
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
-DATASETS = ("cifar100", "synthetic")
 
-FOLDER_NAME = "cifar-100-python"
-ARCHIVE_NAME = "cifar-100-python.tar.gz"
-REQUIRED_FILES = ("train", "test", "meta")
 NUM_CLASSES = 100
 NUM_COARSE = 20
 DOWNLOAD_TIMEOUT_S = 30.0
-ENV_DATA_DIR = "CIFAR_TUI_DATA"
 ENV_URL = "CIFAR_TUI_CIFAR100_URL"
-
-_WHERE_HINT = "or pass --data-dir / set " + ENV_DATA_DIR
 
 
 # --------------------------------------------------------------------------- containers
@@ -105,30 +107,6 @@ Loaded = tuple[ImageSet, ImageSet, list[str], list[str], list[int]]
 
 
 # --------------------------------------------------------------------------- finding the files
-
-
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
-    """The data folder: the argument, else $CIFAR_TUI_DATA, else ./data."""
-    if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(ENV_DATA_DIR) or "data"
-    return Path(data_dir).expanduser()
-
-
-def _has_files(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in REQUIRED_FILES)
-
-
-def find_cifar100(data_dir: Path) -> Path | None:
-    """The folder holding `train`, `test` and `meta`: `data_dir/cifar-100-python` or `data_dir`."""
-    data_dir = Path(data_dir)
-    for folder in (data_dir / FOLDER_NAME, data_dir):
-        if _has_files(folder):
-            return folder
-    return None
-
-
-def _put_files_hint(data_dir: Path) -> str:
-    return f"put the dataset at {data_dir / FOLDER_NAME} (files train, test, meta) {_WHERE_HINT}"
 
 
 # --------------------------------------------------------------------------- reading the pickles
@@ -254,7 +232,7 @@ def read_cifar100(folder: Path) -> Loaded:
 def _network_error(url: str, reason: str, data_dir: Path, offline: bool = True) -> DataError:
     why = "you appear to be offline" if offline else "the download failed"
     return DataError(
-        f"could not download CIFAR-100 from {url} ({reason}); {why}: {_put_files_hint(data_dir)}"
+        f"could not download CIFAR-100 from {url} ({reason}); {why}: {put_files_hint(data_dir)}"
     )
 
 
@@ -648,7 +626,7 @@ def load_data(
         if folder is None:
             if not download:
                 raise DataError(
-                    f"CIFAR-100 not found in {root} and downloading is off: {_put_files_hint(root)}"
+                    f"CIFAR-100 not found in {root} and downloading is off: {put_files_hint(root)}"
                 )
             folder = download_cifar100(root, progress=progress)
         train_all, test, names, coarse, mapping = read_cifar100(folder)

@@ -548,7 +548,10 @@ class Trainer:
             st.bad_steps += 1
             self.events.emit(
                 BadStep(
-                    epoch=st.epoch + 1, step=st.step + 1, loss=float(loss), consecutive=st.bad_steps
+                    epoch=st.epoch + 1,
+                    step=st.step + 1,
+                    loss=float(loss.detach()),
+                    consecutive=st.bad_steps,
                 )
             )
             if st.bad_steps >= self.cfg.train.max_bad_steps:

@@ -179,7 +179,8 @@ def run_headless(
                 device=device,
                 force=force,
             )
-            events_offset = (run_dir / EVENTS_FILE).stat().st_size  # show only the new part
+            log = run_dir / EVENTS_FILE
+            events_offset = log.stat().st_size if log.exists() else 0  # show only what is new
             process = start_engine(run_dir, ["--resume", *(f"--changed={c}" for c in changes)])
         else:
             assert preset is not None

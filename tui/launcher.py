@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.checkpoint import CheckpointError, previous_path, read_verified
 from engine.config import RunConfig, config_to_dict, dump_config, load_config
+from engine.datafiles import check_cifar100_files
 from engine.errors import BadInputError, ConfigError
 from engine.runs import checkpoints_root, create_run_dir, find_run
 
@@ -44,7 +45,24 @@ def resolve_config(
         extra.append(f"data.data_dir={json.dumps(data_dir)}")  # JSON strings are valid YAML
     if device is not None:
         extra.append(f"train.device={json.dumps(device)}")
-    return load_config(preset, extra)
+    cfg = load_config(preset, extra)
+    if cfg.data.dataset == "cifar100":
+        check_cifar100_files(cfg.data.data_dir, cfg.data.download)
+    return cfg
+
+
+def check_writable(root: Path) -> None:
+    """Refuse a runs folder we cannot write into before anything starts."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot write to the checkpoints folder {root} ({exc.strerror or exc}); "
+            "choose another with --checkpoints or $CIFAR_TUI_CHECKPOINTS"
+        ) from None
 
 
 def launch(
@@ -63,7 +81,9 @@ def launch(
     choice: the terminal belongs to the UI); it wins over `stdout` and `stderr`.
     """
     name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
-    run_id, run_dir = create_run_dir(checkpoints_root(checkpoints), name, dump_config(cfg))
+    root = checkpoints_root(checkpoints)
+    check_writable(root)
+    run_id, run_dir = create_run_dir(root, name, dump_config(cfg))
     process = start_engine(run_dir, [], stdout=stdout, stderr=stderr, log_file=log_file)
     return LaunchedRun(run_id, run_dir, cfg, process)
 

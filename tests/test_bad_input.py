@@ -1,0 +1,198 @@
+"""Bad input, table-driven: a one-line error naming the problem, exit code 2, no traceback,
+nothing written, and no payload ever executed."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import pytest
+
+from engine.config import dump_config, load_config
+from engine.runs import create_run_dir
+from tests.conftest import cli
+
+MARKER = "PWNED"  # a payload that ran would create this file
+
+
+class _Payload:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def _preset(tmp: Path, text: str) -> str:
+    path = tmp / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _run_with_checkpoint(tmp: Path, ck: Path, payload: bytes | None, *, raw: bytes | None = None):
+    """A run folder whose last.pt holds `payload` behind a valid header, or `raw` bytes."""
+    cfg = load_config("quickstart")
+    _, run_dir = create_run_dir(ck, "quickstart", dump_config(cfg))
+    if raw is None:
+        assert payload is not None
+        digest = hashlib.sha256(payload).hexdigest()
+        raw = f"cifar-tui-checkpoint v1 sha256={digest} size={len(payload)}\n".encode() + payload
+    (run_dir / "last.pt").write_bytes(raw)
+    return run_dir.name
+
+
+def _valid_header(payload: bytes) -> bytes:
+    digest = hashlib.sha256(payload).hexdigest()
+    return f"cifar-tui-checkpoint v1 sha256={digest} size={len(payload)}\n".encode()
+
+
+# each case: (name, builder(tmp, ck) -> cli args, expected fragment of the message)
+CASES = [
+    (
+        "malformed yaml",
+        lambda t, ck: ["--run", _preset(t, "model: {name: [\n")],
+        "is not valid YAML",
+    ),
+    (
+        "python tag",
+        lambda t, ck: [
+            "--run",
+            _preset(t, f"description: !!python/object/apply:os.system ['touch {t / MARKER}']\n"),
+        ],
+        "is not valid YAML",
+    ),
+    (
+        "duplicate keys",
+        lambda t, ck: ["--run", _preset(t, "train: {epochs: 1}\ntrain: {epochs: 2}\n")],
+        "duplicate key 'train'",
+    ),
+    (
+        "unknown key",
+        lambda t, ck: ["--run", "quickstart", "--set", "optim.lrr=0.1"],
+        "did you mean optim.lr?",
+    ),
+    (
+        "wrong type",
+        lambda t, ck: ["--run", "quickstart", "--set", "train.epochs=ten"],
+        "train.epochs must be an integer",
+    ),
+    (
+        "string lr",
+        lambda t, ck: ["--run", "quickstart", "--set", "optim.lr=fast"],
+        "optim.lr must be a number",
+    ),
+    (
+        "zero epochs",
+        lambda t, ck: ["--run", "quickstart", "--set", "train.epochs=0"],
+        "train.epochs = 0 is out of range",
+    ),
+    (
+        "negative batch",
+        lambda t, ck: ["--run", "quickstart", "--set", "data.batch_size=-8"],
+        "data.batch_size = -8 is out of range",
+    ),
+    (
+        "unknown model",
+        lambda t, ck: ["--run", "quickstart", "--set", "model.name=resnet19"],
+        "did you mean 'resnet18'",
+    ),
+    (
+        "unknown optimizer",
+        lambda t, ck: ["--run", "quickstart", "--set", "optim.name=adamm"],
+        "did you mean 'adam'",
+    ),
+    (
+        "unknown loss",
+        lambda t, ck: ["--run", "quickstart", "--set", "loss.name=focall"],
+        "did you mean 'focal'",
+    ),
+    (
+        "unknown augmentation",
+        lambda t, ck: ["--run", "quickstart", "--set", "augment.1.name=hlfip"],
+        "did you mean 'hflip'",
+    ),
+    ("unknown preset", lambda t, ck: ["--run", "resnet5"], "did you mean 'resnet50'"),
+    (
+        "missing dataset",
+        lambda t, ck: [
+            "--run",
+            "resnet18",
+            "--data-dir",
+            str(t / "none"),
+            "--set",
+            "data.download=false",
+        ],
+        "cifar-100-python (files train, test, meta)",
+    ),
+    (
+        "incomplete dataset",
+        lambda t, ck: (
+            (t / "d" / "cifar-100-python").mkdir(parents=True),
+            (t / "d" / "cifar-100-python" / "train").write_bytes(b"x"),
+            ["--run", "resnet18", "--data-dir", str(t / "d")],
+        )[-1],
+        "is incomplete: missing test, meta",
+    ),
+    (
+        "checkpoints folder not writable",
+        lambda t, ck: (
+            (t / "file").write_text("x"),
+            ["--run", "quickstart", "--checkpoints", str(t / "file" / "runs")],
+        )[-1],
+        "cannot write to the checkpoints folder",
+    ),
+    ("unknown run id", lambda t, ck: ["--resume", "20990101-000000-nope-0000"], "unknown run id"),
+    ("attach unknown run", lambda t, ck: ["attach", "20990101-000000-nope-0000"], "unknown run"),
+    (
+        "empty checkpoint",
+        lambda t, ck: ["--resume", _run_with_checkpoint(t, ck, None, raw=b"")],
+        "is empty",
+    ),
+    (
+        "truncated checkpoint",
+        lambda t, ck: [
+            "--resume",
+            _run_with_checkpoint(t, ck, None, raw=_valid_header(b"x" * 100) + b"x" * 50),
+        ],
+        "is truncated",
+    ),
+    (
+        "bit-flipped checkpoint",
+        lambda t, ck: [
+            "--resume",
+            _run_with_checkpoint(t, ck, None, raw=_valid_header(b"x" * 100) + b"y" + b"x" * 99),
+        ],
+        "fails its checksum",
+    ),
+    (
+        "not a checkpoint",
+        lambda t, ck: ["--resume", _run_with_checkpoint(t, ck, None, raw=b"PK\x03\x04 some zip\n")],
+        "not a cifar-tui checkpoint",
+    ),
+    (
+        "malicious pickle",
+        lambda t, ck: [
+            "--resume",
+            _run_with_checkpoint(t, ck, pickle.dumps({"model": _Payload(t / MARKER)})),
+        ],
+        "refused: it holds more than tensors and plain values",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_cleanly(tmp_path, name, build, expected):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    args = build(tmp_path, ck)
+    before = sorted(p.relative_to(ck) for p in ck.rglob("*"))
+    stamps = {p: p.stat().st_mtime_ns for p in ck.rglob("*") if p.is_file()}
+    result = cli(*args, checkpoints=ck, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(ck) for p in ck.rglob("*")) == before, "something was written"
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()), "a file was changed"
+    assert not (tmp_path / MARKER).exists(), "a payload was executed"

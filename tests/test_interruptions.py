@@ -1,0 +1,247 @@
+"""Interruptions: SIGKILL at random moments, resume from the CLI, NaN losses, a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import __main__ as engine_main
+from engine import checkpoint
+from engine.config import dump_config, load_config
+from engine.events import EventWriter, read_events
+from engine.runs import RunRegistry, create_run_dir
+from engine.trainer import Trainer
+from tests.conftest import ROOT, cli
+
+SMALL = [
+    *("--set", "model.name=wrn", "--set", "model.depth=10", "--set", "model.width=1"),
+    *("--set", "model.dropout=0.2", "--set", "data.subset=320", "--set", "data.val_size=100"),
+    *("--set", "train.epochs=6", "--set", "eval.test=false", "--set", "train.checkpoint_every_s=1"),
+]
+
+
+def _start(ck: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "CIFAR_TUI_CHECKPOINTS": str(ck), "NO_COLOR": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _wait_for(log: Path, predicate, timeout: float = 90) -> list:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        events = read_events(log) if log.exists() else []
+        if predicate(events):
+            return events
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting on {log}")
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(run_dir / "last.pt")["model"]
+
+
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    reference = cli("--run", "quickstart", "--json", *SMALL, checkpoints=tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr
+    expected = _weights(tmp_path / "ref" / json.loads(reference.stdout)["run_id"])
+
+    ck = tmp_path / "killed"
+    rng = random.Random(7)
+    proc = _start(ck, "--run", "quickstart", *SMALL)
+    log = None
+    kills = 0
+    while kills < 5:
+        while log is None:
+            found = list(ck.glob("*/events.jsonl"))
+            log = found[0] if found else None
+            time.sleep(0.05)
+        # wait until this session has started (and the first checkpoint exists), then kill
+        sessions = kills + 1
+        events = _wait_for(
+            log,
+            lambda ev, n=sessions: (
+                sum(e.type in ("run_started", "resumed") for e in ev) >= n
+                and any(e.type == "checkpoint" for e in ev)
+            ),
+        )
+        pid = [e for e in events if e.type in ("run_started", "resumed")][-1].pid
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is not None:
+            break  # finished before the kill: nothing left to interrupt
+        os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        kills += 1
+        assert checkpoint.load_with_fallback(log.parent / "last.pt")[0]["model"]  # intact
+        proc = _start(ck, "--resume", "last")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert kills == 5
+    run_dir = log.parent
+    got = _weights(run_dir)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    events = read_events(run_dir / "events.jsonl")
+    assert sum(e.type == "resumed" for e in events) == 5
+    assert events[-1].type == "finished" and events[-1].status == "done"
+    assert RunRegistry(ck).runs()[0].status == "done"
+
+
+def test_sigterm_exit_is_quick_and_resume_continues_the_same_run(tmp_path):
+    proc = _start(tmp_path, "--run", "quickstart", "--json", *SMALL, "--set", "train.epochs=50")
+    log = None
+    while log is None:
+        found = list(tmp_path.glob("*/events.jsonl"))
+        log = found[0] if found else None
+        time.sleep(0.05)
+    _wait_for(log, lambda ev: any(e.type == "step" for e in ev))
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    took = time.time() - sent
+    assert proc.returncode == 143, err
+    assert took < 30, took
+    print(f"SIGTERM to exit: {took:.2f} s")
+    assert json.loads(out)["status"] == "interrupted"
+    # a changed recipe is refused without --force ...
+    changed = cli("--resume", log.parent.name, "--set", "optim.lr=0.01", checkpoints=tmp_path)
+    assert changed.returncode == 2 and "optim.lr" in changed.stderr and "--force" in changed.stderr
+    # ... and accepted with it, recorded in the resumed event
+    forced = cli(
+        "--resume",
+        "last",
+        "--json",
+        "--force",
+        "--set",
+        "optim.lr=0.01",
+        "--set",
+        "train.epochs=2",
+        checkpoints=tmp_path,
+    )
+    assert forced.returncode == 0, forced.stderr
+    summary = json.loads(forced.stdout)
+    assert summary["status"] == "done" and summary["run_id"] == log.parent.name
+    (resumed,) = [e for e in read_events(log) if e.type == "resumed"]
+    assert resumed.config_changes == ["optim.lr", "train.epochs"]
+    assert "resuming after epoch" in forced.stderr
+    assert (log.parent / "config.prev.yaml").exists()
+    again = cli("--resume", "last", checkpoints=tmp_path)
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def _tiny_trainer(tmp_path: Path, *overrides: str) -> Trainer:
+    cfg = load_config(
+        "quickstart",
+        [
+            "model.name=wrn",
+            "model.depth=10",
+            "model.width=1",
+            "data.subset=320",
+            "data.val_size=100",
+            "train.epochs=2",
+            "eval.test=false",
+            *overrides,
+        ],
+    )
+    return Trainer(cfg, tmp_path, "nan", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+
+
+def _poison_loss(trainer: Trainer, bad_steps: set[int]) -> None:
+    """Make the loss non-finite at the given (1-based) steps."""
+    original_setup = trainer._setup
+
+    def setup() -> None:
+        original_setup()
+        loss_fn = trainer.loss_fn
+
+        def poisoned(logits, target):
+            loss = loss_fn(logits, target)
+            return loss * float("nan") if trainer.state.step + 1 in bad_steps else loss
+
+        trainer.loss_fn = poisoned
+
+    trainer._setup = setup  # type: ignore[method-assign]
+
+
+def test_nan_loss_skips_the_update_and_records_it(tmp_path):
+    trainer = _tiny_trainer(tmp_path)
+    _poison_loss(trainer, {3, 4})
+    summary = trainer.run()
+    assert summary["status"] == "done"
+    bad = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "bad_step"]
+    assert [(e.step, e.consecutive) for e in bad] == [(3, 1), (4, 2)]
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_consecutive_nan_losses_end_as_diverged_with_the_checkpoint_intact(tmp_path):
+    trainer = _tiny_trainer(tmp_path, "train.max_bad_steps=3")
+    _poison_loss(trainer, set(range(13, 100)))  # epoch 1 (10 steps) is fine, then all bad
+    summary = trainer.run()
+    assert summary["status"] == "diverged" and summary["epochs_done"] == 1
+    state = checkpoint.load(tmp_path / "last.pt")
+    assert state["loop"]["epoch"] == 1 and state["loop"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert read_events(tmp_path / "events.jsonl")[-1].status == "diverged"
+
+
+def test_full_disk_stops_cleanly_with_the_previous_checkpoint_intact(tmp_path, monkeypatch, capsys):
+    cfg = load_config(
+        "quickstart",
+        [
+            "model.name=wrn",
+            "model.depth=10",
+            "model.width=1",
+            "data.subset=320",
+            "data.val_size=100",
+            "train.epochs=3",
+            "eval.test=false",
+        ],
+    )
+    _, run_dir = create_run_dir(tmp_path, "quickstart", dump_config(cfg))
+    real_save = checkpoint.save_atomic
+    calls = []
+
+    def save(state, path, keep_previous=False):
+        calls.append(path.name)
+        if len(calls) > 2:  # epoch 1's last.pt and best.pt are written, then the disk is full
+            raise OSError(28, "No space left on device")
+        real_save(state, path, keep_previous)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", save)
+    assert engine_main.run(run_dir, progress=False) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "intact" in err[0]
+    assert checkpoint.load(run_dir / "last.pt")["loop"]["epoch"] == 1
+
+
+def test_every_torch_load_is_weights_only():
+    for path in [*ROOT.joinpath("engine").rglob("*.py"), *ROOT.joinpath("tui").rglob("*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}:{number}: {line.strip()}"
+
+
+@pytest.mark.parametrize("flip_at", [-1, -5000])
+def test_any_damaged_byte_is_refused(tmp_path, flip_at):
+    state = {"model": {"w": torch.arange(4096.0)}}
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic(state, path)
+    data = bytearray(path.read_bytes())
+    data[flip_at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match=str(path)):
+        checkpoint.load(path)
