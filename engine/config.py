@@ -78,6 +78,10 @@ class TrainConfig:
     max_steps_per_epoch: int | None = field(
         default=None, metadata=_meta("cap on steps per epoch (smoke runs)", lo=1)
     )
+    ema_decay: float | None = field(
+        default=None,
+        metadata=_meta("keep an EMA of the weights (e.g. 0.999) and evaluate it", lo=0, hi=1),
+    )
     checkpoint_every_s: float = field(
         default=600.0, metadata=_meta("also save last.pt inside an epoch this often", lo=1)
     )

@@ -176,17 +176,20 @@ class RunRegistry:
             )
 
     def runs(self) -> list[RunRow]:
-        """All runs, newest first; a `running` run with a stale heartbeat reads as `crashed`."""
+        """All runs, newest first. A `running` run whose process is gone (stale heartbeat, or
+        its pid no longer alive on this machine) reads as `crashed`."""
         names = [f for f in RunRow.__dataclass_fields__]
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT {', '.join(names)}, heartbeat FROM runs ORDER BY started DESC"
+                f"SELECT {', '.join(names)}, heartbeat, pid FROM runs ORDER BY started DESC"
             ).fetchall()
         now = time.time()
         out = []
         for row in rows:
-            values = dict(zip(names, row[:-1], strict=True))
-            if values["status"] == "running" and now - row[-1] > HEARTBEAT_STALE_S:
+            values = dict(zip(names, row[:-2], strict=True))
+            heartbeat, pid = row[-2], row[-1]
+            dead = now - heartbeat > HEARTBEAT_STALE_S or (pid is not None and not _alive(pid))
+            if values["status"] == "running" and dead:
                 values["status"] = "crashed"
             out.append(RunRow(**values))
         return out
@@ -211,6 +214,16 @@ class RunRegistry:
                 "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return [dict(r) for r in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- run folders

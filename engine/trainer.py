@@ -12,6 +12,7 @@ stop after any step and continue bit-exactly.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -241,6 +242,9 @@ class Trainer:
             self.device,
             memory_format=torch.channels_last if self.channels_last else torch.preserve_format,
         )
+        self.ema: nn.Module | None = None
+        if cfg.train.ema_decay is not None:
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.normalize = Normalizer(self.data.mean, self.data.std, self.device, self.channels_last)
         class_counts = torch.bincount(self.data.train.labels, minlength=self.num_classes).tolist()
         self.loss_fn = build_component(
@@ -302,7 +306,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: ImageSet, keep_logits: bool = False) -> EvalResult:
-        self.model.eval()
+        """Top-1/top-5/loss of the evaluated weights (the EMA when kept, else the model)."""
+        net = self.ema if self.ema is not None else self.model
+        net.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros(2, dtype=torch.long, device=self.device)
         kept = []
@@ -311,7 +317,7 @@ class Trainer:
             images = data.images[start : start + size].to(self.device, non_blocking=True)
             labels = data.labels[start : start + size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                logits = self.model(self.normalize(images)).float()
+                logits = net(self.normalize(images)).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
             correct += metrics.topk_correct(logits, labels, (1, 5))
             if keep_logits:
@@ -337,6 +343,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "run_id": self.run_id,
             "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "loop": asdict(self.state),
@@ -355,7 +362,11 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "versions": {"torch": str(torch.__version__), "python": sys.version.split()[0]},
+            "versions": {
+                "torch": str(torch.__version__),
+                "numpy": np.__version__,
+                "python": sys.version.split()[0],
+            },
         }
 
     def _save(self, kind: str) -> None:
@@ -376,6 +387,10 @@ class Trainer:
             self.run_dir / "last.pt", map_location=self.device
         )
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ConfigError("train.ema_decay is set but the checkpoint has no EMA weights")
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = LoopState(**state["loop"])
@@ -539,6 +554,8 @@ class Trainer:
                 self.optimizer.step(closure)
             else:
                 self.optimizer.step()
+            if self.ema is not None:
+                self._update_ema()
             st.bad_steps = 0
             loss_sum += loss.detach().double() * labels.shape[0]
             correct += (logits.detach().argmax(dim=1) == labels).sum()
@@ -559,6 +576,16 @@ class Trainer:
         self.scheduler.step()
         st.step += 1
         st.epoch_step += 1
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights; buffers (BN statistics) are copied."""
+        assert self.ema is not None and self.cfg.train.ema_decay is not None
+        weight = 1.0 - self.cfg.train.ema_decay
+        for kept, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            kept.lerp_(live.detach(), weight)
+        for kept_buffer, live_buffer in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            kept_buffer.copy_(live_buffer)
 
     def _emit_step(self, epoch: int) -> None:
         st = self.state
@@ -675,6 +702,8 @@ class Trainer:
             best = last
         else:
             self.model.load_state_dict(best_state["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(best_state["ema"])
             best = self.evaluate(test, keep_logits=True)
         assert best.logits is not None
         probs = torch.softmax(best.logits, dim=1).numpy()

@@ -56,3 +56,20 @@ def test_control_requests_checkpoint_now_and_stop_after_epoch(tmp_path):
     saves = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "checkpoint"]
     assert saves[0].epoch == 0  # the mid-epoch checkpoint came first, before epoch 1 ended
     assert control.pending(tmp_path) == set()
+
+
+def test_cuda_out_of_memory_names_the_batch_size_and_a_smaller_one(tmp_path, monkeypatch, capsys):
+    from engine import trainer
+
+    class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError
+        pass
+
+    def oom(self):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.Trainer, "run", oom)
+    _, run_dir = _prepare(tmp_path, "data.batch_size=512")
+    assert engine_main.run(run_dir, progress=False) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_size = 512" in err and "data.batch_size=256" in err
+    assert not list(run_dir.glob("*.pt"))

@@ -116,3 +116,33 @@ def test_epoch_end_serialises_none_values(tmp_path):
     )
     again = parse_event(e.to_json())
     assert again == e
+
+
+def test_running_row_whose_process_is_gone_reads_as_crashed(tmp_path):
+    import subprocess
+    import sys
+
+    reg = RunRegistry(tmp_path)
+    reg.start("r1", preset="p", dataset="synthetic", model="m", config={}, device="cpu", epochs=1)
+    assert reg.runs()[0].status == "running"  # our own pid: alive
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    with reg._connect() as db:
+        db.execute("UPDATE runs SET pid = ? WHERE run_id = 'r1'", (int(gone.stdout),))
+    assert reg.runs()[0].status == "crashed"
+
+
+def test_registry_stays_readable_while_a_writer_holds_a_transaction(tmp_path):
+    import sqlite3
+
+    reg = RunRegistry(tmp_path)
+    reg.start("r1", preset="p", dataset="synthetic", model="m", config={}, device="cpu", epochs=1)
+    writer = sqlite3.connect(tmp_path / "runs.sqlite")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE runs SET epochs_done = 5 WHERE run_id = 'r1'")
+    assert [r.run_id for r in reg.runs()] == ["r1"]  # WAL: readers never wait for the writer
+    assert reg.runs()[0].epochs_done == 0  # and see the last committed state
+    writer.commit()
+    assert reg.runs()[0].epochs_done == 5
+    writer.close()

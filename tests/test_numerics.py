@@ -225,3 +225,25 @@ def test_rotation_by_zero_degrees_is_identity_and_keeps_dtype():
         [("random_crop", {"padding": 4}), ("hflip", {}), ("rotation", {"degrees": 15})]
     )
     assert pipeline(img).shape == (3, 32, 32)
+
+
+def test_ema_follows_the_update_formula(tmp_path):
+    from engine.config import load_config
+    from engine.events import EventWriter
+    from engine.trainer import Trainer
+
+    cfg = load_config(
+        "quickstart", ["model.name=wrn", "model.depth=10", "model.width=1", "train.ema_decay=0.75"]
+    )
+    trainer = Trainer(cfg, tmp_path, "ema", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+    trainer._setup()
+    assert trainer.ema is not None
+    before = [p.detach().clone() for p in trainer.ema.parameters()]
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    trainer._update_ema()
+    for old, live, kept in zip(
+        before, trainer.model.parameters(), trainer.ema.parameters(), strict=True
+    ):
+        assert torch.allclose(kept, 0.75 * old + 0.25 * live.detach())

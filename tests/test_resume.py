@@ -66,6 +66,7 @@ OPTIMIZERS = {
     "sgd": [],
     "asam": ["sam.name=asam"],
     "ranger": ["optim.name=ranger", "optim.lr=0.003"],
+    "sgd+ema": ["train.ema_decay=0.9"],
 }
 
 
