@@ -1,0 +1,162 @@
+"""The dashboard's torch-free pieces: run state from events, downsampling, colour scale,
+half blocks, evaluation data, the registry's delete, the CLI's run lookup and TTY gate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.events import parse_event
+from engine.runs import RunRegistry
+from tests.conftest import cli
+from tests.tui.fixtures import RUN_ID, make_events, make_run, typed
+from tui.evaldata import load_eval, micro_curves, most_confused, row_normalise
+from tui.supervisor import RunState, downsample, supervise
+from tui.widgets.confusion import intensity
+from tui.widgets.preview import half_block_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _state(events: list[dict], run_dir: Path = Path("x")) -> RunState:
+    state = RunState(run_dir)
+    state.apply([parse_event(typed(e).to_json()) for e in events])
+    return state
+
+
+def test_run_state_builds_histories_and_progress_from_events():
+    state = _state(make_events("r", 3, step_events=4))
+    assert state.started is not None and state.status == "running"
+    assert len(state.step_loss) == 12 and state.step_loss.xs[-1] == pytest.approx(3.0)
+    assert state.train_loss.xs == [1.0, 2.0, 3.0] and len(state.val_top1) == 3
+    assert state.progress() == (3, 3, 125, 125)
+    assert state.img_per_s() == 133.0
+    assert state.best()[1] == 3
+
+
+def test_run_state_eta_comes_from_the_step_rate():
+    events = make_events("r", 4, step_events=2)[:3]  # run_started + 2 steps of epoch 1
+    state = _state(events)
+    done, epochs, step, spe = state.progress()
+    assert (done, epochs, step) == (0, 4, 125)
+    # 30 s for 125 of 500 steps -> 90 s left
+    assert state.eta_s() == pytest.approx(90.0)
+
+
+def test_resumed_event_cuts_history_after_the_checkpoint():
+    events = make_events("r", 4, step_events=2)
+    resumed = dict(events[0], type="resumed", t=events[-1]["t"] + 1, epoch=2, step=250)
+    resumed.update(epoch_step=0, checkpoint="last.pt")
+    state = _state([*events, resumed])
+    assert state.train_loss.xs == [1.0, 2.0]
+    assert max(state.step_loss.xs) <= 2.0
+    assert state.resumed_from == "epoch 2, step 250"
+
+
+def test_downsample_keeps_ends_and_bounds_the_point_count():
+    xs = list(range(10_000))
+    ys = [2.0 * x for x in xs]
+    dx, dy = downsample(xs, ys, 100)
+    assert len(dx) <= 100 and dx[0] == 0 and dx[-1] == 9_999
+    assert all(b > a for a, b in zip(dx, dx[1:], strict=False))
+    assert np.allclose(np.array(dy), 2 * np.array(dx))  # bucket means of a line stay on it
+    assert downsample([1.0, 2.0], [3.0, 4.0], 100) == ([1.0, 2.0], [3.0, 4.0])
+
+
+def test_colour_scale_keeps_a_single_error_visible():
+    pos = intensity(np.array([0.0, 0.001, 0.01, 0.05, 0.9, 1.0]))
+    assert pos[0] == 0.0
+    assert pos[1] >= 0.12 and pos[2] > pos[1] and pos[3] > 0.5 * pos[4]
+    assert pos[-1] == 1.0 and np.all(np.diff(pos) > 0)
+
+
+def test_half_block_lines_put_the_upper_pixel_in_fg_and_the_lower_in_bg():
+    img = np.zeros((3, 2, 1), dtype=np.uint8)
+    img[:, 0, 0] = (255, 0, 0)
+    img[:, 1, 0] = (0, 0, 255)
+    (line,) = half_block_lines(img)
+    seg = line[0]
+    assert seg.text == "▀"
+    assert seg.style.color.triplet == (255, 0, 0) and seg.style.bgcolor.triplet == (0, 0, 255)
+
+
+def test_eval_data_superclass_confusion_and_most_confused(tmp_path):
+    run_dir = make_run(tmp_path)
+    d = load_eval(run_dir)
+    coarse = d.coarse_confusion()
+    assert coarse.shape == (20, 20) and coarse.sum() == d.confusion.sum()
+    assert np.trace(coarse) >= np.trace(d.confusion)
+    pairs = most_confused(d.confusion, top=5)
+    assert len(pairs) == 5 and all(p.true != p.pred for p in pairs)
+    assert pairs[0].count == max(
+        d.confusion[t, p] for t in range(100) for p in range(100) if t != p
+    )
+    assert np.allclose(row_normalise(d.confusion).sum(1), 1.0)
+
+
+def test_micro_roc_matches_scikit_learn():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(1)
+    probs = rng.random((300, 5))
+    labels = rng.integers(0, 5, 300)
+    grid = np.linspace(0, 1, 101)
+    _, roc = micro_curves(probs, labels, grid)
+    onehot = np.eye(5, dtype=int)[labels]
+    fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
+    assert np.allclose(roc, np.interp(grid, fpr, tpr), atol=0.02)
+
+
+def test_supervise_follows_a_finished_log_to_its_end(tmp_path):
+    run_dir = make_run(tmp_path)
+    batches: list[list] = []
+    code, final = supervise(run_dir, batches.append, poll_s=0.01)
+    assert (code, final) == (None, True)
+    assert batches[0][-1].type == "finished"
+
+
+def test_registry_delete_removes_rows_and_folder(tmp_path):
+    run_dir = make_run(tmp_path)
+    registry = RunRegistry(tmp_path)
+    assert registry.delete(RUN_ID)
+    assert not run_dir.exists() and registry.runs() == [] and registry.epochs(RUN_ID) == []
+    assert not registry.delete(RUN_ID)
+    with pytest.raises(ValueError):
+        registry.delete("../etc")
+
+
+def test_attach_unknown_run_is_a_one_line_error(tmp_path):
+    make_run(tmp_path)
+    result = cli("attach", "no-such-run", checkpoints=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown run 'no-such-run'" in result.stderr
+
+
+def test_attach_without_a_terminal_exits_2_with_a_hint(tmp_path):
+    make_run(tmp_path)
+    result = cli("attach", "last", checkpoints=tmp_path)
+    assert result.returncode == 2 and "no terminal" in result.stderr
+
+
+def test_bare_command_without_a_terminal_exits_2_with_a_hint(tmp_path):
+    result = cli(checkpoints=tmp_path)
+    assert result.returncode == 2 and "--run PRESET" in result.stderr
+
+
+def test_ui_package_imports_no_torch():
+    modules = [
+        p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+        for p in (ROOT / "tui").rglob("*.py")
+        if p.name != "__main__.py"
+    ]
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
+    code += "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
+    code += "print(' '.join(bad))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "tui.app" in code and out.stdout.strip() == ""

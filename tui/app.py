@@ -1,0 +1,168 @@
+"""The dashboard app: Setup -> Monitor -> Results, and Runs. Never imports torch.
+
+Screens are installed (kept alive when not shown) so that the Monitor's worker keeps following its
+run while the user looks elsewhere. Keys 1-4 switch screens, `?` lists the keys, Ctrl+P opens the
+command palette (start preset, stop run, open results, attach).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from engine.config import RunConfig
+from engine.runs import RunRegistry, checkpoints_root
+from tui.commands import RunCommands
+from tui.messages import RunLaunched
+from tui.screens.monitor import LaunchSpec, MonitorScreen
+from tui.screens.results import ResultsScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.setup import SetupScreen
+
+
+class CifarApp(App[str | None]):
+    TITLE = "cifar-tui"
+    COMMANDS = App.COMMANDS | {RunCommands}
+    CSS = """
+    .dim { color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("1", "goto('setup')", "setup"),
+        Binding("2", "goto('monitor')", "monitor"),
+        Binding("3", "goto('results')", "results"),
+        Binding("4", "goto('runs')", "runs"),
+        Binding("question_mark", "keys", "keys"),
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        checkpoints: str | Path | None = None,
+        attach: Path | None = None,
+        results: Path | None = None,
+        start: str = "setup",
+        presets_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.presets_dir = presets_dir
+        self.checkpoints = checkpoints_root(checkpoints)
+        self.monitor: MonitorScreen | None = None
+        self.results: ResultsScreen | None = None
+        self._attach = attach
+        self._results = results
+        self._start = start
+
+    @property
+    def registry(self) -> RunRegistry:
+        return RunRegistry(self.checkpoints)
+
+    async def on_mount(self) -> None:
+        self.install_screen(SetupScreen(presets_dir=self.presets_dir), "setup")
+        self.install_screen(RunsScreen(), "runs")
+        if self._attach is not None:
+            await self.attach(self._attach)
+        elif self._results is not None:
+            await self.show_results(self._results)
+        else:
+            await self.push_screen(self._start)
+
+    # ------------------------------------------------------------------ navigation
+
+    async def _replace(self, old: Screen | None, new: Screen, name: str) -> None:
+        self.install_screen(new, name)
+        while len(self.screen_stack) > 1 and self.screen.is_modal:
+            self.pop_screen()  # a dialog or the palette is open: close it first
+        if self.screen.id == "_default":  # starting up: nothing of ours to replace yet
+            await self.push_screen(new)
+        else:
+            await self.switch_screen(new)
+        if old is not None and old is not new:
+            self.uninstall_screen(old)
+            old.workers.cancel_node(old)
+            if old not in self.screen_stack:
+                await old.remove()
+
+    def action_goto(self, name: str) -> None:
+        target: Screen | str | None = name
+        if name == "monitor":
+            target = self.monitor
+            if target is None:
+                self.notify("no run yet: launch one in Setup (1) or attach one in Runs (4)")
+                return
+        elif name == "results":
+            target = self.results
+            if target is None:
+                state = self.monitor.state if self.monitor is not None else None
+                if state is not None and (state.run_dir / "eval.npz").is_file():
+                    self.call_later(self.show_results, state.run_dir)
+                    return
+                self.notify("no results open: pick a finished run in Runs (4)")
+                return
+        if self.screen is target or (isinstance(target, str) and self.screen.name == target):
+            return
+        while len(self.screen_stack) > 1 and self.screen.is_modal:
+            self.pop_screen()
+        self.switch_screen(target)
+
+    async def start_run(self, preset: str, config: RunConfig) -> None:
+        """Launch the engine on `config` and show its Monitor."""
+        old = self.monitor
+        live = old.state if old is not None and not old.engine_gone else None
+        if live is not None and live.final is None:
+            self.notify(f"{live.run_id} keeps training; attach to it from Runs (4)", timeout=6)
+        screen = MonitorScreen(launch=LaunchSpec(preset, config, self.checkpoints))
+        self.monitor = screen
+        await self._replace(old, screen, f"monitor-{id(screen)}")
+
+    async def attach(self, run_dir: Path) -> None:
+        """Show the live view of an existing run (running or finished) from its event log."""
+        old = self.monitor
+        screen = MonitorScreen(run_dir=Path(run_dir))
+        self.monitor = screen
+        await self._replace(old, screen, f"monitor-{id(screen)}")
+
+    async def show_results(self, run_dir: Path) -> None:
+        old = self.results
+        if old is not None and old.run_dir == Path(run_dir):
+            if self.screen is not old:
+                await self.switch_screen(old)
+            return
+        screen = ResultsScreen(Path(run_dir))
+        self.results = screen
+        await self._replace(old, screen, f"results-{id(screen)}")
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        runs = self.get_screen("runs")
+        if isinstance(runs, RunsScreen):
+            runs.reload_later()
+
+    # ------------------------------------------------------------------ keys, leaving
+
+    def action_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def live_run_id(self) -> str | None:
+        m = self.monitor
+        if m is None or m.state is None or m.state.final is not None or m.engine_gone:
+            return None
+        return m.state.run_id
+
+    async def action_quit(self) -> None:
+        run_id = self.live_run_id()
+        if run_id is not None:
+            self.exit(
+                result=run_id,
+                message=(
+                    f"Training goes on in the background: cifar-tui attach {run_id}"
+                    f"  (or cifar-tui attach last)"
+                ),
+            )
+        else:
+            self.exit()

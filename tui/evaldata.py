@@ -1,0 +1,156 @@
+"""A finished run's test-set evaluation (`eval.npz` + `summary.json`), ready to draw. Numpy only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_FILE = "eval.npz"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Pair:
+    true: int
+    pred: int
+    count: int
+    rate: float  # share of the true class's test images
+
+
+@dataclass
+class EvalData:
+    run_dir: Path
+    confusion: np.ndarray  # int [C, C], row = true class, column = predicted
+    class_names: list[str]
+    coarse_names: list[str]
+    fine_to_coarse: np.ndarray  # int [C]
+    ap: np.ndarray  # [C], NaN for a class absent from the test set
+    auc: np.ndarray
+    macro_ap: float
+    macro_auc: float
+    micro_ap: float
+    micro_auc: float
+    grid: np.ndarray  # [G] recall (PR) / false-positive rate (ROC) grid
+    pr_precision: np.ndarray  # [C, G]
+    roc_tpr: np.ndarray  # [C, G]
+    micro_pr: np.ndarray  # [G]
+    micro_roc: np.ndarray  # [G]
+    summary: dict[str, Any]
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.summary.get("synthetic")) or self.summary.get("dataset") == "synthetic"
+
+    @property
+    def support(self) -> np.ndarray:
+        return self.confusion.sum(axis=1)
+
+    @property
+    def macro_pr(self) -> np.ndarray:
+        present = ~np.isnan(self.ap)
+        return self.pr_precision[present].mean(axis=0)
+
+    @property
+    def macro_roc(self) -> np.ndarray:
+        present = ~np.isnan(self.ap)
+        return self.roc_tpr[present].mean(axis=0)
+
+    def coarse_confusion(self) -> np.ndarray:
+        """The [20, 20] superclass confusion: fine counts summed by (true, predicted) superclass."""
+        k = len(self.coarse_names)
+        out = np.zeros((k, k), dtype=np.int64)
+        f2c = self.fine_to_coarse
+        rows = np.broadcast_to(f2c[:, None], self.confusion.shape)
+        cols = np.broadcast_to(f2c[None, :], self.confusion.shape)
+        np.add.at(out, (rows, cols), self.confusion)
+        return out
+
+    def accuracy(self) -> float:
+        total = self.confusion.sum()
+        return float(np.trace(self.confusion) / total) if total else float("nan")
+
+
+def row_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (a row with no samples stays zero)."""
+    sums = matrix.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.divide(matrix, sums, out=np.zeros(matrix.shape), where=sums > 0)
+
+
+def most_confused(matrix: np.ndarray, top: int = 20) -> list[Pair]:
+    """The largest off-diagonal cells, by count, then by share of the true class."""
+    rates = row_normalise(matrix)
+    off = matrix.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-(off.ravel() * 1e6 + rates.ravel()), kind="stable")[:top]
+    pairs = []
+    for idx in flat:
+        t, p = divmod(int(idx), matrix.shape[1])
+        if off[t, p] == 0:
+            break
+        pairs.append(Pair(t, p, int(off[t, p]), float(rates[t, p])))
+    return pairs
+
+
+def micro_curves(
+    probs: np.ndarray, labels: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Micro-averaged (all classes pooled, one-vs-rest) curves on `grid`.
+
+    probs: float [N, C]; labels: int [N]. Returns (interpolated precision at recall = grid,
+    true-positive rate at false-positive rate = grid).
+    """
+    n, c = probs.shape
+    scores = probs.astype(np.float32).ravel()
+    truth = np.zeros((n, c), dtype=bool)
+    truth[np.arange(n), labels] = True
+    truth = truth.ravel()
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], truth[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # tied scores form one threshold
+    tp = np.cumsum(y)[last].astype(np.float64)
+    fp = (last + 1) - tp
+    pos, neg = max(int(y.sum()), 1), max(len(y) - int(y.sum()), 1)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / pos
+    best = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at recall >= r
+    pr = np.interp(grid, np.r_[0.0, recall], np.r_[best[0], best])
+    roc = np.interp(grid, np.r_[0.0, fp / neg], np.r_[0.0, tp / pos])
+    return pr, roc
+
+
+def load_eval(run_dir: Path) -> EvalData:
+    """Read `run_dir/eval.npz` (and summary.json when present). Raises OSError / KeyError."""
+    run_dir = Path(run_dir)
+    with np.load(run_dir / EVAL_FILE, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    summary: dict[str, Any] = {}
+    if (run_dir / SUMMARY_FILE).is_file():
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    grid = d["curve_grid"].astype(np.float64)
+    if "probs" in d and "labels" in d:
+        micro_pr, micro_roc = micro_curves(d["probs"], d["labels"].astype(np.int64), grid)
+    else:
+        micro_pr = micro_roc = np.full_like(grid, np.nan)
+    return EvalData(
+        run_dir=run_dir,
+        confusion=d["confusion"].astype(np.int64),
+        class_names=[str(x) for x in d["class_names"]],
+        coarse_names=[str(x) for x in d["coarse_names"]],
+        fine_to_coarse=d["fine_to_coarse"].astype(np.int64),
+        ap=d["ap"].astype(np.float64),
+        auc=d["auc"].astype(np.float64),
+        macro_ap=float(d["macro_ap"]),
+        macro_auc=float(d["macro_auc"]),
+        micro_ap=float(d["micro_ap"]),
+        micro_auc=float(d["micro_auc"]),
+        grid=grid,
+        pr_precision=d["pr_precision"].astype(np.float64),
+        roc_tpr=d["roc_tpr"].astype(np.float64),
+        micro_pr=micro_pr,
+        micro_roc=micro_roc,
+        summary=summary,
+    )

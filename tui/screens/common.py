@@ -1,0 +1,115 @@
+"""Pieces the screens share: the title bar, modal dialogs, number formatting."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from tui.headless import duration
+
+__all__ = ["ConfirmScreen", "PromptScreen", "TitleBar", "duration", "pct", "synthetic_tag"]
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}%"
+
+
+def synthetic_tag(synthetic: bool) -> Text:
+    return Text(" SYNTHETIC ", style="bold reverse") if synthetic else Text("")
+
+
+class TitleBar(Static):
+    """One line: screen name, then whatever the screen says about its run."""
+
+    DEFAULT_CSS = """
+    TitleBar { height: 1; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def __init__(self, screen_name: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.screen_name = screen_name
+
+    def set(self, *parts: str | Text) -> None:
+        text = Text.assemble((f"{self.screen_name}", "bold"))
+        for part in parts:
+            if part:
+                text.append("  ")
+                text.append(part if isinstance(part, Text) else Text(part))
+        self.update(text)
+
+    def on_mount(self) -> None:
+        self.set()
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes / no. `y` or Enter on Yes confirms; `n` or Escape cancels."""
+
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 60; max-width: 95%; height: auto; border: thick $warning; padding: 1 2;
+        background: $surface;
+    }
+    ConfirmScreen Horizontal { height: auto; margin-top: 1; }
+    ConfirmScreen Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "yes"),
+        Binding("n,escape", "answer(False)", "no"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            with Horizontal():
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of text; Enter submits, Escape cancels (None)."""
+
+    DEFAULT_CSS = """
+    PromptScreen { align: center middle; }
+    PromptScreen > Vertical {
+        width: 60; max-width: 95%; height: auto; border: thick $accent; padding: 1 2;
+        background: $surface;
+    }
+    """
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.value = value
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Input(self.value, placeholder=self.placeholder, id="answer")
+            yield Label("Enter: ok   Escape: cancel", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

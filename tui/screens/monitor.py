@@ -1,0 +1,343 @@
+"""Monitor: one run, live. A thread worker starts (or only follows) the engine process and tails
+its events; the screen redraws from the accumulated `RunState` at most 4 times a second."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine import control
+from engine.config import RunConfig
+from engine.events import Failed, Finished
+from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
+from tui.screens.common import TitleBar, duration, pct, synthetic_tag
+from tui.supervisor import ENGINE_LOG, RunState, pid_alive, supervise
+from tui.widgets.plots import Line, MetricPlot
+
+REDRAW_S = 0.25  # at most 4 redraws a second, however fast events arrive
+
+
+@dataclass
+class LaunchSpec:
+    preset: str
+    config: RunConfig
+    checkpoints: str | Path | None = None
+
+
+def tail_text(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class MonitorScreen(Screen[None]):
+    DEFAULT_CSS = """
+    MonitorScreen #info { height: 3; padding: 0 1; }
+    MonitorScreen #plots { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
+    MonitorScreen #status { border: round $panel-lighten-2; padding: 0 1; height: 1fr; }
+    MonitorScreen #status.-failed { border: round $error; }
+    """
+    BINDINGS = [
+        Binding("s", "stop_after_epoch", "stop after epoch"),
+        Binding("c", "checkpoint_now", "checkpoint"),
+        Binding("t", "terminate", "stop now", show=False),
+        Binding("r", "results", "results"),
+        Binding("q", "leave", "leave"),
+    ]
+
+    def __init__(self, *, run_dir: Path | None = None, launch: LaunchSpec | None = None) -> None:
+        super().__init__()
+        if (run_dir is None) == (launch is None):
+            raise ValueError("give run_dir (attach) or launch (start a run), not both")
+        self.launch_spec = launch
+        self.run_dir: Path | None = run_dir
+        self.state: RunState | None = RunState(run_dir) if run_dir else None
+        self.engine_exit: int | None = None
+        self.engine_gone = False
+        self.launch_error: str | None = None
+        self._drawn = (-1, -1)
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar("Monitor", id="title")
+        yield Static("starting the engine ...", id="info")
+        with Grid(id="plots"):
+            yield MetricPlot("loss", id="loss")
+            yield MetricPlot("top-1 %", percent=True, id="top1")
+            yield MetricPlot("learning rate", id="lr")
+            yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.supervise_run()
+        self.set_interval(REDRAW_S, self.redraw)
+
+    # ------------------------------------------------------------------ the worker
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    def supervise_run(self) -> None:
+        worker = get_current_worker()
+        process = None
+        if self.launch_spec is not None:
+            from tui.launcher import launch
+
+            spec = self.launch_spec
+            try:
+                launched = launch(spec.preset, spec.config, spec.checkpoints, log_file=ENGINE_LOG)
+            except Exception as exc:  # noqa: BLE001 - shown in the UI, the app keeps running
+                self.post_message(LaunchFailed(f"{type(exc).__name__}: {exc}"))
+                return
+            process = launched.process
+            self.post_message(RunLaunched(launched.run_id, launched.run_dir))
+            run_dir = launched.run_dir
+        else:
+            assert self.run_dir is not None
+            run_dir = self.run_dir
+        code, final = supervise(
+            run_dir,
+            lambda batch: self.post_message(EngineEvents(run_dir, batch)),
+            process=process,
+            cancelled=lambda: worker.is_cancelled,
+            warn=lambda text: self.app.call_from_thread(self.notify, text, severity="warning"),
+        )
+        self.post_message(EngineGone(run_dir, code, final))
+
+    @on(RunLaunched)
+    def _launched(self, message: RunLaunched) -> None:
+        self.run_dir = message.run_dir
+        self.state = RunState(message.run_dir)
+        self.app.post_message(message)  # so the runs list and palette learn about it
+
+    @on(EngineEvents)
+    def _events(self, message: EngineEvents) -> None:
+        if self.state is not None and message.run_dir == self.state.run_dir:
+            self.state.apply(message.events)
+            final = self.state.final
+            if isinstance(final, Finished) and any(isinstance(e, Finished) for e in message.events):
+                self.notify(
+                    f"run {final.status}: press r for results", title=self.state.run_id, timeout=8
+                )
+            if isinstance(final, Failed) and any(isinstance(e, Failed) for e in message.events):
+                self.notify(final.message, title="engine failed", severity="error", timeout=10)
+
+    @on(EngineGone)
+    def _gone(self, message: EngineGone) -> None:
+        self.engine_gone = True
+        self.engine_exit = message.returncode
+        if not message.final and message.returncode not in (None, 0):
+            self.notify(
+                f"the engine exited with code {message.returncode} without a final event",
+                severity="error",
+            )
+        self.redraw(force=True)
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group == "engine":
+            error = event.worker.error
+            self.launch_error = f"the supervisor failed: {type(error).__name__}: {error}"
+            self.notify(self.launch_error, severity="error", timeout=10)
+            self.redraw(force=True)
+
+    @on(LaunchFailed)
+    def _launch_failed(self, message: LaunchFailed) -> None:
+        self.launch_error = message.message
+        self.redraw(force=True)
+
+    # ------------------------------------------------------------------ drawing
+
+    def redraw(self, force: bool = False) -> None:
+        state = self.state
+        second = int(time.time())
+        key = (state.version if state else -1, second)
+        if not force and key == self._drawn:
+            return
+        plots_changed = force or state is None or key[0] != self._drawn[0]
+        self._drawn = key
+        self._draw_text()
+        if plots_changed:
+            self.draw_plots()
+
+    def draw_plots(self) -> None:
+        s = self.state
+        if s is None:
+            return
+        self.query_one("#loss", MetricPlot).show(
+            [
+                Line("train (running)", s.step_loss.xs, s.step_loss.ys),
+                Line("train", s.train_loss.xs, s.train_loss.ys),
+                Line("val", s.val_loss.xs, s.val_loss.ys),
+            ]
+        )
+        self.query_one("#top1", MetricPlot).show(
+            [
+                Line("train (running)", s.step_top1.xs, s.step_top1.ys),
+                Line("train", s.train_top1.xs, s.train_top1.ys),
+                Line("val", s.val_top1.xs, s.val_top1.ys),
+            ]
+        )
+        self.query_one("#lr", MetricPlot).show([Line("lr", s.lr.xs, s.lr.ys)])
+
+    def _draw_text(self) -> None:
+        title = self.query_one("#title", TitleBar)
+        info = self.query_one("#info", Static)
+        status = self.query_one("#status", Static)
+        s = self.state
+        if self.launch_error is not None:
+            title.set("launch failed")
+            info.update("")
+            status.add_class("-failed")
+            status.update(Text(f"could not start the engine:\n{self.launch_error}", style="red"))
+            return
+        if s is None:
+            return
+        title.set(s.run_id, synthetic_tag(s.synthetic), Text(s.status.upper(), style="bold"))
+        info.update(self._info(s))
+        failed = isinstance(s.final, Failed) or (
+            self.engine_gone and s.final is None and self.engine_exit not in (None, 0)
+        )
+        status.set_class(failed, "-failed")
+        status.update(self._status(s))
+
+    def _info(self, s: RunState) -> Group:
+        st = s.started
+        if st is None:
+            return Group(Text(f"waiting for the engine to start ... ({s.run_dir})"))
+        done, epochs, step, spe = s.progress()
+        line1 = Text.assemble(
+            (f"{st.model}", "bold"),
+            f" {st.num_params / 1e6:.2f}M · {st.device} · ",
+            synthetic_tag(st.synthetic) if st.synthetic else st.dataset,
+            f" · {st.train_size} train / {st.val_size} val · batch {st.batch_size}",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        extra = []
+        if s.bad_steps:
+            extra.append(f"{s.bad_steps} skipped non-finite steps")
+        if s.resumed_from:
+            extra.append(f"resumed from {s.resumed_from}")
+        if extra:
+            line1.append(" · " + " · ".join(extra), style="yellow")
+        bars = Table.grid(padding=(0, 1))
+        bars.add_column(no_wrap=True)
+        bars.add_column(ratio=1)
+        bars.add_column(no_wrap=True)
+        bars.add_column(ratio=1)
+        bars.add_row(
+            f"epoch {done}/{epochs}",
+            ProgressBar(total=max(epochs, 1), completed=done),
+            f"step {step}/{spe}",
+            ProgressBar(total=max(spe, 1), completed=step),
+        )
+        ips = s.img_per_s()
+        best, best_epoch = s.best()
+        eta = s.eta_s()
+        line3 = Text(
+            f"{'-' if ips is None else f'{ips:,.0f}'} img/s · elapsed {duration(s.elapsed())}"
+            f" · left ~{duration(eta)} · best val {pct(best)}"
+            + (f" (e{best_epoch})" if best_epoch else ""),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        return Group(line1, bars, line3)
+
+    def _status(self, s: RunState) -> Text:
+        out = Text()
+        if isinstance(s.final, Failed):
+            out.append(f"FAILED ({s.final.status})\n", style="bold red")
+            out.append(s.final.message + "\n")
+            if s.final.traceback_path:
+                out.append(f"traceback: {s.final.traceback_path}\n", style="bold")
+            out.append(f"engine log: {s.run_dir / ENGINE_LOG}\n", style="dim")
+            return out
+        if self.engine_gone and s.final is None:
+            out.append("the engine stopped without a final event\n", style="bold red")
+            if self.engine_exit is not None:
+                out.append(f"exit code {self.engine_exit}\n")
+            log = s.run_dir / ENGINE_LOG
+            if log.is_file():
+                out.append(f"engine log: {log}\n", style="bold")
+                out.append(tail_text(log, 6), style="dim")
+            return out
+        out.append(f"status: {s.status}\n", style="bold")
+        e = s.last_epoch
+        if e is not None:
+            out.append(
+                f"epoch {e.epoch}: train {e.train_loss:.3f} / {pct(e.train_top1)}\n"
+                f"  val {'-' if e.val_loss is None else f'{e.val_loss:.3f}'} / {pct(e.val_top1)}"
+                f" (top-5 {pct(e.val_top5)})\n"
+            )
+        if s.last_checkpoint:
+            out.append(f"checkpoint: {s.last_checkpoint}\n")
+        for name, ev in sorted(s.tests.items()):
+            out.append(f"test ({name}, e{ev.epoch}): {pct(ev.top1)} top-1, {pct(ev.top5)} top-5\n")
+        if isinstance(s.final, Finished):
+            out.append("r: results  ·  4: all runs\n", style="bold")
+        else:
+            out.append("s: stop after epoch · c: checkpoint\n", style="dim")
+        out.append(str(s.run_dir), style="dim")
+        return out
+
+    # ------------------------------------------------------------------ actions
+
+    def _live(self) -> bool:
+        s = self.state
+        if s is None or s.final is not None or self.engine_gone:
+            self.notify("this run is not running", severity="warning")
+            return False
+        return True
+
+    def action_stop_after_epoch(self) -> None:
+        if self._live():
+            assert self.state is not None
+            control.request(self.state.run_dir, "stop_after_epoch")
+            done, epochs, _, _ = self.state.progress()
+            self.notify(f"stop requested: the run ends after epoch {min(done + 1, epochs)}")
+
+    def action_checkpoint_now(self) -> None:
+        if self._live():
+            assert self.state is not None
+            control.request(self.state.run_dir, "checkpoint_now")
+            self.notify("checkpoint requested")
+
+    def action_terminate(self) -> None:
+        if not self._live():
+            return
+        assert self.state is not None
+        pid = self.state.started.pid if self.state.started else None
+        if not pid_alive(pid):
+            self.notify("no engine process to signal", severity="warning")
+            return
+        import os
+        import signal
+
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        self.notify("SIGTERM sent: the engine finishes its step, checkpoints and stops")
+
+    def action_results(self) -> None:
+        s = self.state
+        if s is None or not (s.run_dir / "eval.npz").is_file():
+            self.notify("no results yet: they come when the run finishes", severity="warning")
+            return
+        self.app.call_later(self.app.show_results, s.run_dir)  # type: ignore[attr-defined]
+
+    async def action_leave(self) -> None:
+        await self.app.action_quit()  # prints `cifar-tui attach RUN_ID` while the run goes on

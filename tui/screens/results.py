@@ -1,0 +1,275 @@
+"""Results: the test-set confusion matrix (100 classes or 20 superclasses) and per-class PR / ROC
+curves with AP and AUC, sortable worst-first, plus micro and macro averages."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from tui.evaldata import EvalData, load_eval, most_confused, row_normalise
+from tui.messages import ResultsLoaded
+from tui.screens.common import TitleBar, pct, synthetic_tag
+from tui.widgets.confusion import ConfusionMatrix
+from tui.widgets.plots import Line, MetricPlot
+
+MACRO, MICRO = "macro", "micro"
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+class ResultsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    ResultsScreen #side { width: 42; padding: 0 0 0 1; }
+    ResultsScreen #cell { height: 5; border-bottom: solid $panel-lighten-2; }
+    ResultsScreen #pairs { height: 1fr; }
+    ResultsScreen #scale { height: 1; }
+    ResultsScreen #classes { width: 44; }
+    ResultsScreen #tabs { height: 1fr; }
+    ResultsScreen TabPane { padding: 0; height: 1fr; }
+    ResultsScreen TabPane > Horizontal { height: 1fr; }
+    ResultsScreen ContentSwitcher { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("z", "toggle_coarse", "superclasses"),
+        Binding("m", "tab('confusion')", "matrix"),
+        Binding("p", "tab('curves')", "PR/ROC"),
+        Binding("a", "sort('ap')", "sort AP", show=False),
+        Binding("u", "sort('auc')", "sort AUC", show=False),
+        Binding("n", "sort('name')", "sort name", show=False),
+    ]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.data: EvalData | None = None
+        self.coarse = False
+        self.sort_key = "ap"
+        self.sort_desc = False  # worst first
+        self.pairs_rows: list[tuple[int, int]] = []
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar("Results", id="title")
+        with TabbedContent(id="tabs"):
+            with TabPane("Confusion (m)", id="confusion"), Horizontal():
+                with Vertical():
+                    yield ConfusionMatrix(id="matrix")
+                    yield Static("", id="scale")
+                with Vertical(id="side"):
+                    yield Static("loading ...", id="cell")
+                    yield DataTable(id="pairs", cursor_type="row", zebra_stripes=True)
+            with TabPane("PR / ROC (p)", id="curves"), Horizontal():
+                yield DataTable(id="classes", cursor_type="row", zebra_stripes=True)
+                with Vertical():
+                    yield MetricPlot("precision-recall", xlabel="recall", limits=(0, 1), id="pr")
+                    yield MetricPlot("ROC", xlabel="false-positive rate", limits=(0, 1), id="roc")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results")
+    def load(self) -> None:
+        try:
+            data = load_eval(self.run_dir)
+        except (OSError, KeyError, ValueError) as exc:
+            self.post_message(ResultsLoaded(None, f"cannot read {self.run_dir}/eval.npz: {exc}"))
+            return
+        self.post_message(ResultsLoaded(data))
+
+    @on(ResultsLoaded)
+    def _loaded(self, message: ResultsLoaded) -> None:
+        if message.error is not None or not isinstance(message.data, EvalData):
+            self.query_one("#cell", Static).update(Text(str(message.error), style="red"))
+            return
+        self.data = d = message.data
+        s = d.summary
+        title = self.query_one("#title", TitleBar)
+        title.set(
+            self.run_dir.name,
+            synthetic_tag(d.synthetic),
+            f"test top-1 {pct(s.get('test_top1', d.accuracy()))}",
+            f"AP macro {_num(d.macro_ap)} micro {_num(d.micro_ap)}",
+            f"AUC macro {_num(d.macro_auc)} micro {_num(d.micro_auc)}",
+        )
+        self.query_one("#scale", Static).update(
+            Text.assemble(
+                ("row-normalised, log colour: ", "dim"),
+                ("▀", "rgb(40,11,84)"),
+                ("0.1%", "dim"),
+                (" ▀", "rgb(120,28,109)"),
+                ("1%", "dim"),
+                (" ▀", "rgb(196,55,83)"),
+                ("5%", "dim"),
+                (" ▀", "rgb(247,131,17)"),
+                ("30%", "dim"),
+                (" ▀", "rgb(252,253,191)"),
+                ("100%", "dim"),
+                ("  z: superclasses", "dim"),
+            )
+        )
+        self._show_matrix()
+        self._fill_classes()
+        if self.query_one("#tabs", TabbedContent).active == "confusion":
+            self.query_one("#matrix", ConfusionMatrix).focus()
+
+    # ------------------------------------------------------------------ confusion
+
+    def _names(self) -> list[str]:
+        assert self.data is not None
+        return self.data.coarse_names if self.coarse else self.data.class_names
+
+    def _counts(self) -> np.ndarray:
+        assert self.data is not None
+        return self.data.coarse_confusion() if self.coarse else self.data.confusion
+
+    def _show_matrix(self) -> None:
+        matrix = self.query_one("#matrix", ConfusionMatrix)
+        counts, names = self._counts(), self._names()
+        matrix.set_matrix(counts, names, coarse=self.coarse)
+        table = self.query_one("#pairs", DataTable)
+        table.clear(columns=True)
+        table.add_columns("true", "predicted as", "n", "%")
+        self.pairs_rows = []
+        for pair in most_confused(counts, top=30):
+            table.add_row(names[pair.true], names[pair.pred], pair.count, f"{100 * pair.rate:.0f}")
+            self.pairs_rows.append((pair.true, pair.pred))
+        matrix.move_to(*matrix.cursor)
+
+    @on(ConfusionMatrix.CursorMoved)
+    def _cursor(self, message: ConfusionMatrix.CursorMoved) -> None:
+        if self.data is None:
+            return
+        counts, names = self._counts(), self._names()
+        t, p = message.true, message.pred
+        if t >= len(names) or p >= len(names):
+            return
+        support = int(counts[t].sum())
+        share = row_normalise(counts)[t, p]
+        kind = "superclass" if self.coarse else "class"
+        text = Text()
+        text.append("true ", style="dim")
+        text.append(f"{names[t]} ({t})\n", style="bold")
+        text.append("pred ", style="dim")
+        text.append(f"{names[p]} ({p})\n", style="bold")
+        text.append(f"{int(counts[t, p])} of {support} test images ({100 * share:.1f}%)\n")
+        recall = counts[t, t] / support if support else float("nan")
+        text.append(f"{kind} recall {pct(recall, 1)}", style="dim")
+        self.query_one("#cell", Static).update(text)
+
+    @on(DataTable.RowSelected, "#pairs")
+    def _pair_selected(self, event: DataTable.RowSelected) -> None:
+        if 0 <= event.cursor_row < len(self.pairs_rows):
+            matrix = self.query_one("#matrix", ConfusionMatrix)
+            matrix.move_to(*self.pairs_rows[event.cursor_row])
+            matrix.focus()
+
+    def action_toggle_coarse(self) -> None:
+        if self.data is None:
+            return
+        self.coarse = not self.coarse
+        matrix = self.query_one("#matrix", ConfusionMatrix)
+        t, p = matrix.cursor
+        f2c = self.data.fine_to_coarse
+        if self.coarse:
+            matrix.cursor = (int(f2c[t]), int(f2c[p]))
+        else:  # back to the first fine class of each superclass
+            matrix.cursor = (int(np.argmax(f2c == t)), int(np.argmax(f2c == p)))
+        self._show_matrix()
+        self.query_one("#tabs", TabbedContent).active = "confusion"
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+        target = "#matrix" if tab == "confusion" else "#classes"
+        self.query_one(target).focus()
+
+    # ------------------------------------------------------------------ PR / ROC
+
+    def _fill_classes(self) -> None:
+        d = self.data
+        assert d is not None
+        table = self.query_one("#classes", DataTable)
+        table.clear(columns=True)
+        arrow = "v" if self.sort_desc else "^"
+        labels = {"name": "class", "ap": "AP", "auc": "AUC"}
+        cols = {k: v + (f" {arrow}" if k == self.sort_key else "") for k, v in labels.items()}
+        table.add_column(cols["name"], key="name", width=16)
+        table.add_column(cols["ap"], key="ap", width=6)
+        table.add_column(cols["auc"], key="auc", width=6)
+        table.add_column("n", key="n", width=5)
+        table.add_row(
+            Text("macro avg", style="bold"), _num(d.macro_ap), _num(d.macro_auc), "", key=MACRO
+        )
+        table.add_row(
+            Text("micro avg", style="bold"), _num(d.micro_ap), _num(d.micro_auc), "", key=MICRO
+        )
+        support = d.support
+        order = list(range(len(d.class_names)))
+        if self.sort_key == "name":
+            order.sort(key=lambda k: d.class_names[k], reverse=self.sort_desc)
+        else:
+            values = d.ap if self.sort_key == "ap" else d.auc
+            # NaN (class absent from the test set) sorts last either way
+            order.sort(
+                key=lambda k: (
+                    math.isnan(values[k]),
+                    -values[k] if self.sort_desc else values[k],
+                )
+            )
+        for k in order:
+            table.add_row(
+                d.class_names[k], _num(d.ap[k]), _num(d.auc[k]), int(support[k]), key=str(k)
+            )
+        table.move_cursor(row=0)
+        table.scroll_home(animate=False)
+        self._show_curves(MACRO)
+
+    @on(DataTable.RowHighlighted, "#classes")
+    def _class_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            self._show_curves(event.row_key.value)
+
+    def _show_curves(self, key: str) -> None:
+        d = self.data
+        if d is None:
+            return
+        grid = d.grid.tolist()
+        macro_pr = Line(f"macro AP {_num(d.macro_ap)}", grid, d.macro_pr.tolist())
+        macro_roc = Line(f"macro AUC {_num(d.macro_auc)}", grid, d.macro_roc.tolist())
+        tag = " SYNTHETIC" if d.synthetic else ""
+        if key == MACRO:
+            pr_lines, roc_lines, name = [macro_pr], [macro_roc], "macro average"
+        elif key == MICRO:
+            pr_lines = [Line(f"micro AP {_num(d.micro_ap)}", grid, d.micro_pr.tolist()), macro_pr]
+            roc_lines = [
+                Line(f"micro AUC {_num(d.micro_auc)}", grid, d.micro_roc.tolist()),
+                macro_roc,
+            ]
+            name = "micro average"
+        else:
+            k = int(key)
+            name = d.class_names[k]
+            pr_lines = [Line(f"AP {_num(d.ap[k])}", grid, d.pr_precision[k].tolist()), macro_pr]
+            roc_lines = [Line(f"AUC {_num(d.auc[k])}", grid, d.roc_tpr[k].tolist()), macro_roc]
+        self.query_one("#pr", MetricPlot).show(pr_lines, title=f"PR: {name}{tag}")
+        self.query_one("#roc", MetricPlot).show(roc_lines, title=f"ROC: {name}{tag}")
+
+    def action_sort(self, key: str) -> None:
+        if self.data is None:
+            return
+        if key == self.sort_key:
+            self.sort_desc = not self.sort_desc
+        else:
+            self.sort_key, self.sort_desc = key, False
+        self._fill_classes()
+        self.action_tab("curves")

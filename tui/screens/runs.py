@@ -1,0 +1,201 @@
+"""Runs: every run in runs.sqlite, overlaid validation curves, open / attach / delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from engine.runs import RunRow
+from tui.screens.common import ConfirmScreen, TitleBar, duration, pct
+from tui.widgets.plots import Line, MetricPlot
+
+
+class RunsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    RunsScreen #runs { height: 1fr; min-height: 5; }
+    RunsScreen #overlay { height: 1fr; min-height: 8; }
+    RunsScreen #hint { height: 1; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("space", "toggle_select", "select"),
+        Binding("o", "open", "results"),
+        Binding("a", "attach", "attach"),
+        Binding("d", "delete", "delete"),
+        Binding("r", "reload", "refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunRow] = []
+        self.selected: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar("Runs", id="title")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static(
+            Text("space: select for the plot · enter/o: results · a: attach · d: delete", "dim"),
+            id="hint",
+        )
+        yield MetricPlot("val top-1 % by epoch", xlabel="epoch", percent=True, id="overlay")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for key, label in (
+            ("sel", " "),
+            ("run", "run"),
+            ("preset", "preset"),
+            ("status", "status"),
+            ("data", "data"),
+            ("best", "best val"),
+            ("test", "test top-1"),
+            ("time", "time"),
+        ):
+            table.add_column(label, key=key)
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload_later(self) -> None:
+        self.call_later(self.reload)
+
+    def reload(self) -> None:
+        app = self.app
+        root: Path = app.checkpoints  # type: ignore[attr-defined]
+        self.query_one("#title", TitleBar).set(str(root))
+        try:
+            self.rows = app.registry.runs()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a broken registry is shown, not raised
+            self.notify(f"cannot read the runs registry: {exc}", severity="error")
+            self.rows = []
+        table = self.query_one("#runs", DataTable)
+        current = None
+        if table.row_count and table.cursor_row < table.row_count:
+            current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        for r in self.rows:
+            best = "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} e{r.best_epoch}"
+            data = Text("SYNTHETIC", style="bold") if r.dataset == "synthetic" else r.dataset
+            table.add_row(
+                "✓" if r.run_id in self.selected else " ",
+                r.run_id,
+                r.preset,
+                r.status,
+                data,
+                best,
+                pct(r.test_top1),
+                duration(r.wall_s),
+                key=r.run_id,
+            )
+        if not self.rows:
+            self.query_one("#hint", Static).update(
+                Text("no runs yet: launch one from Setup (1)", "dim")
+            )
+        if current is not None and current in {r.run_id for r in self.rows}:
+            table.move_cursor(row=table.get_row_index(current))
+        self.selected &= {r.run_id for r in self.rows}
+        self.draw_overlay()
+
+    def current(self) -> RunRow | None:
+        table = self.query_one("#runs", DataTable)
+        if not self.rows or table.cursor_row >= len(self.rows):
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return next((r for r in self.rows if r.run_id == key), None)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        if not self.selected:
+            self.draw_overlay()
+
+    @on(DataTable.RowSelected, "#runs")
+    def _selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay")
+    def draw_overlay(self) -> None:
+        ids = sorted(self.selected) if self.selected else []
+        if not ids:
+            row = self.app.call_from_thread(self.current)
+            ids = [row.run_id] if row else []
+        registry = self.app.registry  # type: ignore[attr-defined]
+        lines = []
+        synthetic = False
+        for run_id in ids:
+            epochs = registry.epochs(run_id)
+            row = next((r for r in self.rows if r.run_id == run_id), None)
+            synthetic |= bool(row and row.dataset == "synthetic")
+            xs = [e["epoch"] for e in epochs if e.get("val_top1") is not None]
+            ys = [e["val_top1"] for e in epochs if e.get("val_top1") is not None]
+            label = run_id if row is None else f"{row.preset} {run_id[-4:]}"
+            lines.append(Line(label, xs, ys))
+        title = "val top-1 % by epoch" + (" (SYNTHETIC data)" if synthetic else "")
+        self.app.call_from_thread(self.query_one("#overlay", MetricPlot).show, lines, title)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_toggle_select(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        self.selected ^= {row.run_id}
+        table = self.query_one("#runs", DataTable)
+        table.update_cell(row.run_id, "sel", "✓" if row.run_id in self.selected else " ")
+        self.draw_overlay()
+
+    def action_open(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        run_dir = self.app.checkpoints / row.run_id  # type: ignore[attr-defined]
+        if not (run_dir / "eval.npz").is_file():
+            if row.status == "running":
+                self.notify("still running: a to attach, results come at the end")
+            else:
+                self.notify(f"{row.run_id} has no test results ({row.status})", severity="warning")
+            return
+        self.app.call_later(self.app.show_results, run_dir)  # type: ignore[attr-defined]
+
+    def action_attach(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        run_dir = self.app.checkpoints / row.run_id  # type: ignore[attr-defined]
+        if not (run_dir / "events.jsonl").is_file():
+            self.notify(f"{row.run_id} has no event log in {run_dir}", severity="error")
+            return
+        self.app.call_later(self.app.attach, run_dir)  # type: ignore[attr-defined]
+
+    def action_delete(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        if row.status == "running":
+            self.notify("stop this run before deleting it", severity="warning")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.app.registry.delete(row.run_id)  # type: ignore[attr-defined]
+                self.selected.discard(row.run_id)
+                self.notify(f"deleted {row.run_id}")
+                self.reload()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete run {row.run_id}?\nIts folder (checkpoints, logs, results) and its "
+                "registry rows are removed.",
+                yes="Delete",
+            ),
+            done,
+        )

@@ -1,0 +1,519 @@
+"""Setup: pick a preset, edit it through menus filled from the registries and the config
+dataclasses, check it, preview the augmentations, save it as a preset, launch it.
+
+The screen edits a raw config mapping (the YAML form); every change is validated with
+`parse_config`, whose ConfigError text is shown as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from engine.config import (
+    COMPONENT_REGISTRIES,
+    PRESETS_DIR,
+    SECTION_CLASSES,
+    RunConfig,
+    component_params,
+    config_to_dict,
+    dump_config,
+    load_config,
+    parse_config,
+    preset_description,
+)
+from engine.errors import ConfigError
+from tui.screens.common import ConfirmScreen, PromptScreen, TitleBar
+
+NONE = "none"  # the menu entry of an optional component left out (e.g. no SAM)
+# single-component sections, in the registries' order; the label is the registry's own kind
+COMPONENT_TITLES = {
+    section: registry.kind
+    for section, registry in COMPONENT_REGISTRIES.items()
+    if section != "augment"
+}
+OPTIONAL_SECTIONS = {
+    f.name
+    for f in dataclasses.fields(RunConfig)
+    if f.default is None and f.name in COMPONENT_TITLES
+}
+PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+Path_ = tuple[Any, ...]  # a key path into the raw config, e.g. ("augment", 0, "p")
+
+
+def _ann_text(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+
+
+def _text(value: Any) -> str:
+    """A value as the user would type it (YAML scalars)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return yaml.safe_dump(list(value), default_flow_style=True).strip()
+    return str(value)
+
+
+def _parse(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def device_choices(doc: str) -> list[str]:
+    """The device menu from the field's documented forms ('auto | cpu | cuda | cuda:N')."""
+    out: list[str] = []
+    for token in (t.strip() for t in doc.split("|")):
+        if token.endswith(":N"):
+            out += [f"{token[:-2]}:{i}" for i in range(4)]
+        elif token:
+            out.append(token)
+    return out
+
+
+class FieldRow(Horizontal):
+    """label + one editing control, one line high."""
+
+    DEFAULT_CSS = """
+    FieldRow { height: 1; margin: 0 0 0 2; }
+    FieldRow > Label { width: 20; color: $text-muted; }
+    FieldRow > Input { width: 1fr; max-width: 30; }
+    FieldRow > Select { width: 1fr; max-width: 30; }
+    FieldRow > Checkbox { width: 7; }
+    FieldRow:focus-within { background: $boost; }
+    FieldRow:focus-within > Label { color: $accent; text-style: bold reverse; }
+    """
+
+
+def _control(path: Path_, value: Any, annotation: str, choices: tuple[str, ...] | None) -> Widget:
+    """The editing widget for one parameter; `cfg_path` tells the screen where its value goes."""
+    widget: Widget
+    if choices:
+        options = [(c, c) for c in choices]
+        if value is not None and value not in choices:
+            options.append((str(value), value))
+        widget = Select(options, value=value, allow_blank=value is None, compact=True)
+    elif annotation.replace(" ", "") == "bool":
+        widget = Checkbox(value=bool(value), compact=True)
+    else:
+        widget = Input(_text(value), placeholder=annotation, compact=True)
+    widget.cfg_path = path  # type: ignore[attr-defined]
+    return widget
+
+
+class SetupScreen(Screen[None]):
+    DEFAULT_CSS = """
+    SetupScreen #left { width: 26; border-right: solid $panel-lighten-2; }
+    SetupScreen #presets { height: 1fr; border: none; }
+    SetupScreen #preset-doc { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
+    SetupScreen #form { padding: 0 1; }
+    SetupScreen .section { text-style: bold; margin-top: 1; color: $accent; }
+    SetupScreen .doc { color: $text-muted; margin: 0 0 0 2; height: auto; }
+    SetupScreen #augs { height: auto; }
+    SetupScreen .aug { height: auto; border-left: tall $panel-lighten-2; margin: 0 0 0 2; }
+    SetupScreen .aug-head { height: 1; }
+    SetupScreen .aug-head > Select { width: 22; }
+    SetupScreen .aug-head > Button { min-width: 5; width: 5; margin: 0 0 0 1; }
+    SetupScreen #add-aug { height: 1; border: none; min-width: 20; margin: 0 0 0 2; }
+    SetupScreen #check { height: auto; max-height: 4; padding: 0 1; }
+    SetupScreen #check.-ok { color: $success; }
+    SetupScreen #check.-bad { color: $error; }
+    """
+    BINDINGS = [
+        Binding("ctrl+l,l", "launch", "launch"),
+        Binding("ctrl+g,g", "preview", "aug preview"),
+        Binding("ctrl+s,s", "save", "save preset"),
+        Binding("ctrl+n", "add_aug", "add aug", show=False),
+        Binding("escape", "focus_presets", "presets", show=False),
+    ]
+
+    def __init__(self, *, presets_dir: Path | None = None) -> None:
+        super().__init__()
+        self.presets_dir = Path(presets_dir or PRESETS_DIR)
+        self.preset: str | None = None
+        self.raw: dict[str, Any] = config_to_dict(parse_config({}))
+        self.error: str | None = None
+        self._building = False
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar("Setup", id="title")
+        with Horizontal():
+            with Vertical(id="left"):
+                yield Label(" presets", classes="section")
+                yield OptionList(id="presets")
+                yield Static("", id="preset-doc")
+            yield VerticalScroll(id="form")
+        yield Static("", id="check")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.load_preset_list()
+        names = self.preset_names()
+        await self.select_preset(
+            "quickstart" if "quickstart" in names else (names[0] if names else None)
+        )
+        self.query_one("#presets", OptionList).focus()
+
+    def preset_names(self) -> list[str]:
+        return sorted(p.stem for p in self.presets_dir.glob("*.yaml"))
+
+    def load_preset_list(self, highlight: str | None = None) -> None:
+        options = self.query_one("#presets", OptionList)
+        options.clear_options()
+        names = self.preset_names()
+        options.add_options([Option(n, id=n) for n in names])
+        target = highlight or self.preset
+        if target in names:
+            options.highlighted = names.index(target)
+
+    @on(OptionList.OptionHighlighted, "#presets")
+    def _preset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = event.option.id
+        if name:
+            path = self.presets_dir / f"{name}.yaml"
+            try:
+                self.query_one("#preset-doc", Static).update(preset_description(path))
+            except ConfigError as exc:
+                self.query_one("#preset-doc", Static).update(str(exc))
+
+    @on(OptionList.OptionSelected, "#presets")
+    async def _preset_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            await self.select_preset(event.option.id)
+            self.notify(f"preset {event.option.id} loaded: edit it on the right (Tab)")
+
+    async def select_preset(self, name: str | None) -> None:
+        if name is not None:
+            try:
+                cfg = load_config(str(self.presets_dir / f"{name}.yaml"))
+            except ConfigError as exc:
+                self.notify(f"preset {name}: {exc}", severity="error", timeout=10)
+                return
+            self.preset = name
+            self.raw = config_to_dict(cfg)
+        await self.rebuild_form()
+        self.validate()
+
+    # ------------------------------------------------------------------ the form
+
+    async def rebuild_form(self) -> None:
+        form = self.query_one("#form", VerticalScroll)
+        self._building = True
+        try:
+            await form.remove_children()
+            await form.mount_all(list(self._form_widgets()))
+        finally:
+            self._building = False
+
+    def _form_widgets(self):  # noqa: ANN202 - generator of widgets
+        raw = self.raw
+        yield Label("description", classes="section")
+        row = FieldRow(
+            Label("text"), _control(("description",), raw.get("description"), "str", None)
+        )
+        yield row
+        for section, title in COMPONENT_TITLES.items():
+            yield Label(title, classes="section")
+            yield from self._component_widgets(section, (section,), raw.get(section))
+        yield Label("augmentations (applied in this order)", classes="section")
+        yield Vertical(*self._aug_widgets(), id="augs")
+        yield Button("+ add augmentation", id="add-aug", compact=True)
+        for section, cls in SECTION_CLASSES.items():
+            yield Label(section, classes="section")
+            values = raw.get(section) or {}
+            for f in dataclasses.fields(cls):
+                meta = f.metadata
+                choices = meta.get("choices")
+                if f.name == "device" and meta.get("pattern") is not None:
+                    choices = tuple(device_choices(meta.get("doc", "")))
+                control = _control(
+                    (section, f.name), values.get(f.name, f.default), str(f.type), choices
+                )
+                control.tooltip = meta.get("doc")
+                yield FieldRow(Label(f.name), control)
+
+    def _component_widgets(
+        self, section: str, path: Path_, comp: dict[str, Any] | None
+    ) -> list[Widget]:
+        if comp is None:
+            return [FieldRow(Label("name"), _name_select(section, path, NONE))]
+        select = _name_select(section, path, comp.get("name"))
+        return [FieldRow(Label("name"), select), *_param_widgets(section, path, comp)]
+
+    def _aug_widgets(self) -> list[Widget]:
+        out: list[Widget] = []
+        augs = self.raw.get("augment") or []
+        for i, comp in enumerate(augs):
+            path = ("augment", i)
+            head = Horizontal(
+                Label(f"{i + 1}. "),
+                _name_select("augment", path, comp.get("name")),
+                Button("↑", id=f"aug-up-{i}", compact=True, tooltip="move up"),
+                Button("↓", id=f"aug-down-{i}", compact=True, tooltip="move down"),
+                Button("✕", id=f"aug-del-{i}", compact=True, tooltip="remove"),
+                classes="aug-head",
+            )
+            out.append(Vertical(head, *_param_widgets("augment", path, comp), classes="aug"))
+        if not augs:
+            out.append(Static("none", classes="doc"))
+        return out
+
+    async def rebuild_augs(self, focus: str | None = None) -> None:
+        box = self.query_one("#augs", Vertical)
+        self._building = True
+        try:
+            await box.remove_children()
+            await box.mount_all(self._aug_widgets())
+        finally:
+            self._building = False
+        self.validate()
+        if focus is not None:
+            found = self.query(f"#{focus}")
+            if found:
+                found.first().focus()
+
+    # ------------------------------------------------------------------ edits
+
+    def _set(self, path: Path_, value: Any) -> None:
+        node: Any = self.raw
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        path = getattr(event.input, "cfg_path", None)
+        if path is None or self._building:
+            return
+        value = event.value if path == ("description",) else _parse(event.value)
+        self._set(path, value)
+        self.validate()
+
+    @on(Checkbox.Changed)
+    def _checkbox_changed(self, event: Checkbox.Changed) -> None:
+        path = getattr(event.checkbox, "cfg_path", None)
+        if path is None or self._building:
+            return
+        self._set(path, event.value)
+        self.validate()
+
+    @on(Select.Changed)
+    async def _select_changed(self, event: Select.Changed) -> None:
+        path = getattr(event.select, "cfg_path", None)
+        if path is None or self._building or event.value is Select.BLANK:
+            return
+        if path[-1] == "name" and (path[0] in COMPONENT_TITLES or path[0] == "augment"):
+            registry = COMPONENT_REGISTRIES[path[0]]
+            node: Any = self.raw
+            for key in path[:-2]:
+                node = node[key]
+            current = node[path[-2]]
+            if (current or {}).get("name", NONE) == event.value:
+                return
+            if event.value == NONE:
+                node[path[-2]] = None
+            else:  # a new component starts from its own defaults
+                params = component_params(registry, event.value)
+                defaults = {k: p.default for k, p in params.items()}
+                node[path[-2]] = {"name": event.value, **defaults}
+            if path[0] == "augment":
+                await self.rebuild_augs()
+                self._focus_path(path)
+            else:
+                await self.rebuild_form()
+                self._focus_path(path)
+            self.validate()
+            return
+        self._set(path, event.value)
+        self.validate()
+
+    def _focus_path(self, path: Path_) -> None:
+        for widget in self.query("#form Select, #form Input, #form Checkbox"):
+            if getattr(widget, "cfg_path", None) == path:
+                widget.focus()
+                widget.scroll_visible(animate=False)
+                return
+
+    @on(Button.Pressed)
+    async def _button(self, event: Button.Pressed) -> None:
+        bid = event.button.id or ""
+        augs = self.raw.setdefault("augment", [])
+        if bid == "add-aug":
+            await self.action_add_aug()
+            return
+        m = re.match(r"aug-(up|down|del)-(\d+)$", bid)
+        if not m:
+            return
+        op, i = m.group(1), int(m.group(2))
+        focus = None
+        if op == "del":
+            del augs[i]
+        elif op == "up" and i > 0:
+            augs[i - 1], augs[i] = augs[i], augs[i - 1]
+            focus = f"aug-up-{i - 1}"
+        elif op == "down" and i < len(augs) - 1:
+            augs[i + 1], augs[i] = augs[i], augs[i + 1]
+            focus = f"aug-down-{i + 1}"
+        await self.rebuild_augs(focus=focus)
+
+    async def action_add_aug(self) -> None:
+        registry = COMPONENT_REGISTRIES["augment"]
+        used = {a.get("name") for a in self.raw.get("augment") or []}
+        names = registry.names()
+        name = next((n for n in names if n not in used), names[0])
+        defaults = {k: p.default for k, p in component_params(registry, name).items()}
+        self.raw.setdefault("augment", []).append({"name": name, **defaults})
+        await self.rebuild_augs()
+        last = len(self.raw["augment"]) - 1
+        self._focus_path(("augment", last, "name"))
+
+    # ------------------------------------------------------------------ check, save, run
+
+    def validate(self) -> bool:
+        check = self.query_one("#check", Static)
+        try:
+            cfg = parse_config(self.raw)
+        except ConfigError as exc:
+            self.error = str(exc)
+            check.set_classes("-bad")
+            check.update(Text(f"✗ {exc}"))
+            self._title()
+            return False
+        self.error = None
+        check.set_classes("-ok")
+        synthetic = " (SYNTHETIC data)" if cfg.data.dataset == "synthetic" else ""
+        augs = " > ".join(a.name for a in cfg.augment) or "no augmentation"
+        check.update(
+            Text(
+                f"✓ valid: {cfg.model.name}, {cfg.optim.name} lr {cfg.optim.params.get('lr', '-')}"
+                f", {cfg.schedule.name}, {cfg.loss.name}, {cfg.train.epochs} epochs x batch "
+                f"{cfg.data.batch_size} on {cfg.data.dataset}{synthetic}; {augs}"
+            )
+        )
+        self._title()
+        return True
+
+    def _title(self) -> None:
+        synthetic = (self.raw.get("data") or {}).get("dataset") == "synthetic"
+        tag = Text(" SYNTHETIC ", style="bold reverse") if synthetic else ""
+        self.query_one("#title", TitleBar).set(f"preset {self.preset or '-'}", tag)
+
+    def config(self):  # noqa: ANN201 - RunConfig or None
+        try:
+            return parse_config(self.raw)
+        except ConfigError as exc:
+            self.notify(str(exc), title="config not valid", severity="error", timeout=10)
+            return None
+
+    async def action_launch(self) -> None:
+        cfg = self.config()
+        if cfg is None:
+            return
+        await self.app.start_run(self.preset or "custom", cfg)  # type: ignore[attr-defined]
+
+    def action_preview(self) -> None:
+        cfg = self.config()
+        if cfg is None:
+            return
+        from tui.screens.preview import PreviewScreen
+
+        self.app.push_screen(PreviewScreen(dump_config(cfg)))
+
+    def action_save(self) -> None:
+        if self.config() is None:
+            return
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            if not PRESET_NAME_RE.match(name):
+                self.notify(
+                    f"{name!r} is not a preset name: use letters, digits, - _ .",
+                    severity="error",
+                )
+                return
+            path = self.presets_dir / f"{name}.yaml"
+            if path.exists():
+                self.app.push_screen(
+                    ConfirmScreen(f"Preset {name} exists. Overwrite {path}?", yes="Overwrite"),
+                    lambda yes: self._write_preset(name, path) if yes else None,
+                )
+            else:
+                self._write_preset(name, path)
+
+        suggestion = f"{self.preset}-custom" if self.preset else "my-preset"
+        self.app.push_screen(PromptScreen("Save this config as preset (name):", suggestion), named)
+
+    def _write_preset(self, name: str, path: Path) -> None:
+        cfg = self.config()
+        if cfg is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(dump_config(cfg))
+        tmp.replace(path)
+        self.preset = name
+        self.load_preset_list(highlight=name)
+        self._title()
+        self.notify(f"saved {path}")
+
+    def action_focus_presets(self) -> None:
+        self.query_one("#presets", OptionList).focus()
+
+
+def _name_select(section: str, path: Path_, name: str | None) -> Select:
+    options = [(e.name, e.name) for e in COMPONENT_REGISTRIES[section].entries()]
+    if section in OPTIONAL_SECTIONS:
+        options.insert(0, (NONE, NONE))
+    select = Select(options, value=name, allow_blank=False, compact=True)
+    select.cfg_path = (*path, "name")  # type: ignore[attr-defined]
+    return select
+
+
+def _param_widgets(section: str, path: Path_, comp: dict[str, Any]) -> list[Widget]:
+    """The entry's description, then one row per keyword parameter of its builder."""
+    registry = COMPONENT_REGISTRIES[section]
+    name = comp.get("name")
+    if name not in registry:
+        return []
+    entry = next(e for e in registry.entries() if e.name == name)
+    widgets: list[Widget] = [Static(entry.description, classes="doc")]
+    choices = registry.choices(name)
+    limits = registry.limits(name)
+    for key, param in component_params(registry, name).items():
+        value = comp.get(key, param.default)
+        ann = _ann_text(param.annotation)
+        control = _control((*path, key), value, ann, choices.get(key))
+        tip = f"{key}: {ann}"
+        if key in limits:
+            lo, hi, open_lo = limits[key]
+            bracket = "(" if open_lo or lo is None else "["
+            lo_t = "-inf" if lo is None else f"{lo:g}"
+            hi_t = "inf" if hi is None else f"{hi:g}"
+            tip += f" in {bracket}{lo_t}, {hi_t}]"
+        if param.default is not inspect.Parameter.empty:
+            tip += f" (default {param.default!r})"
+        control.tooltip = tip
+        widgets.append(FieldRow(Label(key), control))
+    return widgets

@@ -1,0 +1,292 @@
+"""Follow an engine run: the model of a run built from its events, and the loop that feeds it.
+
+`RunState` turns the event stream into histories and progress (no Textual, easy to test).
+`supervise()` is the body of the Monitor's worker: it (optionally) starts the engine process,
+tails `events.jsonl` with `EventTail` and hands batches of events to a callback until the engine
+has exited or, when only following a log, a final event has been read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.events import (
+    EVENTS_FILE,
+    EpochEnd,
+    Evaluated,
+    Event,
+    EventTail,
+    Failed,
+    Finished,
+    RunStarted,
+    Step,
+)
+
+POLL_S = 0.25  # how often the log is read: matches the 4 Hz redraw ceiling
+ENGINE_LOG = "engine.log"  # the engine's stdout + stderr when the dashboard starts it
+
+
+@dataclass
+class Series:
+    """A growing (x, y) history."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y: float | None) -> None:
+        if y is None:
+            return
+        self.xs.append(float(x))
+        self.ys.append(float(y))
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+
+def downsample(xs: list[float], ys: list[float], n: int) -> tuple[list[float], list[float]]:
+    """At most `n` points of a series: bucket means, first and last points kept exactly.
+
+    Plots redraw cheaply however long the run: a 200-epoch, 2 Hz step history is ~10^5 points,
+    a plot is ~100 columns wide.
+    """
+    if len(xs) <= n or n < 3:
+        return list(xs), list(ys)
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    inner_x, inner_y = x[1:-1], y[1:-1]
+    bounds = np.linspace(0, len(inner_x), n - 1).astype(np.int64)
+    starts, ends = bounds[:-1], bounds[1:]
+    ok = ends > starts
+    width = ends[ok] - starts[ok]
+    cx = np.add.reduceat(inner_x, starts[ok]) / width
+    cy = np.add.reduceat(inner_y, starts[ok]) / width
+    return [float(x[0]), *cx.tolist(), float(x[-1])], [float(y[0]), *cy.tolist(), float(y[-1])]
+
+
+@dataclass
+class RunState:
+    """Everything the Monitor shows, derived from events only (so `attach` sees the same)."""
+
+    run_dir: Path
+    started: RunStarted | None = None
+    last_step: Step | None = None
+    last_epoch: EpochEnd | None = None
+    final: Finished | Failed | None = None
+    tests: dict[str, Evaluated] = field(default_factory=dict)
+    checkpoints: int = 0
+    last_checkpoint: str | None = None
+    step_loss: Series = field(default_factory=Series)  # running mean within each epoch
+    step_top1: Series = field(default_factory=Series)
+    lr: Series = field(default_factory=Series)
+    train_loss: Series = field(default_factory=Series)  # per epoch, x = epoch
+    val_loss: Series = field(default_factory=Series)
+    train_top1: Series = field(default_factory=Series)
+    val_top1: Series = field(default_factory=Series)
+    last_t: float = 0.0
+    bad_steps: int = 0  # non-finite losses whose update the engine skipped
+    resumed_from: str | None = None
+    resume_warning: str | None = None
+    version: int = 0  # bumped per applied batch: plots redraw only when it moved
+
+    @property
+    def run_id(self) -> str:
+        return self.started.run_id if self.started else self.run_dir.name
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.started and self.started.synthetic)
+
+    @property
+    def status(self) -> str:
+        if isinstance(self.final, Finished):
+            return self.final.status
+        if isinstance(self.final, Failed):
+            return "failed" if self.final.status == "error" else self.final.status
+        return "running" if self.started else "starting"
+
+    def apply(self, events: list[Event]) -> None:
+        for event in events:
+            handler = getattr(self, f"_on_{event.type}", None)
+            if handler is not None:
+                handler(event)
+            self.last_t = max(self.last_t, event.t)
+        if events:
+            self.version += 1
+
+    def _on_run_started(self, e: RunStarted) -> None:
+        self.started = e
+
+    def _on_resumed(self, e: Any) -> None:
+        """Training continues from a checkpoint: history after it is void, the run is live."""
+        self.started = e
+        self.final = None
+        self.resumed_from = f"epoch {e.epoch}, step {e.step}"
+        self.resume_warning = getattr(e, "warning", None)
+        cut = e.epoch + e.epoch_step / max(e.steps_per_epoch, 1)
+        for series, limit in (
+            (self.step_loss, cut),
+            (self.step_top1, cut),
+            (self.lr, cut),
+            (self.train_loss, e.epoch),
+            (self.val_loss, e.epoch),
+            (self.train_top1, e.epoch),
+            (self.val_top1, e.epoch),
+        ):
+            keep = sum(1 for x in series.xs if x <= limit + 1e-9)
+            del series.xs[keep:], series.ys[keep:]
+        if self.last_epoch is not None and self.last_epoch.epoch > e.epoch:
+            self.last_epoch = None
+        self.tests.clear()
+
+    def _on_bad_step(self, e: Any) -> None:
+        self.bad_steps += 1
+
+    def _on_step(self, e: Step) -> None:
+        self.last_step = e
+        x = e.epoch - 1 + e.epoch_step / max(e.steps_per_epoch, 1)
+        self.step_loss.add(x, e.loss)
+        self.step_top1.add(x, e.top1)
+        self.lr.add(x, e.lr)
+
+    def _on_epoch_end(self, e: EpochEnd) -> None:
+        self.last_epoch = e
+        self.train_loss.add(e.epoch, e.train_loss)
+        self.val_loss.add(e.epoch, e.val_loss)
+        self.train_top1.add(e.epoch, e.train_top1)
+        self.val_top1.add(e.epoch, e.val_top1)
+
+    def _on_checkpoint(self, e: Any) -> None:
+        self.checkpoints += 1
+        self.last_checkpoint = f"{e.kind} (epoch {e.epoch})"
+
+    def _on_evaluated(self, e: Evaluated) -> None:
+        self.tests[e.checkpoint] = e
+
+    def _on_finished(self, e: Finished) -> None:
+        self.final = e
+
+    def _on_failed(self, e: Failed) -> None:
+        self.final = e
+
+    # ------------------------------------------------------------- derived numbers
+
+    def progress(self) -> tuple[int, int, int, int]:
+        """(epochs done, epochs, steps done in this epoch, steps per epoch)."""
+        epochs = self.started.epochs if self.started else 0
+        done = self.last_epoch.epoch if self.last_epoch else 0
+        spe = self.started.steps_per_epoch if self.started else 0
+        step = 0
+        if self.last_step is not None and self.last_step.epoch > done:
+            step = self.last_step.epoch_step
+            spe = self.last_step.steps_per_epoch
+        elif isinstance(self.final, Finished) or done:
+            step = spe if done == epochs or self.final else 0
+        return done, epochs, step, spe
+
+    def img_per_s(self) -> float | None:
+        if self.last_step is not None and (
+            self.last_epoch is None or self.last_step.t >= self.last_epoch.t
+        ):
+            return self.last_step.img_per_s
+        return self.last_epoch.img_per_s if self.last_epoch else None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        if self.started is None:
+            return None
+        end = self.final.t if self.final is not None else (now or time.time())
+        return max(0.0, end - self.started.t)
+
+    def eta_s(self) -> float | None:
+        """Training time left, from the step rate so far (None before the first step)."""
+        if self.final is not None:
+            return 0.0
+        s = self.last_step
+        if s is None or self.started is None or s.step == 0:
+            return self.last_epoch.eta_s if self.last_epoch else None
+        per_step = (s.t - self.started.t) / s.step
+        return per_step * max(s.total_steps - s.step, 0)
+
+    def best(self) -> tuple[float | None, int | None]:
+        if isinstance(self.final, Finished):
+            return self.final.summary.get("best_val_top1"), self.final.summary.get("best_epoch")
+        if self.last_epoch is None:
+            return None, None
+        return self.last_epoch.best_val_top1, self.last_epoch.best_epoch
+
+    def traceback_path(self) -> str | None:
+        return self.final.traceback_path if isinstance(self.final, Failed) else None
+
+
+# --------------------------------------------------------------------------- the worker loop
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def supervise(
+    run_dir: Path,
+    emit: Callable[[list[Event]], None],
+    *,
+    process: Any = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    wake: threading.Event | None = None,
+    poll_s: float = POLL_S,
+    warn: Callable[[str], None] = lambda _text: None,
+) -> tuple[int | None, bool]:
+    """Tail `run_dir/events.jsonl`, calling `emit(batch)` for each non-empty batch.
+
+    With `process` (a Popen we started) the loop ends once it has exited and the log is drained.
+    Without one (attach), it ends after a `finished`/`failed` event, or when the engine pid named
+    in `run_started` is gone. Returns (the process's exit code or None, whether a final event
+    was read). `cancelled()` is checked every poll; `wake` (set it to poll at once) may shorten
+    the wait.
+    """
+    tail = EventTail(run_dir / EVENTS_FILE)
+    wake = wake or threading.Event()
+    final = False
+    engine_pid: int | None = None
+    idle_polls = 0
+    while not cancelled():
+        exited = process is not None and process.poll() is not None
+        try:
+            batch = tail.poll()
+        except (TypeError, ValueError) as exc:  # a line from a newer writer: skip, go on
+            warn(f"unreadable event in {run_dir / EVENTS_FILE}: {exc}")
+            batch = []
+        for e in batch:
+            if isinstance(e, RunStarted):
+                engine_pid = e.pid
+            if isinstance(e, Finished | Failed):
+                final = True
+        if batch:
+            emit(batch)
+            idle_polls = 0
+        else:
+            idle_polls += 1
+        if process is not None:
+            if exited:
+                return process.returncode, final
+        elif final:
+            return None, True
+        elif engine_pid is not None and idle_polls >= 8 and not pid_alive(engine_pid):
+            return None, False
+        wake.wait(poll_s)
+        wake.clear()
+    return (process.returncode if process is not None else None), final
