@@ -26,6 +26,7 @@ from engine.augment import AUGMENTATIONS
 from engine.datafiles import DATASETS
 from engine.errors import ConfigError
 from engine.losses import LOSSES
+from engine.mix import MIXES
 from engine.models import MODELS
 from engine.optim import OPTIMIZERS, SAM_VARIANTS
 from engine.registry import Registry
@@ -115,6 +116,7 @@ class RunConfig:
     augment: list[Component] = field(default_factory=list)
     optim: Component = field(default_factory=lambda: Component("sgd"))
     sam: Component | None = None  # SAM / ASAM around the optimizer; None: plain steps
+    mix: Component | None = None  # MixUp / CutMix on each batch (soft targets); None: off
     schedule: Component = field(default_factory=lambda: Component("cosine"))
     loss: Component = field(default_factory=lambda: Component("cross_entropy"))
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -129,6 +131,7 @@ COMPONENT_REGISTRIES: dict[str, Registry[Any]] = {
     "loss": LOSSES,
     "augment": AUGMENTATIONS,
     "sam": SAM_VARIANTS,
+    "mix": MIXES,
 }
 TOP_LEVEL = ["description", *COMPONENT_REGISTRIES, *SECTION_CLASSES]
 
@@ -274,6 +277,10 @@ def _parse_component(raw: Any, path: str, registry: Registry[Any]) -> Component:
     return Component(str(name), params)
 
 
+def _optional_component(raw: Any, path: str, registry: Registry[Any]) -> Component | None:
+    return None if raw in (None, "none") else _parse_component(raw, path, registry)
+
+
 def _parse_section(raw: Any, path: str, cls: type) -> Any:
     if raw is None:
         raw = {}
@@ -318,8 +325,8 @@ def parse_config(raw: Any) -> RunConfig:
     augment = raw.get("augment", []) or []
     if not isinstance(augment, list):
         raise ConfigError("augment must be a list of {name: ..., param: value} entries")
-    sam_raw = raw.get("sam")
-    cfg.sam = None if sam_raw in (None, "none") else _parse_component(sam_raw, "sam", SAM_VARIANTS)
+    cfg.sam = _optional_component(raw.get("sam"), "sam", SAM_VARIANTS)
+    cfg.mix = _optional_component(raw.get("mix"), "mix", MIXES)
     cfg.augment = [
         _parse_component(a, f"augment.{i}", AUGMENTATIONS) for i, a in enumerate(augment)
     ]
@@ -454,6 +461,7 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
         "augment": [comp(a) for a in cfg.augment],
         "optim": comp(cfg.optim),
         "sam": comp(cfg.sam) if cfg.sam else None,
+        "mix": comp(cfg.mix) if cfg.mix else None,
         "schedule": comp(cfg.schedule),
         "loss": comp(cfg.loss),
         "train": dataclasses.asdict(cfg.train),

@@ -46,6 +46,7 @@ from engine.events import (
     Step,
 )
 from engine.losses import LOSSES
+from engine.mix import MIXES
 from engine.models import MODELS
 from engine.optim import OPTIMIZERS, SAM_VARIANTS
 from engine.registry import Registry
@@ -270,6 +271,9 @@ class Trainer:
             **cfg.schedule.params,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.mixer = None
+        if cfg.mix is not None:
+            self.mixer = build_component(MIXES, "mix", cfg.mix.name, **cfg.mix.params)
         transform = build_pipeline([(a.name, a.params) for a in cfg.augment])
         self.batches = EpochBatches(
             len(self.data.train), cfg.data.batch_size, self.steps_per_epoch, cfg.train.seed
@@ -533,10 +537,14 @@ class Trainer:
         weights, with BatchNorm running statistics left as the first pass set them.
         """
         st = self.state
+        targets: torch.Tensor = labels
+        if self.mixer is not None:  # soft targets [B, C]; its draws depend on (seed, step) only
+            g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + st.step)
+            images, targets = self.mixer(images, labels, self.num_classes, g)
         inputs = self.normalize(images)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(inputs)
-            loss = self.loss_fn(logits.float(), labels)
+            loss = self.loss_fn(logits.float(), targets)
         self.optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()
@@ -547,7 +555,7 @@ class Trainer:
                         frozen_bn_stats(self.model),
                         torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
                     ):
-                        second = self.loss_fn(self.model(inputs).float(), labels)
+                        second = self.loss_fn(self.model(inputs).float(), targets)
                     second.backward()
                     return second
 
