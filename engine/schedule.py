@@ -51,3 +51,79 @@ def constant(total_steps: int, steps_per_epoch: int, *, warmup_epochs: float = 0
         return (step + 1) / warmup if step < warmup else 1.0
 
     return factor
+
+
+@SCHEDULES.register(
+    "step",
+    "linear warmup, then the rate times gamma every step_epochs epochs",
+    limits={"warmup_epochs": ">= 0", "step_epochs": "> 0", "gamma": "0..1"},
+)
+def step(
+    total_steps: int,
+    steps_per_epoch: int,
+    *,
+    warmup_epochs: float = 0.0,
+    step_epochs: float = 60.0,
+    gamma: float = 0.2,
+) -> Factor:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
+    every = max(round(step_epochs * steps_per_epoch), 1)
+
+    def factor(i: int) -> float:
+        return (i + 1) / warmup if i < warmup else gamma ** (i // every)
+
+    return factor
+
+
+@SCHEDULES.register(
+    "multistep",
+    "linear warmup, then the rate times gamma at each milestone epoch",
+    limits={"warmup_epochs": ">= 0", "milestones": ">= 0", "gamma": "0..1"},
+)
+def multistep(
+    total_steps: int,
+    steps_per_epoch: int,
+    *,
+    warmup_epochs: float = 0.0,
+    milestones: list[float] = [60.0, 120.0, 160.0],  # noqa: B006 (read only)
+    gamma: float = 0.2,
+) -> Factor:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
+    marks = sorted(round(m * steps_per_epoch) for m in milestones)
+
+    def factor(i: int) -> float:
+        if i < warmup:
+            return (i + 1) / warmup
+        return gamma ** sum(i >= m for m in marks)
+
+    return factor
+
+
+@SCHEDULES.register(
+    "onecycle",
+    "one-cycle (Smith 2018): cosine up from lr/div_factor to lr, then down to lr/final_div",
+    limits={"pct_start": "0..1", "div_factor": ">= 1", "final_div_factor": ">= 1"},
+)
+def onecycle(
+    total_steps: int,
+    steps_per_epoch: int,
+    *,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Factor:
+    """The same phases and cosine annealing as torch.optim.lr_scheduler.OneCycleLR."""
+    start = 1.0 / div_factor
+    end = start / final_div_factor
+    up_end = float(pct_start * total_steps) - 1
+    down_end = float(total_steps - 1)
+
+    def anneal(a: float, b: float, pct: float) -> float:
+        return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def factor(i: int) -> float:
+        if i <= up_end:
+            return anneal(start, 1.0, i / up_end if up_end > 0 else 1.0)
+        return anneal(1.0, end, min((i - up_end) / (down_end - up_end), 1.0))
+
+    return factor

@@ -171,3 +171,11 @@ def test_string_choices_of_a_component_are_checked():
         match=r"augment\.0\.padding_mode = 'reflct' is not one of .*did you mean 'reflect'",
     ):
         load_config("quickstart", ["augment.0.padding_mode=reflct"])
+
+
+def test_yaml_1_1_exponent_without_a_dot_is_read_as_the_number(tmp_path):
+    """YAML 1.1 reads `1e-3` as a string; a float field converts it instead of failing later."""
+    path = tmp_path / "adam.yaml"
+    path.write_text("optim: {name: adam, lr: 1e-3, weight_decay: 5e-4}\n")
+    cfg = load_config(str(path))
+    assert cfg.optim.params["lr"] == 0.001 and cfg.optim.params["weight_decay"] == 0.0005

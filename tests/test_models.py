@@ -35,6 +35,9 @@ EXACT_PARAMS = {
     "wrn16_4": 2_772_020,
     "wrn28_10": 36_536_884,
     "wrn40_10": 55_899_444,
+    "vit": 10_730_212,  # defaults = vit_small; the formula is checked in test_numerics
+    "vit_small": 10_730_212,
+    "vit_base": 85_221_220,
 }
 
 # Published counts (millions, one decimal) for CIFAR-100 models.
@@ -205,6 +208,7 @@ def test_registry_names_and_descriptions() -> None:
     expected = [f"resnet{d}" for d in (18, 34, 50, 101, 152)]
     expected += [f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)]
     expected += ["wrn", "wrn10_2", "wrn16_4", "wrn28_10", "wrn40_10"]
+    expected += ["vit", "vit_small", "vit_base"]
     assert MODELS.names() == sorted(expected)
     assert len(MODELS) == len(expected)
     for entry in MODELS.entries():

@@ -275,3 +275,50 @@ def test_mix_feeds_soft_targets_to_the_loss(tmp_path):
     assert target.shape == (len(labels), 100) and target.dtype.is_floating_point
     assert torch.allclose(target.sum(1), torch.ones(len(labels)))
     assert (target.max(1).values < 1).any()  # some rows really mixed two labels
+
+
+def test_step_and_multistep_follow_their_closed_forms():
+    f = SCHEDULES.build("step", 100, 10, warmup_epochs=1, step_epochs=3, gamma=0.5)
+    assert [f(i) for i in (0, 9, 10, 29, 30, 60, 99)] == pytest.approx(
+        [0.1, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
+    )
+    g = SCHEDULES.build("multistep", 200, 10, milestones=[6, 12, 16], gamma=0.2)
+    assert [g(i) for i in (0, 59, 60, 119, 120, 160, 199)] == pytest.approx(
+        [1.0, 1.0, 0.2, 0.2, 0.04, 0.008, 0.008]
+    )
+
+
+def test_onecycle_matches_torch_onecycle_lr():
+    model = nn.Linear(2, 2)
+    total, max_lr = 97, 0.4
+    reference = torch.optim.SGD(model.parameters(), lr=max_lr)
+    torch_sched = torch.optim.lr_scheduler.OneCycleLR(
+        reference, max_lr=max_lr, total_steps=total, pct_start=0.3, cycle_momentum=False
+    )
+    f = SCHEDULES.build("onecycle", total, 10)
+    for i in range(total):
+        assert max_lr * f(i) == pytest.approx(reference.param_groups[0]["lr"], rel=1e-9), i
+        reference.step()
+        torch_sched.step()
+
+
+def test_vit_uses_64_patch_tokens_and_has_the_formula_parameter_count():
+    from engine.models import MODELS
+
+    def formula(dim: int, depth: int, p: int = 4, classes: int = 100, mlp: float = 4.0) -> int:
+        n, hidden = (32 // p) ** 2, int(dim * mlp)
+        embed = 3 * p * p * dim + dim + dim + (n + 1) * dim  # patch conv, cls, positions
+        block = 2 * dim + (3 * dim * dim + 3 * dim) + (dim * dim + dim) + 2 * dim
+        block += dim * hidden + hidden + hidden * dim + dim
+        return embed + depth * block + 2 * dim + dim * classes + classes
+
+    small = MODELS.build("vit_small", 100)
+    assert sum(q.numel() for q in small.parameters()) == formula(384, 6)
+    assert sum(
+        q.numel() for q in MODELS.build("vit", 100, dim=96, depth=2, heads=4).parameters()
+    ) == formula(96, 2)
+    tokens = small.tokens(torch.zeros(2, 3, 32, 32))
+    assert tokens.shape == (2, 64, 384)
+    tiny = MODELS.build("vit", 100, dim=64, depth=1, heads=4, patch_size=8)
+    assert tiny.tokens(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 64)
+    assert tiny(torch.zeros(2, 3, 32, 32)).shape == (2, 100)

@@ -136,3 +136,52 @@ def wrn40_10(num_classes: int = 100, *, dropout: float = 0.0) -> nn.Module:
     from engine.models.wrn import build_wrn
 
     return build_wrn(depth=40, width=10, dropout=dropout, num_classes=num_classes)
+
+
+@MODELS.register(
+    "vit",
+    "Vision Transformer on 4x4 patches (64 tokens at 32x32); depth, width, heads configurable",
+    limits={
+        "patch_size": "1..32",
+        "dim": ">= 8",
+        "depth": ">= 1",
+        "heads": ">= 1",
+        "mlp_ratio": "> 0",
+        "dropout": "0..1",
+    },
+)
+def vit(
+    num_classes: int = 100,
+    *,
+    patch_size: int = 4,
+    dim: int = 384,
+    depth: int = 6,
+    heads: int = 6,
+    mlp_ratio: float = 4.0,
+    dropout: float = 0.0,
+) -> nn.Module:
+    from engine.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        num_classes,
+        patch_size=patch_size,
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+        dropout=dropout,
+    )
+
+
+@MODELS.register(
+    "vit_small", "ViT-Small for CIFAR: 4x4 patches, dim 384, depth 6, 6 heads (10.7M params)"
+)
+def vit_small(num_classes: int = 100, *, dropout: float = 0.0) -> nn.Module:
+    return vit(num_classes, dim=384, depth=6, heads=6, dropout=dropout)
+
+
+@MODELS.register(
+    "vit_base", "ViT-Base for CIFAR: 4x4 patches, dim 768, depth 12, 12 heads (85.2M params)"
+)
+def vit_base(num_classes: int = 100, *, dropout: float = 0.0) -> nn.Module:
+    return vit(num_classes, dim=768, depth=12, heads=12, dropout=dropout)
