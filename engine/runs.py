@@ -264,7 +264,9 @@ def run_ids(root: Path) -> list[str]:
 
 
 def find_run(root: Path, ref: str) -> Path:
-    """The folder of run `ref` (a run id, or `last` for the newest). Raises BadInputError."""
+    """The folder of run `ref`: a run id, a unique prefix of one, or `last` for the newest.
+
+    Raises BadInputError naming the nearest id."""
     import difflib
 
     from engine.errors import BadInputError
@@ -276,7 +278,16 @@ def find_run(root: Path, ref: str) -> Path:
         return root / ids[-1]
     if ref in ids:
         return root / ref
+    matches = [i for i in ids if i.startswith(ref)]
+    if len(matches) == 1:
+        return root / matches[0]
+    if matches:
+        raise BadInputError(
+            f"run id {ref!r} is ambiguous in {root}: {len(matches)} runs start with it"
+        )
     near = difflib.get_close_matches(ref, ids, n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else ""
     recent = ", ".join(ids[-3:]) or "none"
-    raise BadInputError(f"unknown run id {ref!r} in {root}{hint} (most recent: {recent})")
+    raise BadInputError(
+        f"unknown run {ref!r} in {root}: not a known run id{hint} (most recent: {recent})"
+    )

@@ -17,6 +17,7 @@ from engine.config import PRESETS_DIR, preset_description, preset_names
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
+from engine.runs import find_run as find_run_dir
 from tui.headless import duration
 
 EXIT_BAD_INPUT = 2
@@ -120,30 +121,10 @@ def run_dashboard(
 
 def find_run(run: str, checkpoints: Path | None) -> Path:
     """A run id (or `last`, or a unique prefix) -> its folder; typer.Exit(2) when unknown."""
-    root = checkpoints_root(checkpoints)
-    ids: list[str] = []
-    if (root / DB_FILE).exists():
-        ids = [r.run_id for r in RunRegistry(root).runs()]
-    if root.is_dir():  # runs that failed before reaching the registry still have a log
-        ids += sorted(
-            (
-                p.name
-                for p in root.iterdir()
-                if (p / "events.jsonl").is_file() and p.name not in ids
-            ),
-            reverse=True,
-        )
-    if run == "last":
-        if not ids:
-            raise _fail(f"no runs in {root}")
-        return root / ids[0]
-    if run in ids or (root / run / "events.jsonl").is_file():
-        return root / run
-    matches = [i for i in ids if i.startswith(run)]
-    if len(matches) == 1:
-        return root / matches[0]
-    hint = f" ({len(matches)} runs start with it)" if matches else ""
-    raise _fail(f"unknown run {run!r} in {root}{hint}: see `cifar-tui runs`")
+    try:
+        return find_run_dir(checkpoints_root(checkpoints), run)
+    except BadInputError as exc:
+        raise _fail(f"{exc}: see `cifar-tui runs`") from None
 
 
 def run_headless(
