@@ -142,7 +142,11 @@ CASES = [
         )[-1],
         "cannot write to the checkpoints folder",
     ),
-    ("unknown run id", lambda t, ck: ["--resume", "20990101-000000-nope-0000"], "not a known run id"),
+    (
+        "unknown run id",
+        lambda t, ck: ["--resume", "20990101-000000-nope-0000"],
+        "not a known run id",
+    ),
     ("attach unknown run", lambda t, ck: ["attach", "20990101-000000-nope-0000"], "unknown run"),
     (
         "empty checkpoint",
