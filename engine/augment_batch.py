@@ -17,6 +17,7 @@ then apply each op once to the sub-batch of samples that drew it, with per-sampl
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -36,14 +37,15 @@ class BatchAugment(Protocol):
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor: ...
 
 
-class BatchOp:
+class BatchOp(abc.ABC):
     """Base class: `params` draws per-sample parameters, `apply` uses them; `__call__` does both."""
 
     def params(self, n: int, g: torch.Generator) -> Params:
         return {}
 
+    @abc.abstractmethod
     def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
-        raise NotImplementedError
+        """uint8 [B, 3, H, W] -> uint8 [B, 3, H, W] with the drawn `params`; no randomness."""
 
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         _check_batch(images)

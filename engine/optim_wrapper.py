@@ -8,7 +8,6 @@ group list) is seen through the wrapper at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,9 +49,6 @@ class OptimizerWrapper(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         self.base.add_param_group(param_group)
-
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # pragma: no cover
-        raise NotImplementedError
 
     # -- copying ----------------------------------------------------------------------------------
 
