@@ -246,9 +246,26 @@ def trivialaugment() -> Transform:
 @AUGMENTATIONS.register(
     "augmix",
     "AugMix: mix of random op chains, mixed with the original",
-    limits={"severity": "1..10", "width": "1..10", "depth": "-1..10", "alpha": "> 0"},
+    limits={
+        "severity": "1..10",
+        "width": "1..10",
+        "depth": "-1..10",
+        "alpha": "> 0",
+        "jsd_weight": ">= 0",
+    },
 )
-def augmix(*, severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0) -> Transform:
+def augmix(
+    *,
+    severity: int = 3,
+    width: int = 3,
+    depth: int = -1,
+    alpha: float = 1.0,
+    jsd: bool = False,
+    jsd_weight: float = 12.0,
+) -> Transform:
+    """jsd: train on three views per image (the one before AugMix and two AugMix draws) and add
+    jsd_weight * the Jensen-Shannon divergence of their predictions to the loss (Hendrycks et
+    al. 2020, weight 12 as published); the loader builds the views (engine.loader)."""
     from torchvision.transforms import v2
 
     # all_ops=False: the published op set (no colour enhancement ops)

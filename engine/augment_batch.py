@@ -8,8 +8,12 @@ stays the reference the tests check these against.
 
 Every op splits the random draw from its application: `op.params(n, g)` returns a dict of small
 parameter tensors drawn from `g` (on `g`'s device: a CPU generator is the usual choice and works
-for images on any device), and `op.apply(images, params)` is deterministic. `op(images, g)` does
-both and moves the parameters to the images' device.
+for images on any device), and `op.apply(images, params, host)` is deterministic. `op(images, g)`
+does both: it copies the parameters to the images' device (non-blocking) and also passes the
+drawn ones (`host`), from which the ops that split a batch into groups (policies, colour jitter)
+compute their group indices. So no op reads a device tensor back on the host: on a GPU the whole
+pipeline is queued without a single synchronisation (a test runs it on the `meta` device, where
+any such read would fail).
 
 AutoAugment / RandAugment / TrivialAugment / AugMix draw an op (and magnitude, sign) per sample,
 then apply each op once to the sub-batch of samples that drew it, with per-sample magnitudes.
@@ -44,13 +48,22 @@ class BatchOp(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
-        """uint8 [B, 3, H, W] -> uint8 [B, 3, H, W] with the drawn `params`; no randomness."""
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
+        """uint8 [B, 3, H, W] -> uint8 [B, 3, H, W] with the drawn `params`; no randomness.
+
+        `host`: the same parameters where they were drawn (the CPU), for computing group indices
+        without reading device memory; None means `params` serve for that too."""
 
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         _check_batch(images)
-        params = {k: v.to(images.device) for k, v in self.params(images.shape[0], g).items()}
-        return self.apply(images, params)
+        host = self.params(images.shape[0], g)
+        return self.apply(images, to_device(host, images.device), host)
+
+
+def to_device(params: Params, device: torch.device) -> Params:
+    return {k: v.to(device, non_blocking=True) for k, v in params.items()}
 
 
 def _check_batch(images: torch.Tensor) -> None:
@@ -175,10 +188,8 @@ def rotate(x: torch.Tensor, angle: torch.Tensor, mode: str, fill: float | None) 
     a = torch.fmod(angle, 360.0)
     a = torch.where(a < 0, a + 360.0, a)  # Python's `angle % 360`
     out = affine(x, angle=-a, mode=mode, fill=fill)
-    for deg, k in ((0.0, 0), (90.0, 1), (180.0, 2), (270.0, 3)):
-        hit = a == deg
-        if bool(hit.any()):
-            out = _where_sample(hit, torch.rot90(x, k=k, dims=(-2, -1)), out)
+    for deg, k in ((0.0, 0), (90.0, 1), (180.0, 2), (270.0, 3)):  # no `if hit.any()`: no sync
+        out = _where_sample(a == deg, torch.rot90(x, k=k, dims=(-2, -1)), out)
     return out
 
 
@@ -285,10 +296,12 @@ def run_ops(
     fill: float | None = None,
 ) -> torch.Tensor:
     """Apply op `op[i]` (index into `aa.OPS`) with magnitude `mag[i]` to each sample where
-    `active[i]`, one call per distinct op on the sub-batch that drew it."""
+    `active[i]`, one call per distinct op on the sub-batch that drew it. `op` and `active` are
+    read on the host (pass the drawn CPU tensors); `mag` lives on x's device."""
     out = x.clone()
+    op, active = op.cpu(), active.cpu()
     for k in torch.unique(op[active]).tolist():
-        sel = (active & (op == k)).nonzero().squeeze(1)
+        sel = (active & (op == k)).nonzero().squeeze(1).to(x.device, non_blocking=True)
         out[sel] = apply_op(aa.OPS[k], out[sel], mag[sel], mode, fill)
     return out
 
@@ -350,7 +363,9 @@ class RandomCrop(BatchOp):
         span = 2 * self.padding + 1
         return {"top": _randint(g, span, n), "left": _randint(g, span, n)}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         b, c, h, w = images.shape
         p, dev = self.padding, images.device
         rows_map = _pad_index(h, p, self.padding_mode).to(dev)
@@ -374,7 +389,9 @@ class HorizontalFlip(BatchOp):
     def params(self, n: int, g: torch.Generator) -> Params:
         return {"flip": _rand(g, n) < self.p}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         return _where_sample(params["flip"], images.flip(-1), images)
 
 
@@ -388,7 +405,9 @@ class Rotation(BatchOp):
     def params(self, n: int, g: torch.Generator) -> Params:
         return {"angle": _uniform(g, -self.degrees, self.degrees, n)}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         return rotate(images, params["angle"], "bilinear", 0.0)
 
 
@@ -414,20 +433,24 @@ class ColorJitter(BatchOp):
             "hue": _uniform(g, -h, h, n),
         }
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         fns: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
             ("brightness", adjust_brightness),
             ("contrast", adjust_contrast),
             ("saturation", adjust_saturation),
             ("hue", adjust_hue),
         ]
+        order = (host if host is not None else params)["order"].cpu()
         out = images.clone()
         for step in range(4):
             for k, (key, fn) in enumerate(fns):
                 if self.strength[k] == 0:
                     continue
-                sel = (params["order"][:, step] == k).nonzero().squeeze(1)
+                sel = (order[:, step] == k).nonzero().squeeze(1)
                 if sel.numel():
+                    sel = sel.to(images.device, non_blocking=True)
                     out[sel] = fn(out[sel], params[key][sel])
         return out
 
@@ -494,10 +517,12 @@ class RandomErasing(BatchOp):
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         _check_batch(images)
         b, _, h, w = images.shape
-        params = {k: v.to(images.device) for k, v in self.params_hw(b, g, h, w).items()}
-        return self.apply(images, params)
+        host = self.params_hw(b, g, h, w)
+        return self.apply(images, to_device(host, images.device), host)
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         _, _, h, w = images.shape
         top, left = params["top"], params["left"]
         box = _box_mask(top, left, top + params["height"], left + params["width"], h, w)
@@ -516,7 +541,9 @@ class Cutout(BatchOp):
     def params(self, n: int, g: torch.Generator) -> Params:
         return {"cy": _randint(g, 32, n), "cx": _randint(g, 32, n), "apply": _rand(g, n) < self.p}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         _, _, h, w = images.shape
         half = self.size // 2
         cy, cx = params["cy"], params["cx"]
@@ -582,7 +609,9 @@ class GridMask(BatchOp):
             "apply": _rand(g, n) < self.p,
         }
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         _, _, h, w = images.shape
         keep = gridmask_keep(
             params["d"], params["length"], params["st_h"], params["st_w"], params["angle"], h, w
@@ -622,13 +651,16 @@ class AutoAugment(BatchOp):
             "sign": _sign(g, n, 2),
         }
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
         dev = images.device
         pol = params["policy"]
-        op, prob = self.op.to(dev)[pol], self.prob.to(dev)[pol]
         sign = torch.where(self.signed.to(dev)[pol], params["sign"], 1.0)
         mag = self.mag.to(dev)[pol] * sign
-        active = params["draw"] <= prob
+        drawn = host if host is not None else params
+        pol_host = drawn["policy"].cpu()
+        op, active = self.op[pol_host], drawn["draw"].cpu() <= self.prob[pol_host]
         out = images
         for step in range(2):
             out = run_ops(out, op[:, step], mag[:, step], active[:, step])
@@ -647,11 +679,14 @@ class RandAugment(BatchOp):
         op, mag = self.space.draw(g, (n, self.num_ops), None, self.magnitude)
         return {"op": op, "mag": mag}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
+        op = (host if host is not None else params)["op"]
         out = images
-        active = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        active = torch.ones(images.shape[0], dtype=torch.bool)
         for step in range(self.num_ops):
-            out = run_ops(out, params["op"][:, step], params["mag"][:, step], active)
+            out = run_ops(out, op[:, step], params["mag"][:, step], active)
         return out
 
 
@@ -666,9 +701,12 @@ class TrivialAugment(BatchOp):
         op, mag = self.space.draw(g, (n,), 31)
         return {"op": op, "mag": mag}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
-        active = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        return run_ops(images, params["op"], params["mag"], active)
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
+        op = (host if host is not None else params)["op"]
+        active = torch.ones(images.shape[0], dtype=torch.bool)
+        return run_ops(images, op, params["mag"], active)
 
 
 class AugMix(BatchOp):
@@ -692,17 +730,19 @@ class AugMix(BatchOp):
         w = sample_dirichlet(torch.full((n, self.width), float(self.alpha)), g)
         return {"op": op, "mag": mag, "depth": depth, "m": m, "weights": w}
 
-    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, params: Params, host: Params | None = None
+    ) -> torch.Tensor:
+        drawn = host if host is not None else params
+        op, depth = drawn["op"].cpu(), drawn["depth"].cpu()
         m = params["m"].float()
         weights = params["weights"].float() * m[:, 1:2]
         mix = m[:, 0].view(-1, 1, 1, 1) * images
         for i in range(self.width):
             aug = images
-            for step in range(params["op"].shape[2]):
-                active = params["depth"][:, i] > step
-                aug = run_ops(
-                    aug, params["op"][:, i, step], params["mag"][:, i, step], active, "bilinear"
-                )
+            for step in range(op.shape[2]):
+                active = depth[:, i] > step
+                aug = run_ops(aug, op[:, i, step], params["mag"][:, i, step], active, "bilinear")
             mix.add_(weights[:, i].view(-1, 1, 1, 1) * aug)
         return mix.to(torch.uint8)
 
@@ -778,7 +818,16 @@ def trivialaugment() -> BatchOp:
 
 
 @_reg("augmix", "AugMix: mix of random op chains, mixed with the original")
-def augmix(*, severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0) -> BatchOp:
+def augmix(
+    *,
+    severity: int = 3,
+    width: int = 3,
+    depth: int = -1,
+    alpha: float = 1.0,
+    jsd: bool = False,
+    jsd_weight: float = 12.0,
+) -> BatchOp:
+    """jsd / jsd_weight are read by the loader (three views per image), not by the op."""
     return AugMix(severity, width, depth, alpha)
 
 

@@ -155,3 +155,14 @@ def effective_number_weights(class_counts: list[int], beta: float) -> list[float
         ]
     total = sum(raw)
     return [w * len(raw) / total for w in raw]
+
+
+def jensen_shannon(logits: tuple[Tensor, ...] | list[Tensor]) -> Tensor:
+    """AugMix's consistency loss: the Jensen-Shannon divergence of the views' predictions,
+    (1/k) sum_i KL(p_i || M) with M the mean of the p_i, averaged over the batch. As the published
+    code, M is clamped to [1e-7, 1] before its log (the p_i carry the gradient through both)."""
+    probs = [F.softmax(x, dim=1) for x in logits]
+    log_mixture = torch.clamp(torch.stack(probs).mean(dim=0), 1e-7, 1.0).log()
+    return sum(  # type: ignore[return-value]
+        F.kl_div(log_mixture, p, reduction="batchmean") for p in probs
+    ) / len(probs)

@@ -45,10 +45,25 @@ def focal(
     *,
     gamma: float = 2.0,
     label_smoothing: float = 0.0,
+    alpha: list[float] | None = None,
 ) -> nn.Module:
+    """alpha: optional per-class weights alpha_c (one per class, >= 0), the multi-class form of
+    the paper's alpha-balancing: -sum_c alpha_c q_c (1-p_c)^gamma log p_c. The paper's binary
+    alpha has no multi-class meaning on its own, so there is no scalar form."""
+    import torch
+
     from engine.loss_functions import SoftTargetLoss
 
-    return SoftTargetLoss(num_classes, gamma=gamma, label_smoothing=label_smoothing)
+    weights = None
+    if alpha is not None:
+        if len(alpha) != num_classes:
+            raise ValueError(f"alpha needs one weight per class ({num_classes}), got {len(alpha)}")
+        if any(not a >= 0 for a in alpha):
+            raise ValueError("alpha weights must be >= 0")
+        weights = torch.tensor(alpha, dtype=torch.float64)
+    return SoftTargetLoss(
+        num_classes, gamma=gamma, label_smoothing=label_smoothing, class_weights=weights
+    )
 
 
 @LOSSES.register(

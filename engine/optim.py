@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 OPTIMIZERS: Registry[Any] = Registry("optimizer")
 
 
+def fast_step(model: nn.Module) -> dict[str, bool]:
+    """`fused=True` (one kernel for the whole update) when the model is on CUDA; elsewhere torch
+    picks its default (foreach where supported)."""
+    on_cuda = any(p.is_cuda for p in model.parameters())
+    return {"fused": True} if on_cuda else {}
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: kernels with `weight_decay`, biases and norm parameters (ndim <= 1) with 0."""
     decay: list[nn.Parameter] = []
@@ -49,7 +56,11 @@ def sgd(
     if nesterov and momentum == 0:
         raise ValueError("nesterov needs momentum > 0")
     return torch.optim.SGD(
-        param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
+        param_groups(model, weight_decay),
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        **fast_step(model),
     )
 
 
@@ -84,7 +95,12 @@ def adam(
 
     betas = _check_betas("adam", beta1, beta2)
     return torch.optim.Adam(
-        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, amsgrad=amsgrad
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        amsgrad=amsgrad,
+        **fast_step(model),
     )
 
 
@@ -110,7 +126,12 @@ def adamw(
 
     betas = _check_betas("adamw", beta1, beta2)
     return torch.optim.AdamW(
-        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, amsgrad=amsgrad
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        amsgrad=amsgrad,
+        **fast_step(model),
     )
 
 

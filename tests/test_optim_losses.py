@@ -563,6 +563,22 @@ def test_focal_hand_case_and_gamma_zero_is_cross_entropy():
             assert focal(logits, target).item() == pytest.approx(ce.item(), rel=1e-12)
 
 
+def test_focal_per_class_alpha_weights_each_class_term():
+    logits, hard, soft = _logits_and_targets()
+    alpha = [0.25, 1.0, 2.0, 0.0, 0.5]
+    loss_fn = LOSSES.build("focal", 5, [1] * 5, gamma=2.0, alpha=alpha)
+    one_hot = F.one_hot(hard, 5).to(torch.float64)
+    for target, q in ((hard, one_hot), (soft, soft)):
+        weighted = q * torch.tensor(alpha, dtype=torch.float64)
+        expected = _focal_by_loop(logits, weighted, 2.0)
+        assert loss_fn(logits, target).item() == pytest.approx(expected, rel=1e-12)
+    ones = LOSSES.build("focal", 5, [1] * 5, gamma=2.0, alpha=[1.0] * 5)
+    plain = LOSSES.build("focal", 5, [1] * 5, gamma=2.0)
+    assert ones(logits, hard).item() == pytest.approx(plain(logits, hard).item(), rel=1e-12)
+    with pytest.raises(ValueError, match="one weight per class"):
+        LOSSES.build("focal", 5, [1] * 5, alpha=[1.0] * 4)
+
+
 def test_focal_gradient_stays_finite_when_a_class_is_certain():
     logits = torch.tensor([[200.0, 0.0, -5.0]], requires_grad=True)  # p_0 == 1 in float32
     for gamma in (0.5, 2.0):
