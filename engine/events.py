@@ -73,6 +73,8 @@ class Step(Event):
     top1: float
     lr: float
     img_per_s: float
+    data_wait: float | None = None  # fraction of this epoch's step time spent waiting for input
+    memory_mb: float | None = None  # peak device memory allocated (MiB); None on CPU
 
 
 @dataclass
@@ -141,6 +143,22 @@ class Failed(Event):
     traceback_path: str | None = None
 
 
+@dataclass
+class TTAEvaluated(Event):
+    """Test-time augmentation of one checkpoint (engine.tta): each distinct view and the merge."""
+
+    type: ClassVar[str] = "tta_evaluated"
+    split: str  # "test"
+    checkpoint: str  # "best"
+    epoch: int
+    views: list[dict[str, Any]]  # [{"view": name, "top1": ..., "top5": ...}], distinct views
+    top1: float  # merged: mean of the views' softmax probabilities
+    top5: float
+    count: int
+    cost: int  # forward passes per image relative to a plain evaluation
+    requested: int  # views asked for, duplicates included
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -153,6 +171,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Evaluated,
         Finished,
         Failed,
+        TTAEvaluated,
     )
 }
 

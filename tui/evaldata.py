@@ -22,6 +22,44 @@ class Pair:
 
 
 @dataclass
+class TTAView:
+    view: str
+    top1: float
+    top5: float
+
+
+@dataclass
+class TTAScores:
+    """Test-time augmentation of the best checkpoint (summary["tta"], engine.tta.TTAResult)."""
+
+    views: list[TTAView]  # distinct views, in the order asked for
+    top1: float  # merged: mean of the views' softmax probabilities
+    top5: float
+    count: int
+    cost: int  # forward passes per image relative to a plain evaluation
+    requested: int  # views asked for, duplicates included
+
+
+def tta_scores(summary: dict[str, Any]) -> TTAScores | None:
+    """The run's TTA result, or None when it ran without TTA (or the entry is unreadable)."""
+    t = summary.get("tta")
+    if not isinstance(t, dict):
+        return None
+    try:
+        views = [TTAView(str(v["view"]), float(v["top1"]), float(v["top5"])) for v in t["views"]]
+        return TTAScores(
+            views,
+            float(t["top1"]),
+            float(t["top5"]),
+            int(t["count"]),
+            int(t["cost"]),
+            int(t.get("requested", len(views))),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
 class EvalData:
     run_dir: Path
     confusion: np.ndarray  # int [C, C], row = true class, column = predicted
@@ -44,6 +82,10 @@ class EvalData:
     @property
     def synthetic(self) -> bool:
         return bool(self.summary.get("synthetic")) or self.summary.get("dataset") == "synthetic"
+
+    @property
+    def tta(self) -> TTAScores | None:
+        return tta_scores(self.summary)
 
     @property
     def support(self) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Results: the test-set confusion matrix (100 classes or 20 superclasses) and per-class PR / ROC
-curves with AP and AUC, sortable worst-first, plus micro and macro averages."""
+curves with AP and AUC, sortable worst-first, plus micro and macro averages; a TTA tab when the
+run evaluated test-time augmentation (per view, merged, cost)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+from rich import box
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
-from tui.evaldata import EvalData, load_eval, most_confused, row_normalise
+from tui.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
 from tui.messages import ResultsLoaded
 from tui.screens.common import TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
@@ -44,6 +47,7 @@ class ResultsScreen(Screen[None]):
         Binding("z", "toggle_coarse", "superclasses"),
         Binding("m", "tab('confusion')", "matrix"),
         Binding("p", "tab('curves')", "PR/ROC"),
+        Binding("t", "tab('tta')", "TTA"),  # shown only for a run with TTA (check_action)
         Binding("a", "sort('ap')", "sort AP", show=False),
         Binding("u", "sort('auc')", "sort AUC", show=False),
         Binding("n", "sort('name')", "sort name", show=False),
@@ -93,15 +97,7 @@ class ResultsScreen(Screen[None]):
             self.query_one("#cell", Static).update(Text(str(message.error), style="red"))
             return
         self.data = d = message.data
-        s = d.summary
-        title = self.query_one("#title", TitleBar)
-        title.set(
-            self.run_dir.name,
-            synthetic_tag(d.synthetic),
-            f"test top-1 {pct(s.get('test_top1', d.accuracy()))}",
-            f"AP macro {_num(d.macro_ap)} micro {_num(d.micro_ap)}",
-            f"AUC macro {_num(d.macro_auc)} micro {_num(d.micro_auc)}",
-        )
+        self.query_one("#title", TitleBar).set(*self._title_parts())
         self.query_one("#scale", Static).update(
             Text.assemble(
                 ("row-normalised, log colour: ", "dim"),
@@ -120,6 +116,8 @@ class ResultsScreen(Screen[None]):
         )
         self._show_matrix()
         self._fill_classes()
+        if d.tta is not None:
+            self._add_tta_tab(d.tta)
         if self.query_one("#tabs", TabbedContent).active == "confusion":
             self.query_one("#matrix", ConfusionMatrix).focus()
 
@@ -190,8 +188,72 @@ class ResultsScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
-        target = "#matrix" if tab == "confusion" else "#classes"
-        self.query_one(target).focus()
+        target = {"confusion": "#matrix", "curves": "#classes"}.get(tab)
+        if target is not None:
+            self.query_one(target).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "tab" and parameters == ("tta",):  # no TTA tab: no `t` key in the footer
+            return self.data is not None and self.data.tta is not None
+        return True
+
+    # ------------------------------------------------------------------ TTA
+
+    def _add_tta_tab(self, tta: TTAScores) -> None:
+        """A tab for test-time augmentation, added only for runs that evaluated it."""
+        content = self._tta_renderable(tta)
+        panels = self.query("#tta-panel")
+        if panels:
+            panels.first(Static).update(content)
+        else:
+            tabs = self.query_one("#tabs", TabbedContent)
+            tabs.add_pane(TabPane("TTA (t)", Static(content, id="tta-panel"), id="tta"))
+        parts = self._title_parts()  # TTA's top-1 beside the plain one
+        parts.insert(3, f"TTA top-1 {pct(tta.top1)} ({tta.cost}x)")
+        self.query_one("#title", TitleBar).set(*parts)
+        self.refresh_bindings()
+
+    def _title_parts(self) -> list[str | Text]:
+        d = self.data
+        assert d is not None
+        return [
+            self.run_dir.name,
+            synthetic_tag(d.synthetic),
+            f"test top-1 {pct(d.summary.get('test_top1', d.accuracy()))}",
+            f"AP macro {_num(d.macro_ap)} micro {_num(d.micro_ap)}",
+            f"AUC macro {_num(d.macro_auc)} micro {_num(d.micro_auc)}",
+        ]
+
+    def _tta_renderable(self, tta: TTAScores) -> Table:
+        d = self.data
+        assert d is not None
+        plain = d.summary.get("test_top1")
+        tag = "  SYNTHETIC" if d.synthetic else ""
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            title=f"test-time augmentation, best checkpoint, {tta.count:,} test images{tag}",
+            title_justify="left",
+            caption=_tta_caption(tta),
+            caption_justify="left",
+        )
+        table.add_column("view", no_wrap=True)
+        table.add_column("top-1", justify="right")
+        table.add_column("top-5", justify="right")
+        table.add_column("vs plain", justify="right")
+
+        def delta(top1: float) -> str:
+            return "" if plain is None else f"{100 * (top1 - plain):+.2f}"
+
+        for v in tta.views:
+            table.add_row(v.view, pct(v.top1), pct(v.top5), delta(v.top1))
+        table.add_row(
+            f"merged ({len(tta.views)} views)",
+            pct(tta.top1),
+            pct(tta.top5),
+            delta(tta.top1),
+            style="bold",
+        )
+        return table
 
     # ------------------------------------------------------------------ PR / ROC
 
@@ -273,3 +335,13 @@ class ResultsScreen(Screen[None]):
             self.sort_key, self.sort_desc = key, False
         self._fill_classes()
         self.action_tab("curves")
+
+
+def _tta_caption(tta: TTAScores) -> str:
+    text = (
+        f"merged = mean of the views' softmax probabilities; cost {tta.cost}x "
+        f"({tta.cost} forward passes per image)"
+    )
+    if tta.requested > len(tta.views):
+        text += f"; {tta.requested} views asked for, duplicates evaluated once"
+    return text

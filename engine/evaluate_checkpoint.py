@@ -1,0 +1,162 @@
+"""`python -m engine eval CHECKPOINT [--tta [VIEW ...]] --out JSON`: a checkpoint on the test set.
+
+The model is rebuilt from the config stored inside the checkpoint and given its EMA weights when
+the run kept them (what the trainer evaluates). The test set comes from the stored dataset and is
+normalised exactly as that run did it: the same split, subset and seed give the same training
+mean/std (engine.trainer.Normalizer). Without views this is a plain evaluation (the `identity`
+view alone, cost 1); `--tta` with no names uses engine.tta.DEFAULT_VIEWS.
+
+Torch is imported when `evaluate_checkpoint` runs, not at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoint import CheckpointError
+from engine.config import TrainConfig
+from engine.errors import BadInputError, ConfigError
+from engine.tta import DEFAULT_VIEWS, unique_views
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+COMPILED_PREFIX = "_orig_mod."  # what torch.compile puts before a wrapped module's keys
+
+
+def check_device(name: str) -> str:
+    """The forms `train.device` accepts (auto | cpu | cuda | cuda:N | mps); ConfigError else."""
+    meta = next(f.metadata for f in dataclasses.fields(TrainConfig) if f.name == "device")
+    if not meta["pattern"].match(name):
+        raise ConfigError(f"--device {name!r} is not valid ({meta['doc']})")
+    return name
+
+
+def evaluate_checkpoint(
+    path: Path,
+    views: Sequence[str] = ("identity",),
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate `path` on its run's test set through `views`; returns a JSON-ready report.
+
+    Raises CheckpointError (missing, damaged, not ours, weights that do not fit the stored
+    model) and BadInputError (bad view names, device, batch size, data) with one-line messages.
+    """
+    t0 = time.time()
+    views = list(views) or ["identity"]
+    unique_views(views)
+    check_device(device)
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size = {batch_size} is out of range [1, inf]")
+
+    from engine import checkpoint
+    from engine.config import parse_config
+    from engine.data import load_data
+    from engine.models import MODELS
+    from engine.trainer import Normalizer, build_component, resolve_device
+    from engine.tta import evaluate_tta
+
+    try:
+        dev = resolve_device(device)
+    except ConfigError as exc:
+        raise ConfigError(f"--device {device}: {exc}") from None
+    state = checkpoint.load(Path(path), map_location="cpu")
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint {path} holds no run config to rebuild the model from")
+    try:
+        cfg = parse_config(state["config"])
+    except ConfigError as exc:
+        raise ConfigError(
+            f"checkpoint {path}: its stored config is not valid here: {exc}"
+        ) from None
+    data = load_data(
+        cfg.data.dataset,
+        data_dir if data_dir is not None else cfg.data.data_dir,
+        val_size=cfg.data.val_size,
+        subset=cfg.data.subset,
+        seed=cfg.train.seed,
+        download=cfg.data.download,
+        progress=progress,
+    )
+    cuda = dev.type == "cuda"
+    channels_last = cuda and cfg.train.channels_last
+    model = build_component(
+        MODELS, "model", cfg.model.name, len(data.class_names), **cfg.model.params
+    )
+    use_ema = state.get("ema") is not None
+    weights = state["ema"] if use_ema else state["model"]
+    weights = {k.removeprefix(COMPILED_PREFIX): v for k, v in weights.items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit {cfg.model.name}: {first}"
+        ) from None
+    import torch
+
+    model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    normalize = Normalizer(data.mean, data.std, dev, channels_last)
+    size = batch_size or cfg.eval.batch_size
+    result = evaluate_tta(
+        model,
+        data.test,
+        views,
+        normalize=normalize,
+        device=dev,
+        batch_size=size,
+        amp=cuda and cfg.train.bf16,
+    )
+    loop = state.get("loop") or {}
+    return {
+        "checkpoint": str(path),
+        "run_id": state.get("run_id"),
+        "epoch": loop.get("epoch"),
+        "dataset": data.name,
+        "synthetic": data.synthetic,
+        "model": cfg.model.name,
+        "device": str(dev),
+        "weights": "ema" if use_ema else "model",
+        "batch_size": size,
+        **result.to_dict(),
+        "wall_s": time.time() - t0,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    """The `eval` subcommand: 0 with the report written to `args.out`, 2 on bad input."""
+    views = ["identity"] if args.tta is None else (args.tta or list(DEFAULT_VIEWS))
+    try:
+        report = evaluate_checkpoint(
+            args.checkpoint,
+            views,
+            data_dir=args.data_dir,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except (BadInputError, CheckpointError) as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            raise
+        size = args.batch_size or "eval.batch_size"
+        print(
+            f"cifar-tui: error: CUDA out of memory evaluating with batch size {size}; "
+            "try a smaller --batch-size",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return EXIT_OK
