@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS runs (
     test_top5 REAL,
     test_top1_last REAL,
     img_per_s REAL,
-    pid INTEGER
+    pid INTEGER,
+    sweep_id TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -74,6 +75,11 @@ class RunRow:
     test_top5: float | None
     test_top1_last: float | None
     img_per_s: float | None
+    sweep_id: str | None = None  # the sweep (`cifar-tui sweep`) that planned this run
+
+
+# columns added after the first release: (name, SQL type); an older runs.sqlite gets them on open
+_ADDED_COLUMNS = (("sweep_id", "TEXT"),)
 
 
 class RunRegistry:
@@ -83,6 +89,7 @@ class RunRegistry:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -108,8 +115,8 @@ class RunRegistry:
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO runs (run_id, preset, dataset, model, status, config,"
-                " device, epochs, started, heartbeat, pid)"
-                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " device, epochs, started, heartbeat, pid, sweep_id)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     preset,
@@ -121,8 +128,16 @@ class RunRegistry:
                     now,
                     now,
                     os.getpid(),
+                    self._sweep_of(run_id),
                 ),
             )
+
+    def _sweep_of(self, run_id: str) -> str | None:
+        """The sweep id the launcher wrote into the run folder's run.json, if any."""
+        try:
+            return read_run_meta(self.path.parent / run_id).get("sweep_id")
+        except (OSError, ValueError):
+            return None
 
     def resume(self, run_id: str, *, config: dict[str, Any], epochs: int) -> None:
         """A run continues in a new process: running again, its history kept."""
@@ -216,6 +231,18 @@ class RunRegistry:
         return [dict(r) for r in rows]
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns an older runs.sqlite lacks (another process may race us to it)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, sql_type in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -241,14 +268,18 @@ def new_run_id(preset: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{os.urandom(2).hex()}"
 
 
-def create_run_dir(root: Path, preset: str, config_yaml: str) -> tuple[str, Path]:
-    """Make `<root>/<run-id>/` holding the resolved `config.yaml` and `run.json` (preset name)."""
+def create_run_dir(
+    root: Path, preset: str, config_yaml: str, meta: dict[str, Any] | None = None
+) -> tuple[str, Path]:
+    """Make `<root>/<run-id>/` holding the resolved `config.yaml` and `run.json` (preset name,
+    plus `meta`: a sweep's run adds `sweep_id`, `recipe` and `seed`)."""
     root.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(preset)
     run_dir = root / run_id
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(config_yaml)
-    (run_dir / RUN_META_FILE).write_text(json.dumps({"run_id": run_id, "preset": preset}) + "\n")
+    info = {"run_id": run_id, "preset": preset, **(meta or {})}
+    (run_dir / RUN_META_FILE).write_text(json.dumps(info) + "\n")
     return run_id, run_dir
 
 

@@ -1,4 +1,8 @@
-"""Runs: every run in runs.sqlite, overlaid validation curves, open / attach / delete."""
+"""Runs: every run in runs.sqlite, overlaid validation curves, open / attach / delete.
+
+Runs planned by `cifar-tui sweep` carry their sweep id; `w` cycles through the sweeps, showing
+only that sweep's runs, its result table (mean ± std over seeds) and all its curves overlaid.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from engine.runs import RunRow
+from engine.errors import BadInputError
+from engine.runs import RunRow, read_run_meta
+from tui.results_table import to_rich
 from tui.screens.common import ConfirmScreen, TitleBar, duration, pct
+from tui.sweep import sweep_ids, sweep_table
 from tui.widgets.plots import Line, MetricPlot
+
+HINT = "space: select for the plot · enter/o: results · a: attach · d: delete"
 
 
 class RunsScreen(Screen[None]):
@@ -21,6 +30,8 @@ class RunsScreen(Screen[None]):
     RunsScreen #runs { height: 1fr; min-height: 5; }
     RunsScreen #overlay { height: 1fr; min-height: 8; }
     RunsScreen #hint { height: 1; padding: 0 1; }
+    RunsScreen #sweep-table { height: auto; max-height: 50%; display: none; padding: 0 1; }
+    RunsScreen #sweep-table.shown { display: block; }
     """
     BINDINGS = [
         Binding("space", "toggle_select", "select"),
@@ -28,20 +39,21 @@ class RunsScreen(Screen[None]):
         Binding("a", "attach", "attach"),
         Binding("d", "delete", "delete"),
         Binding("r", "reload", "refresh"),
+        Binding("w", "cycle_sweep", "sweep"),  # shown only when there are sweeps (check_action)
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[RunRow] = []
         self.selected: set[str] = set()
+        self.sweeps: list[str] = []  # sweep ids found in the registry and the sweep states
+        self.sweep: str | None = None  # the sweep shown alone, or None for every run
 
     def compose(self) -> ComposeResult:
         yield TitleBar("Runs", id="title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Static(
-            Text("space: select for the plot · enter/o: results · a: attach · d: delete", "dim"),
-            id="hint",
-        )
+        yield Static(Text(HINT, "dim"), id="hint")
+        yield Static(id="sweep-table")
         yield MetricPlot("val top-1 % by epoch", xlabel="epoch", percent=True, id="overlay")
         yield Footer()
 
@@ -69,13 +81,24 @@ class RunsScreen(Screen[None]):
     def reload(self) -> None:
         app = self.app
         root: Path = app.checkpoints  # type: ignore[attr-defined]
-        self.query_one("#title", TitleBar).set(str(root))
         try:
-            self.rows = app.registry.runs()  # type: ignore[attr-defined]
+            every = app.registry.runs()  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a broken registry is shown, not raised
             self.notify(f"cannot read the runs registry: {exc}", severity="error")
-            self.rows = []
+            every = []
+        found = {r.sweep_id for r in every if r.sweep_id} | set(sweep_ids(root))
+        self.sweeps = sorted(found)
+        if self.sweep not in found:
+            self.sweep = None
+        self.rows = [r for r in every if self.sweep is None or r.sweep_id == self.sweep]
+        self.query_one("#title", TitleBar).set(
+            str(root), f"sweep {self.sweep}" if self.sweep else ""
+        )
+        self.show_sweep_table(root)
+        self.refresh_bindings()
         table = self.query_one("#runs", DataTable)
+        if self.sweeps and "sweep" not in table.columns:
+            table.add_column("sweep", key="sweep")
         current = None
         if table.row_count and table.cursor_row < table.row_count:
             current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
@@ -83,7 +106,7 @@ class RunsScreen(Screen[None]):
         for r in self.rows:
             best = "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} e{r.best_epoch}"
             data = Text("SYNTHETIC", style="bold") if r.dataset == "synthetic" else r.dataset
-            table.add_row(
+            cells: list[str | Text] = [
                 "✓" if r.run_id in self.selected else " ",
                 r.run_id,
                 r.preset,
@@ -92,7 +115,13 @@ class RunsScreen(Screen[None]):
                 best,
                 pct(r.test_top1),
                 duration(r.wall_s),
-                key=r.run_id,
+            ]
+            if "sweep" in table.columns:
+                cells.append(r.sweep_id or "")
+            table.add_row(*cells, key=r.run_id)
+        if self.rows and self.sweeps:
+            self.query_one("#hint", Static).update(
+                Text(f"{HINT} · w: {'next sweep' if self.sweep else 'sweeps'}", "dim")
             )
         if not self.rows:
             self.query_one("#hint", Static).update(
@@ -102,6 +131,22 @@ class RunsScreen(Screen[None]):
             table.move_cursor(row=table.get_row_index(current))
         self.selected &= {r.run_id for r in self.rows}
         self.draw_overlay()
+
+    def show_sweep_table(self, root: Path) -> None:
+        """The filtered sweep's result table above the plot (hidden when every run is shown)."""
+        widget = self.query_one("#sweep-table", Static)
+        widget.set_class(self.sweep is not None, "shown")
+        if self.sweep is None:
+            return
+        try:
+            widget.update(to_rich(sweep_table(root, self.sweep)))
+        except BadInputError:  # a sweep known only from the registry: no state file to read
+            widget.update(Text(f"sweep {self.sweep}: no table (its state file is missing)"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cycle_sweep":
+            return bool(self.sweeps)
+        return True
 
     def current(self) -> RunRow | None:
         table = self.query_one("#runs", DataTable)
@@ -122,6 +167,8 @@ class RunsScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="overlay")
     def draw_overlay(self) -> None:
         ids = sorted(self.selected) if self.selected else []
+        if not ids and self.sweep is not None:  # a sweep: every run of it
+            ids = [r.run_id for r in reversed(self.rows)]
         if not ids:
             row = self.app.call_from_thread(self.current)
             ids = [row.run_id] if row else []
@@ -135,14 +182,33 @@ class RunsScreen(Screen[None]):
             xs = [e["epoch"] for e in epochs if e.get("val_top1") is not None]
             ys = [e["val_top1"] for e in epochs if e.get("val_top1") is not None]
             label = run_id if row is None else f"{row.preset} {run_id[-4:]}"
+            if row is not None and row.sweep_id:
+                label = self._sweep_label(run_id, label)
             lines.append(Line(label, xs, ys))
         title = "val top-1 % by epoch" + (" (SYNTHETIC data)" if synthetic else "")
         self.app.call_from_thread(self.query_one("#overlay", MetricPlot).show, lines, title)
+
+    def _sweep_label(self, run_id: str, default: str) -> str:
+        try:
+            meta = read_run_meta(self.app.checkpoints / run_id)  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            return default
+        return f"{meta.get('recipe', default)} s{meta.get('seed', '?')}"
 
     # ------------------------------------------------------------------ actions
 
     def action_reload(self) -> None:
         self.reload()
+
+    def action_cycle_sweep(self) -> None:
+        """Every run -> the first sweep -> the next ... -> every run again."""
+        if not self.sweeps:
+            return
+        order: list[str | None] = [None, *self.sweeps]
+        self.sweep = order[(order.index(self.sweep) + 1) % len(order)]
+        self.selected.clear()
+        self.reload()
+        self.notify(f"sweep {self.sweep}" if self.sweep else "every run")
 
     def action_toggle_select(self) -> None:
         row = self.current()

@@ -1,0 +1,330 @@
+"""A sweep's result table: runs grouped by recipe, mean ± spread over seeds (torch-free).
+
+Statistics, in one place so every rendering says the same thing:
+- the test numbers are those of the best-on-validation checkpoint (summary.json's `test_top1`,
+  `test_top5`; never the last epoch's `test_top1_last`);
+- `±` after a mean is the sample standard deviation over seeds (ddof = 1, as statistics.stdev);
+  with one finished run there is no spread and none is shown;
+- the change against the first row is the difference of the two means, `±` the standard error
+  of that difference, sqrt(s1²/n1 + s0²/n0) (Welch), shown when both rows have two runs or more.
+Only runs whose status is `done` and that have test numbers enter a row's statistics; the
+`runs` column says how many did of how many planned, and why the others did not.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+STATS_NOTE = (
+    "test numbers: the best-on-validation checkpoint; mean ± sample std (ddof=1) over seeds; "
+    "Δ top-1: difference of means against row 1, ± sqrt(s1²/n1 + s0²/n0)"
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One planned run of a sweep: where it stands and, once it ran, its summary.json."""
+
+    recipe: str
+    seed: int
+    run_id: str | None
+    status: str  # done | diverged | interrupted | failed | running | pending | ...
+    summary: dict[str, Any] | None = None
+    preset: str = ""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of n values (std None below two values)."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        n = len(values)
+        if n == 0:
+            return cls(0, None, None)
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        return cls(n, mean, std, tuple(values))
+
+
+def difference(a: Stat, ref: Stat) -> tuple[float | None, float | None]:
+    """(mean_a - mean_ref, standard error of that difference); None where undefined."""
+    if a.mean is None or ref.mean is None:
+        return None, None
+    delta = a.mean - ref.mean
+    if a.std is None or ref.std is None:
+        return delta, None
+    return delta, math.sqrt(a.std**2 / a.n + ref.std**2 / ref.n)
+
+
+@dataclass
+class RecipeRow:
+    index: int  # 1-based position in the sweep
+    recipe: str
+    preset: str
+    planned: int
+    statuses: Counter[str]
+    top1: Stat
+    top5: Stat
+    best_epoch: Stat
+    best_val_top1: Stat
+    wall_s: Stat
+    img_per_s: Stat
+    tta_top1: Stat
+    delta: float | None = None
+    delta_se: float | None = None
+    run_ids: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # of the runs in the statistics
+
+    @property
+    def done(self) -> int:
+        return self.top1.n
+
+    def runs_text(self) -> str:
+        others = {s: c for s, c in self.statuses.items() if s != "done"}
+        extra = ", ".join(f"{c} {s}" for s, c in sorted(others.items()))
+        return f"{self.done}/{self.planned}" + (f" ({extra})" if extra else "")
+
+
+@dataclass
+class SweepTable:
+    title: str
+    rows: list[RecipeRow]
+    synthetic: bool  # any run on the synthetic set: numbers shown are marked SYNTHETIC
+
+    @property
+    def has_tta(self) -> bool:
+        return any(r.tta_top1.n for r in self.rows)
+
+
+def _numbers(results: list[RunResult], key: str) -> list[float]:
+    """The finite numbers at `key` (dotted for nested: `tta.top1`) of the runs' summaries."""
+    out = []
+    for r in results:
+        value: Any = r.summary or {}
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out.append(float(value))
+    return out
+
+
+def build_table(title: str, results: Sequence[RunResult]) -> SweepTable:
+    """Group results by recipe (first appearance order) into rows with their statistics."""
+    by_recipe: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_recipe.setdefault(r.recipe, []).append(r)
+    rows = []
+    for i, (recipe, runs) in enumerate(by_recipe.items(), 1):
+        counted = [
+            r
+            for r in runs
+            if r.status == "done" and r.summary and r.summary.get("test_top1") is not None
+        ]
+        statuses = Counter("done" if r in counted else _why_not(r) for r in runs)
+        rows.append(
+            RecipeRow(
+                index=i,
+                recipe=recipe,
+                preset=runs[0].preset,
+                planned=len(runs),
+                statuses=statuses,
+                top1=Stat.of(_numbers(counted, "test_top1")),
+                top5=Stat.of(_numbers(counted, "test_top5")),
+                best_epoch=Stat.of(_numbers(counted, "best_epoch")),
+                best_val_top1=Stat.of(_numbers(counted, "best_val_top1")),
+                wall_s=Stat.of(_numbers(counted, "wall_s")),
+                img_per_s=Stat.of(_numbers(counted, "img_per_s")),
+                tta_top1=Stat.of(_numbers(counted, "tta.top1")),
+                run_ids=[r.run_id for r in counted if r.run_id],
+                seeds=[r.seed for r in counted],
+            )
+        )
+    if rows:
+        for row in rows[1:]:
+            row.delta, row.delta_se = difference(row.top1, rows[0].top1)
+    synthetic = any((r.summary or {}).get("synthetic") for r in results)
+    return SweepTable(title, rows, synthetic)
+
+
+def _why_not(r: RunResult) -> str:
+    if r.status == "done":  # finished, but without test numbers (eval.test: false)
+        return "no test"
+    return r.status
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(stat: Stat) -> str:
+    """`75.12 ± 0.34` (percent), `75.12` for one run, `-` for none."""
+    if stat.mean is None:
+        return "-"
+    text = f"{100 * stat.mean:.2f}"
+    return text if stat.std is None else f"{text} ± {100 * stat.std:.2f}"
+
+
+def delta_text(row: RecipeRow) -> str:
+    if row.index == 1:
+        return "ref"
+    if row.delta is None:
+        return "-"
+    text = f"{100 * row.delta:+.2f}"
+    return text if row.delta_se is None else f"{text} ± {100 * row.delta_se:.2f}"
+
+
+def epoch_text(stat: Stat) -> str:
+    if stat.mean is None:
+        return "-"
+    lo, hi = int(min(stat.values)), int(max(stat.values))
+    return str(lo) if lo == hi else f"{stat.mean:.1f} ({lo}-{hi})"
+
+
+def duration_text(stat: Stat) -> str:
+    if stat.mean is None:
+        return "-"
+    seconds = int(round(stat.mean))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rate_text(stat: Stat) -> str:
+    return "-" if stat.mean is None else f"{stat.mean:,.0f}"
+
+
+def columns(table: SweepTable) -> list[tuple[str, Any]]:
+    """(header, row -> text) for every displayed column, in order."""
+    cols: list[tuple[str, Any]] = [
+        ("#", lambda r: str(r.index)),
+        ("recipe", lambda r: r.recipe),
+        ("runs", RecipeRow.runs_text),
+        ("test top-1 %", lambda r: pct(r.top1)),
+        ("Δ top-1 (pp)", delta_text),
+        ("test top-5 %", lambda r: pct(r.top5)),
+    ]
+    if table.has_tta:
+        cols.append(("TTA top-1 %", lambda r: pct(r.tta_top1)))
+    cols += [
+        ("best val epoch", lambda r: epoch_text(r.best_epoch)),
+        ("wall time", lambda r: duration_text(r.wall_s)),
+        ("img/s", lambda r: rate_text(r.img_per_s)),
+    ]
+    return cols
+
+
+def heading(table: SweepTable) -> str:
+    return table.title + ("  [SYNTHETIC data]" if table.synthetic else "")
+
+
+def to_rich(table: SweepTable) -> Table:
+    cols = columns(table)
+    out = Table(
+        *(name for name, _ in cols),
+        title=heading(table),
+        title_justify="left",
+        caption=STATS_NOTE,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for row in table.rows:
+        out.add_row(*(fmt(row) for _, fmt in cols))
+    return out
+
+
+def to_markdown(table: SweepTable) -> str:
+    cols = columns(table)
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [
+        f"# {heading(table)}",
+        "",
+        line([name for name, _ in cols]),
+        line(["---"] * len(cols)),
+        *(line([fmt(row) for _, fmt in cols]) for row in table.rows),
+        "",
+        STATS_NOTE + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+CSV_FIELDS = [
+    "index",
+    "recipe",
+    "preset",
+    "runs_done",
+    "runs_planned",
+    "statuses",
+    "test_top1_mean",
+    "test_top1_std",
+    "delta_top1",
+    "delta_top1_se",
+    "test_top5_mean",
+    "test_top5_std",
+    "tta_top1_mean",
+    "tta_top1_std",
+    "best_val_top1_mean",
+    "best_epoch_mean",
+    "wall_s_mean",
+    "img_per_s_mean",
+    "synthetic",
+    "seeds",
+    "test_top1_values",
+    "run_ids",
+]
+
+
+def to_csv(table: SweepTable) -> str:
+    """One line per recipe; accuracies as fractions (as in summary.json), empty when undefined."""
+
+    def num(x: float | None) -> str:
+        return "" if x is None else repr(x)
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in table.rows:
+        writer.writerow(
+            {
+                "index": r.index,
+                "recipe": r.recipe,
+                "preset": r.preset,
+                "runs_done": r.done,
+                "runs_planned": r.planned,
+                "statuses": ";".join(f"{s}={c}" for s, c in sorted(r.statuses.items())),
+                "test_top1_mean": num(r.top1.mean),
+                "test_top1_std": num(r.top1.std),
+                "delta_top1": num(r.delta),
+                "delta_top1_se": num(r.delta_se),
+                "test_top5_mean": num(r.top5.mean),
+                "test_top5_std": num(r.top5.std),
+                "tta_top1_mean": num(r.tta_top1.mean),
+                "tta_top1_std": num(r.tta_top1.std),
+                "best_val_top1_mean": num(r.best_val_top1.mean),
+                "best_epoch_mean": num(r.best_epoch.mean),
+                "wall_s_mean": num(r.wall_s.mean),
+                "img_per_s_mean": num(r.img_per_s.mean),
+                "synthetic": str(table.synthetic).lower(),
+                "seeds": ";".join(str(s) for s in r.seeds),
+                "test_top1_values": ";".join(repr(v) for v in r.top1.values),
+                "run_ids": ";".join(r.run_ids),
+            }
+        )
+    return buf.getvalue()
