@@ -1,7 +1,12 @@
-"""What the dashboard costs: training throughput with the dashboard attached vs headless, and the
-time of one Monitor redraw with a 200-epoch history.
+"""What the dashboard costs: time to the first frame of `cifar-tui`, training throughput with the
+dashboard attached vs headless, and the time of one Monitor redraw with a 200-epoch history.
 
-    .venv/bin/python -m bench.dashboard_overhead [--repeats N] [--subset N] [--epochs N]
+    .venv/bin/python -m bench.dashboard_overhead [--first-frame N] [--repeats N] [--subset N]
+        [--epochs N] [--skip-throughput]
+
+First frame: `cifar-tui` is started N times on a pseudo-terminal (120x40, as a user's terminal
+would be); the time from spawning it to the Setup screen's title and check line arriving on the
+terminal is the first frame, to the form's first section label the filled form.
 
 Both throughput runs train the same tiny synthetic config through the real engine process, one
 after the other, on this machine: headless (`cifar-tui --run`, rich progress on a pipe) and
@@ -13,12 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
+import pty
+import select
+import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from pathlib import Path
 
@@ -40,6 +51,72 @@ schedule: {{name: cosine, warmup_epochs: 0}}
 train: {{epochs: {epochs}, seed: 0, log_interval_s: 0.1}}
 eval: {{test: false}}
 """
+
+
+FIRST_FRAME = (b"Setup", b"valid")  # the title bar and the check line: Setup is on screen
+FORM_FILLED = b"description"  # the form's first section label: it is built after the first frame
+
+
+def cifar_tui_command() -> list[str]:
+    script = Path(sys.executable).with_name("cifar-tui")  # the installed entry point
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from tui.cli import main; main()"]
+
+
+def time_to_screen(
+    checkpoints: Path, size: tuple[int, int] = (120, 40), timeout: float = 30.0
+) -> tuple[float, float]:
+    """Spawn `cifar-tui` on a pseudo-terminal of `size`; seconds until the first frame and until
+    the form is filled, read from what it writes to the terminal. The process is killed after."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes cifar-tui with the pty as its terminal
+        os.chdir(ROOT)
+        os.environ.update(TERM="xterm-256color", CIFAR_TUI_CHECKPOINTS=str(checkpoints))
+        command = cifar_tui_command()
+        os.execv(command[0], command)
+    t0 = time.perf_counter()
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    out = b""
+    first: float | None = None
+    filled: float | None = None
+    try:
+        while time.perf_counter() - t0 < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.02)
+            if not ready:
+                continue
+            try:
+                out += os.read(fd, 1 << 16)
+            except OSError:  # the child exited
+                break
+            now = time.perf_counter() - t0
+            if first is None and all(s in out for s in FIRST_FRAME):
+                first = now
+            if filled is None and FORM_FILLED in out:
+                filled = now
+            if first is not None and filled is not None:
+                break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    if first is None or filled is None:
+        raise RuntimeError(f"cifar-tui drew no Setup screen within {timeout} s:\n{out[-2000:]!r}")
+    return first, filled
+
+
+def first_frame(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        time_to_screen(Path(tmp))  # warm the file cache: the first start reads every .pyc
+        runs = [time_to_screen(Path(tmp)) for _ in range(repeats)]
+    first = [r[0] for r in runs]
+    filled = [r[1] for r in runs]
+    print(
+        f"first frame of cifar-tui (120x40 pty, median of {repeats}): "
+        f"{statistics.median(first):.3f} s (min {min(first):.3f}, max {max(first):.3f}); "
+        f"form filled {statistics.median(filled):.3f} s; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    )
 
 
 def headless_run(preset: Path, checkpoints: Path) -> dict:
@@ -118,7 +195,13 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=640)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--first-frame", type=int, default=7, metavar="N", help="starts to time (0: skip)"
+    )
     args = parser.parse_args()
+
+    if args.first_frame:
+        first_frame(args.first_frame)
 
     epochs, step_events = 200, 50
     draw_ms, full_ms, points = asyncio.run(_redraw_ms(epochs, step_events, 20))

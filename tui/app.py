@@ -1,26 +1,33 @@
 """The dashboard app: Setup -> Monitor -> Results, and Runs. Never imports torch.
 
 Screens are installed (kept alive when not shown) so that the Monitor's worker keeps following its
-run while the user looks elsewhere. Keys 1-4 switch screens, `?` lists the keys, Ctrl+P opens the
-command palette (start preset, stop run, open results, attach).
+run while the user looks elsewhere. Keys 1-4 switch screens (alt+1-4 too, which also work while a
+text field has focus, where digits type), `?` or F1 lists the keys in effect, Ctrl+P opens the
+command palette (launch the Setup config, start a preset, stop run, open results, attach).
+
+Only Setup is imported before the first frame: Monitor, Results and Runs (numpy, plotext) load
+when first shown.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from engine.config import RunConfig
 from engine.runs import RunRegistry, checkpoints_root
 from tui.commands import RunCommands
 from tui.messages import RunLaunched
-from tui.screens.monitor import LaunchSpec, MonitorScreen
-from tui.screens.results import ResultsScreen
-from tui.screens.runs import RunsScreen
+from tui.screens.keys import SCREEN_KEYS, KeysScreen
 from tui.screens.setup import SetupScreen
+
+if TYPE_CHECKING:  # the other screens load on first use: the first frame only needs Setup
+    from engine.config import RunConfig
+    from tui.screens.monitor import MonitorScreen
+    from tui.screens.results import ResultsScreen
 
 
 class CifarApp(App[str | None]):
@@ -29,12 +36,12 @@ class CifarApp(App[str | None]):
     CSS = """
     .dim { color: $text-muted; }
     """
-    BINDINGS = [
-        Binding("1", "goto('setup')", "setup"),
-        Binding("2", "goto('monitor')", "monitor"),
-        Binding("3", "goto('results')", "results"),
-        Binding("4", "goto('runs')", "runs"),
-        Binding("question_mark", "keys", "keys"),
+    BINDINGS = [  # `keys` first: the footer cuts off at 80 columns, and it explains the rest
+        Binding("question_mark,f1", "keys", "keys"),
+        *(
+            Binding(f"{i},alt+{i}", f"goto('{name}')", name)
+            for i, name in enumerate(SCREEN_KEYS, 1)
+        ),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
     ]
 
@@ -52,7 +59,7 @@ class CifarApp(App[str | None]):
         self.checkpoints = checkpoints_root(checkpoints)
         self.monitor: MonitorScreen | None = None
         self.results: ResultsScreen | None = None
-        self._attach = attach
+        self._attach_dir = attach  # not `_attach`: a MessagePump method
         self._results = results
         self._start = start
 
@@ -62,13 +69,20 @@ class CifarApp(App[str | None]):
 
     async def on_mount(self) -> None:
         self.install_screen(SetupScreen(presets_dir=self.presets_dir), "setup")
-        self.install_screen(RunsScreen(), "runs")
-        if self._attach is not None:
-            await self.attach(self._attach)
+        if self._attach_dir is not None:
+            await self.attach(self._attach_dir)
         elif self._results is not None:
             await self.show_results(self._results)
         else:
-            await self.push_screen(self._start)
+            await self.push_screen(self._named(self._start))
+
+    def _named(self, name: str) -> str:
+        """An installed screen's name; Runs is built (and its module imported) on first use."""
+        if name == "runs" and not self.is_screen_installed("runs"):
+            from tui.screens.runs import RunsScreen
+
+            self.install_screen(RunsScreen(), "runs")
+        return name
 
     # ------------------------------------------------------------------ navigation
 
@@ -102,6 +116,8 @@ class CifarApp(App[str | None]):
                     return
                 self.notify("no results open: pick a finished run in Runs (4)")
                 return
+        else:
+            target = self._named(name)
         if self.screen is target or (isinstance(target, str) and self.screen.name == target):
             return
         while len(self.screen_stack) > 1 and self.screen.is_modal:
@@ -110,6 +126,8 @@ class CifarApp(App[str | None]):
 
     async def start_run(self, preset: str, config: RunConfig) -> None:
         """Launch the engine on `config` and show its Monitor."""
+        from tui.screens.monitor import LaunchSpec, MonitorScreen
+
         old = self.monitor
         live = old.state if old is not None and not old.engine_gone else None
         if live is not None and live.final is None:
@@ -120,12 +138,16 @@ class CifarApp(App[str | None]):
 
     async def attach(self, run_dir: Path) -> None:
         """Show the live view of an existing run (running or finished) from its event log."""
+        from tui.screens.monitor import MonitorScreen
+
         old = self.monitor
         screen = MonitorScreen(run_dir=Path(run_dir))
         self.monitor = screen
         await self._replace(old, screen, f"monitor-{id(screen)}")
 
     async def show_results(self, run_dir: Path) -> None:
+        from tui.screens.results import ResultsScreen
+
         old = self.results
         if old is not None and old.run_dir == Path(run_dir):
             if self.screen is not old:
@@ -136,17 +158,19 @@ class CifarApp(App[str | None]):
         await self._replace(old, screen, f"results-{id(screen)}")
 
     def on_run_launched(self, message: RunLaunched) -> None:
-        runs = self.get_screen("runs")
-        if isinstance(runs, RunsScreen):
-            runs.reload_later()
+        if self.is_screen_installed("runs"):  # not built yet: it reads the registry when it is
+            runs = self.get_screen("runs")
+            if hasattr(runs, "reload_later"):
+                runs.reload_later()
 
     # ------------------------------------------------------------------ keys, leaving
 
     def action_keys(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        """The keys in effect on this screen (and in the focused widget), from the bindings."""
+        if isinstance(self.screen, KeysScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(KeysScreen.for_screen(self.screen))
 
     def live_run_id(self) -> str | None:
         m = self.monitor

@@ -1,4 +1,5 @@
-"""Command palette (Ctrl+P): start a preset, stop the run, open results, attach, go to a screen."""
+"""Command palette (Ctrl+P): launch the Setup config (with its edits), start a preset as saved,
+stop or checkpoint the run, open results, attach, go to a screen."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.config import load_config
 from engine.errors import ConfigError
+from tui.screens.keys import SCREEN_KEYS
 
 if TYPE_CHECKING:
     from tui.app import CifarApp
@@ -19,9 +21,18 @@ class RunCommands(Provider):
         app: CifarApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, str, object]] = []
         setup = app.get_screen("setup")
+        if hasattr(setup, "action_launch"):
+            edited = f"preset {setup.preset or '-'} with the edits made in Setup"  # type: ignore[attr-defined]
+            out.append(("launch the Setup config", edited, self._launch_setup))
         presets = setup.preset_names() if hasattr(setup, "preset_names") else []
         for name in presets:
-            out.append((f"start preset {name}", "launch it as saved", partial(self._start, name)))
+            out.append(
+                (
+                    f"start preset {name} (as saved)",
+                    "its YAML file as it is, without Setup's edits",
+                    partial(self._start, name),
+                )
+            )
         if app.live_run_id() is not None:
             out.append(("stop run after this epoch", app.live_run_id() or "", self._stop))
             out.append(("checkpoint run now", app.live_run_id() or "", self._checkpoint))
@@ -39,9 +50,13 @@ class RunCommands(Provider):
                 out.append(
                     (f"attach {r.run_id}", f"{r.preset}, {r.status}", partial(app.attach, run_dir))
                 )
-        for key, name in (("1", "setup"), ("2", "monitor"), ("3", "results"), ("4", "runs")):
+        for key, name in enumerate(SCREEN_KEYS, 1):
             out.append((f"go to {name}", f"key {key}", partial(app.action_goto, name)))
         return out
+
+    async def _launch_setup(self) -> None:
+        app: CifarApp = self.app  # type: ignore[assignment]
+        await app.get_screen("setup").action_launch()  # type: ignore[attr-defined]
 
     async def _start(self, name: str) -> None:
         app: CifarApp = self.app  # type: ignore[assignment]

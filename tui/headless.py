@@ -33,6 +33,7 @@ from engine.events import (
     Resumed,
     RunStarted,
     Step,
+    TTAEvaluated,
 )
 
 POLL_S = 0.2
@@ -49,6 +50,31 @@ def duration(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def memory_text(mib: float | None) -> str:
+    """Device memory: '812 MiB', '10.2 GiB'; '-' when not reported (CPU, older logs)."""
+    if mib is None:
+        return "-"
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
+
+
+def wait_text(fraction: float | None) -> str:
+    """Share of step time spent waiting for input: '3%', '<1%'; '-' when not reported."""
+    if fraction is None:
+        return "-"
+    pct = 100 * fraction
+    return "<1%" if 0 < pct < 0.5 else f"{pct:.0f}%"
+
+
+def _load_text(wait: float | None, mib: float | None) -> str:
+    """'input wait 3%  mem 10.2 GiB', the parts that were reported, or ''."""
+    parts = []
+    if wait is not None:
+        parts.append(f"input wait {wait_text(wait)}")
+    if mib is not None:
+        parts.append(f"mem {memory_text(mib)}")
+    return "  ".join(parts)
 
 
 class HeadlessPrinter:
@@ -70,6 +96,8 @@ class HeadlessPrinter:
         self.t0 = time.time()
         self.final: Event | None = None
         self.tests: dict[str, Evaluated] = {}
+        self.data_wait: float | None = None  # the latest step's, when the engine reports them
+        self.memory_mb: float | None = None
 
     # -------------------------------------------------------------- events
 
@@ -126,13 +154,17 @@ class HeadlessPrinter:
         )
 
     def _on_step(self, e: Step) -> None:
+        wait, memory = getattr(e, "data_wait", None), getattr(e, "memory_mb", None)
+        self.data_wait = wait if wait is not None else self.data_wait
+        self.memory_mb = memory if memory is not None else self.memory_mb
         if self.progress is None or self.step_task is None or self.epoch_task is None:
             return
         elapsed = time.time() - self.t0
         left = elapsed / max(e.step, 1) * (e.total_steps - e.step)
+        load = _load_text(wait, memory)
         info = (
             f"loss {e.loss:.3f}  acc {_pct(e.top1).strip()}  lr {e.lr:.2e}  "
-            f"{e.img_per_s:,.0f} img/s  run left ~{duration(left)}"
+            f"{e.img_per_s:,.0f} img/s  {load + '  ' if load else ''}run left ~{duration(left)}"
         )
         self.progress.update(
             self.step_task, completed=e.epoch_step, total=e.steps_per_epoch, info=info
@@ -140,12 +172,13 @@ class HeadlessPrinter:
         self.progress.update(self.epoch_task, completed=e.epoch - 1)
 
     def _on_epoch_end(self, e: EpochEnd) -> None:
+        load = _load_text(self.data_wait, self.memory_mb)  # the epoch's last step's numbers
         best = "-" if e.best_val_top1 is None else f"{_pct(e.best_val_top1)} (e{e.best_epoch})"
         self.console.print(
             f"{f'{e.epoch}/{e.epochs}':>9}  {e.train_loss:10.4f}  {_pct(e.train_top1):>9}  "
             f"{'-' if e.val_loss is None else f'{e.val_loss:8.4f}':>8}  {_pct(e.val_top1):>8}  "
             f"{_pct(e.val_top5):>8}  {e.lr:9.2e}  {e.epoch_s:5.1f}s  {e.img_per_s:7,.0f}  "
-            f"{best:>13}",
+            f"{best:>13}{'  ' + load if load else ''}",
             soft_wrap=True,
         )
         if self.progress is not None and self.epoch_task is not None:
@@ -156,6 +189,13 @@ class HeadlessPrinter:
         self.console.print(
             f"test set, {e.checkpoint} checkpoint (epoch {e.epoch}): top-1 {_pct(e.top1)}, "
             f"top-5 {_pct(e.top5)}, loss {e.loss:.4f} on {e.count} images",
+            soft_wrap=True,
+        )
+
+    def _on_tta_evaluated(self, e: TTAEvaluated) -> None:
+        self.console.print(
+            f"test set, {e.checkpoint} checkpoint with TTA ({len(e.views)} views, {e.cost}x cost): "
+            f"top-1 {_pct(e.top1)}, top-5 {_pct(e.top5)}",
             soft_wrap=True,
         )
 
@@ -199,6 +239,7 @@ def summary_table(s: dict[str, Any]) -> Table:
             f"{_pct(s.get('test_top1_last'))} / {_pct(s.get('test_top5_last'))}",
         ),
         ("macro AP / AUC (best)", _pair(s.get("macro_ap"), s.get("macro_auc"))),
+        *_tta_rows(s.get("tta")),
         ("wall time", duration(s.get("wall_s"))),
         ("train throughput", "-" if s.get("img_per_s") is None else f"{s['img_per_s']:,.0f} img/s"),
         ("run folder", str(s.get("run_dir", "-"))),
@@ -206,6 +247,22 @@ def summary_table(s: dict[str, Any]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _tta_rows(tta: Any) -> list[tuple[str, str]]:
+    """Summary rows for test-time augmentation: merged, then each distinct view (none: no TTA)."""
+    if not isinstance(tta, dict) or not tta.get("views"):
+        return []
+    views = tta["views"]
+    merged = (
+        f"{_pct(tta.get('top1'))} / {_pct(tta.get('top5'))}  "
+        f"({len(views)} views, {tta.get('cost')}x cost)"
+    )
+    width = max(len(v["view"]) for v in views)
+    per_view = "\n".join(
+        f"{v['view']:<{width}}  {_pct(v.get('top1'))} / {_pct(v.get('top5'))}" for v in views
+    )
+    return [("TTA top-1 / top-5 (best)", merged), ("TTA per view", per_view)]
 
 
 def _best(top1: float | None, epoch: int | None) -> str:

@@ -92,6 +92,8 @@ class RunState:
     val_top1: Series = field(default_factory=Series)
     last_t: float = 0.0
     bad_steps: int = 0  # non-finite losses whose update the engine skipped
+    data_wait: float | None = None  # latest step's input-wait fraction (None: not reported)
+    memory_mb: float | None = None  # latest peak device memory, MiB (None: CPU or old log)
     resumed_from: str | None = None
     resume_warning: str | None = None
     version: int = 0  # bumped per applied batch: plots redraw only when it moved
@@ -151,6 +153,12 @@ class RunState:
 
     def _on_step(self, e: Step) -> None:
         self.last_step = e
+        # None (older logs: the fields' defaults; CPU: no memory) keeps the last reported value
+        wait, memory = getattr(e, "data_wait", None), getattr(e, "memory_mb", None)
+        if wait is not None:
+            self.data_wait = wait
+        if memory is not None:
+            self.memory_mb = memory
         x = e.epoch - 1 + e.epoch_step / max(e.steps_per_epoch, 1)
         self.step_loss.add(x, e.loss)
         self.step_top1.add(x, e.top1)

@@ -125,7 +125,8 @@ def make_events(
                 dict(type="step", t=t, epoch=e, step=step,
                      epoch_step=round(frac * steps_per_epoch), steps_per_epoch=steps_per_epoch,
                      total_steps=total, loss=mix("train_loss"), top1=mix("train_top1"),
-                     lr=epoch_metrics(e - 1 + frac, epochs)["lr"], img_per_s=133.0)
+                     lr=epoch_metrics(e - 1 + frac, epochs)["lr"], img_per_s=133.0,
+                     data_wait=0.03)
             )  # fmt: skip
         if m1["val_top1"] > best:
             best, best_epoch = m1["val_top1"], e

@@ -3,18 +3,23 @@ half blocks, evaluation data, the registry's delete, the CLI's run lookup and TT
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
+from rich.text import Text
 
-from engine.events import parse_event
+from engine.events import Step, parse_event
 from engine.runs import RunRegistry
 from tests.conftest import cli
 from tests.tui.fixtures import RUN_ID, make_events, make_run, typed
 from tui.evaldata import load_eval, micro_curves, most_confused, row_normalise
+from tui.headless import HeadlessPrinter, memory_text, wait_text
+from tui.screens.monitor import fit_line
 from tui.supervisor import RunState, downsample, supervise
 from tui.widgets.confusion import intensity
 from tui.widgets.preview import half_block_lines
@@ -160,3 +165,55 @@ def test_ui_package_imports_no_torch():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert "tui.app" in code and out.stdout.strip() == ""
+
+
+def test_input_wait_and_memory_read_from_steps_and_old_logs_without_them():
+    events = make_events("r", 2, step_events=2)
+    old = [{k: v for k, v in e.items() if k != "data_wait"} for e in events]  # an older log
+    state = _state(old)
+    assert state.data_wait is None and state.memory_mb is None
+    last_step = max(i for i, e in enumerate(events) if e["type"] == "step")
+    events[last_step] = dict(events[last_step], data_wait=0.25, memory_mb=10444.8)
+    state = _state(events)
+    assert state.data_wait == 0.25 and state.memory_mb == 10444.8
+    later = dict(events[last_step], data_wait=None, memory_mb=None, t=events[-1]["t"] + 1)
+    state.apply([parse_event(typed(later).to_json())])
+    assert state.data_wait == 0.25 and state.memory_mb == 10444.8  # None = not reported
+
+
+def test_memory_and_wait_texts():
+    assert [memory_text(m) for m in (None, 0.4, 812.0, 1024.0, 10444.8)] == [
+        "-", "0 MiB", "812 MiB", "1.0 GiB", "10.2 GiB"
+    ]  # fmt: skip
+    assert [wait_text(w) for w in (None, 0.0, 0.004, 0.0051, 0.031, 1.0)] == [
+        "-", "0%", "<1%", "1%", "3%", "100%"
+    ]  # fmt: skip
+
+
+def test_fit_line_drops_the_least_important_parts_to_fit():
+    parts = [(0, Text("aaaa")), (2, Text("bb")), (1, Text("cc")), (2, Text("dd"))]
+    assert fit_line(parts, 100).plain == "aaaa · bb · cc · dd"  # 19 cells
+    assert fit_line(parts, 18).plain == "aaaa · bb · cc"  # equal ranks: the later one goes
+    assert fit_line(parts, 9).plain == "aaaa · cc"
+    assert fit_line(parts, 2).plain == "aaaa"  # rank 0 stays (the widget ellipsises it)
+
+
+def _epoch_line(events: list) -> str:
+    out = io.StringIO()
+    printer = HeadlessPrinter(Console(file=out, width=200, force_terminal=False))
+    for e in events:
+        printer.handle(e)
+    return next(x for x in out.getvalue().splitlines() if x.strip().startswith("1/1"))
+
+
+def test_headless_printer_shows_input_wait_and_memory_when_reported():
+    events = [typed(e) for e in make_events("r", 1, step_events=2)]
+    assert _epoch_line(events).endswith("(e1)  input wait 3%")  # a CPU run: no memory figure
+
+    for e in events:
+        if isinstance(e, Step):
+            e.data_wait = None
+    assert _epoch_line(events).endswith("(e1)")  # an older log: nothing added
+    last_step = [e for e in events if isinstance(e, Step)][-1]
+    last_step.memory_mb = 2048.0  # as on a GPU
+    assert _epoch_line(events).endswith("(e1)  mem 2.0 GiB")

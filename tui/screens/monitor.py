@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import control
 from engine.config import RunConfig
 from engine.events import Failed, Finished
+from tui.headless import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.screens.common import TitleBar, duration, pct, synthetic_tag
 from tui.supervisor import ENGINE_LOG, RunState, pid_alive, supervise
@@ -44,6 +45,20 @@ def tail_text(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def fit_line(parts: list[tuple[int, Text]], width: int, sep: str = " · ") -> Text:
+    """Join (rank, text) parts in order; while the line is wider than `width`, drop the part of
+    the highest rank (least important; the last of equals first). Rank-0 parts always stay."""
+    keep = list(parts)
+    while True:
+        line = Text(sep).join(t for _, t in keep)
+        droppable = [i for i, (rank, _) in enumerate(keep) if rank > 0]
+        if line.cell_len <= width or not droppable:
+            line.no_wrap, line.overflow = True, "ellipsis"
+            return line
+        worst = max(droppable, key=lambda i: (keep[i][0], i))
+        del keep[worst]
 
 
 class MonitorScreen(Screen[None]):
@@ -89,6 +104,9 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.supervise_run()
         self.set_interval(REDRAW_S, self.redraw)
+
+    def on_resize(self) -> None:
+        self._drawn = (-1, -1)  # the info lines are fitted to the width: refit on the next tick
 
     # ------------------------------------------------------------------ the worker
 
@@ -223,21 +241,19 @@ class MonitorScreen(Screen[None]):
         if st is None:
             return Group(Text(f"waiting for the engine to start ... ({s.run_dir})"))
         done, epochs, step, spe = s.progress()
-        line1 = Text.assemble(
-            (f"{st.model}", "bold"),
-            f" {st.num_params / 1e6:.2f}M · {st.device} · ",
-            synthetic_tag(st.synthetic) if st.synthetic else st.dataset,
-            f" · {st.train_size} train / {st.val_size} val · batch {st.batch_size}",
-            no_wrap=True,
-            overflow="ellipsis",
+        width = self.query_one("#info", Static).content_size.width or 10_000
+        line1 = fit_line(
+            [
+                (0, Text.assemble((st.model, "bold"), f" {st.num_params / 1e6:.2f}M")),
+                (1, Text(st.device)),
+                (2, Text(f"mem {memory_text(s.memory_mb)}")),
+                (1, synthetic_tag(st.synthetic) if st.synthetic else Text(st.dataset)),
+                (4, Text(f"{st.train_size} train / {st.val_size} val")),
+                (3, Text(f"batch {st.batch_size}")),
+                *((0, Text(x, style="yellow")) for x in self._warnings(s)),
+            ],
+            width,
         )
-        extra = []
-        if s.bad_steps:
-            extra.append(f"{s.bad_steps} skipped non-finite steps")
-        if s.resumed_from:
-            extra.append(f"resumed from {s.resumed_from}")
-        if extra:
-            line1.append(" · " + " · ".join(extra), style="yellow")
         bars = Table.grid(padding=(0, 1))
         bars.add_column(no_wrap=True)
         bars.add_column(ratio=1)
@@ -251,15 +267,26 @@ class MonitorScreen(Screen[None]):
         )
         ips = s.img_per_s()
         best, best_epoch = s.best()
-        eta = s.eta_s()
-        line3 = Text(
-            f"{'-' if ips is None else f'{ips:,.0f}'} img/s · elapsed {duration(s.elapsed())}"
-            f" · left ~{duration(eta)} · best val {pct(best)}"
-            + (f" (e{best_epoch})" if best_epoch else ""),
-            no_wrap=True,
-            overflow="ellipsis",
+        line3 = fit_line(
+            [
+                (0, Text(f"{'-' if ips is None else f'{ips:,.0f}'} img/s")),
+                (1, Text(f"input wait {wait_text(s.data_wait)}")),
+                (4, Text(f"elapsed {duration(s.elapsed())}")),
+                (2, Text(f"left ~{duration(s.eta_s())}")),
+                (3, Text(f"best val {pct(best)}" + (f" (e{best_epoch})" if best_epoch else ""))),
+            ],
+            width,
         )
         return Group(line1, bars, line3)
+
+    @staticmethod
+    def _warnings(s: RunState) -> list[str]:
+        out = []
+        if s.bad_steps:
+            out.append(f"{s.bad_steps} skipped non-finite steps")
+        if s.resumed_from:
+            out.append(f"resumed from {s.resumed_from}")
+        return out
 
     def _status(self, s: RunState) -> Text:
         out = Text()

@@ -7,6 +7,7 @@ The screen edits a raw config mapping (the YAML form); every change is validated
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import re
@@ -70,13 +71,21 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# YAML 1.1 (PyYAML) reads `1e-08` as a string: a float without a dot in its mantissa
+EXPONENT_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse(text: str) -> Any:
+    """A typed value as YAML reads it; numbers like 1e-08 become floats."""
     if not text.strip():
         return None
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str) and EXPONENT_FLOAT_RE.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def device_choices(doc: str) -> list[str]:
@@ -128,6 +137,7 @@ class SetupScreen(Screen[None]):
     SetupScreen #form { padding: 0 1; }
     SetupScreen .section { text-style: bold; margin-top: 1; color: $accent; }
     SetupScreen .doc { color: $text-muted; margin: 0 0 0 2; height: auto; }
+    SetupScreen .block { height: auto; }
     SetupScreen #augs { height: auto; }
     SetupScreen .aug { height: auto; border-left: tall $panel-lighten-2; margin: 0 0 0 2; }
     SetupScreen .aug-head { height: 1; }
@@ -152,7 +162,8 @@ class SetupScreen(Screen[None]):
         self.preset: str | None = None
         self.raw: dict[str, Any] = config_to_dict(parse_config({}))
         self.error: str | None = None
-        self._building = False
+        self._built = False
+        self._form_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ layout
 
@@ -163,17 +174,24 @@ class SetupScreen(Screen[None]):
                 yield Label(" presets", classes="section")
                 yield OptionList(id="presets")
                 yield Static("", id="preset-doc")
-            yield VerticalScroll(id="form")
+            with VerticalScroll(id="form"):
+                yield Static("building the form ...", classes="doc", id="form-wait")
         yield Static("", id="check")
         yield Footer()
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
+        """Preset list, title and check line now; the form (~200 widgets, most of a second on a
+        small CPU) after the first frame is on the terminal."""
         self.load_preset_list()
         names = self.preset_names()
-        await self.select_preset(
-            "quickstart" if "quickstart" in names else (names[0] if names else None)
-        )
+        first = "quickstart" if "quickstart" in names else (names[0] if names else None)
+        self._load_preset(first)
+        self.validate()
         self.query_one("#presets", OptionList).focus()
+        self.call_after_refresh(self._build_later)
+
+    def _build_later(self) -> None:
+        self.run_worker(self.rebuild_form(), group="form", exit_on_error=True)
 
     def preset_names(self) -> list[str]:
         return sorted(p.stem for p in self.presets_dir.glob("*.yaml"))
@@ -203,45 +221,70 @@ class SetupScreen(Screen[None]):
             await self.select_preset(event.option.id)
             self.notify(f"preset {event.option.id} loaded: edit it on the right (Tab)")
 
+    def _load_preset(self, name: str | None) -> bool:
+        if name is None:
+            return True
+        try:
+            cfg = load_config(str(self.presets_dir / f"{name}.yaml"))
+        except ConfigError as exc:
+            self.notify(f"preset {name}: {exc}", severity="error", timeout=10)
+            return False
+        self.preset = name
+        self.raw = config_to_dict(cfg)
+        return True
+
     async def select_preset(self, name: str | None) -> None:
-        if name is not None:
-            try:
-                cfg = load_config(str(self.presets_dir / f"{name}.yaml"))
-            except ConfigError as exc:
-                self.notify(f"preset {name}: {exc}", severity="error", timeout=10)
-                return
-            self.preset = name
-            self.raw = config_to_dict(cfg)
-        await self.rebuild_form()
-        self.validate()
+        if self._load_preset(name):
+            self.validate()
+            await self.rebuild_form()
 
     # ------------------------------------------------------------------ the form
 
-    async def rebuild_form(self) -> None:
-        form = self.query_one("#form", VerticalScroll)
-        self._building = True
-        try:
-            await form.remove_children()
-            await form.mount_all(list(self._form_widgets()))
-        finally:
-            self._building = False
+    @property
+    def form_ready(self) -> bool:
+        """The form shows `self.raw` (built, and no rebuild in progress)."""
+        return self._built and not self._form_lock.locked()
 
-    def _form_widgets(self):  # noqa: ANN202 - generator of widgets
+    async def rebuild_form(self) -> None:
+        """Rebuild every section, one block at a time (the screen stays live in between).
+
+        A lock serialises rebuilds: a preset picked while the form is being built waits its turn.
+        """
+        async with self._form_lock:
+            form = self.query_one("#form", VerticalScroll)
+            await form.remove_children()
+            for block in self._form_blocks():
+                await form.mount(block)
+            self._built = True
+
+    async def rebuild_section(self, section: str) -> None:
+        """Rebuild one component's block (its name changed: other parameters)."""
+        async with self._form_lock:
+            block = self.query_one(f"#sec-{section}", Vertical)
+            await block.remove_children()
+            await block.mount_all(self._section_widgets(section))
+
+    def _form_blocks(self) -> list[Vertical]:
         raw = self.raw
-        yield Label("description", classes="section")
-        row = FieldRow(
+        description = FieldRow(
             Label("text"), _control(("description",), raw.get("description"), "str", None)
         )
-        yield row
-        for section, title in COMPONENT_TITLES.items():
-            yield Label(title, classes="section")
-            yield from self._component_widgets(section, (section,), raw.get(section))
-        yield Label("augmentations (applied in this order)", classes="section")
-        yield Vertical(*self._aug_widgets(), id="augs")
-        yield Button("+ add augmentation", id="add-aug", compact=True)
+        blocks = [
+            Vertical(Label("description", classes="section"), description, classes="block"),
+            *(
+                Vertical(*self._section_widgets(section), id=f"sec-{section}", classes="block")
+                for section in COMPONENT_TITLES
+            ),
+            Vertical(
+                Label("augmentations (applied in this order)", classes="section"),
+                Vertical(*self._aug_widgets(), id="augs"),
+                Button("+ add augmentation", id="add-aug", compact=True),
+                classes="block",
+            ),
+        ]
         for section, cls in SECTION_CLASSES.items():
-            yield Label(section, classes="section")
             values = raw.get(section) or {}
+            rows: list[Widget] = [Label(section, classes="section")]
             for f in dataclasses.fields(cls):
                 meta = f.metadata
                 choices = meta.get("choices")
@@ -251,7 +294,13 @@ class SetupScreen(Screen[None]):
                     (section, f.name), values.get(f.name, f.default), str(f.type), choices
                 )
                 control.tooltip = meta.get("doc")
-                yield FieldRow(Label(f.name), control)
+                rows.append(FieldRow(Label(f.name), control))
+            blocks.append(Vertical(*rows, classes="block"))
+        return blocks
+
+    def _section_widgets(self, section: str) -> list[Widget]:
+        title = Label(COMPONENT_TITLES[section], classes="section")
+        return [title, *self._component_widgets(section, (section,), self.raw.get(section))]
 
     def _component_widgets(
         self, section: str, path: Path_, comp: dict[str, Any] | None
@@ -280,13 +329,10 @@ class SetupScreen(Screen[None]):
         return out
 
     async def rebuild_augs(self, focus: str | None = None) -> None:
-        box = self.query_one("#augs", Vertical)
-        self._building = True
-        try:
+        async with self._form_lock:
+            box = self.query_one("#augs", Vertical)
             await box.remove_children()
             await box.mount_all(self._aug_widgets())
-        finally:
-            self._building = False
         self.validate()
         if focus is not None:
             found = self.query(f"#{focus}")
@@ -295,33 +341,45 @@ class SetupScreen(Screen[None]):
 
     # ------------------------------------------------------------------ edits
 
-    def _set(self, path: Path_, value: Any) -> None:
+    def _set(self, path: Path_, value: Any) -> bool:
+        """Store `value` at `path`; False when it was there already (a control just mounted)."""
         node: Any = self.raw
         for key in path[:-1]:
             node = node[key]
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == value:
+            return False
         node[path[-1]] = value
+        return True
+
+    @staticmethod
+    def _path_of(control: Widget) -> Path_ | None:
+        """Where a control's value goes; None for controls that are not config fields, or were
+        removed by a rebuild (a late Changed from a replaced component must not write into the
+        new one)."""
+        path = getattr(control, "cfg_path", None)
+        return path if path is not None and control.is_attached else None
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        path = getattr(event.input, "cfg_path", None)
-        if path is None or self._building:
+        path = self._path_of(event.input)
+        if path is None:
             return
         value = event.value if path == ("description",) else _parse(event.value)
-        self._set(path, value)
-        self.validate()
+        if self._set(path, value):
+            self.validate()
 
     @on(Checkbox.Changed)
     def _checkbox_changed(self, event: Checkbox.Changed) -> None:
-        path = getattr(event.checkbox, "cfg_path", None)
-        if path is None or self._building:
+        path = self._path_of(event.checkbox)
+        if path is None:
             return
-        self._set(path, event.value)
-        self.validate()
+        if self._set(path, event.value):
+            self.validate()
 
     @on(Select.Changed)
     async def _select_changed(self, event: Select.Changed) -> None:
-        path = getattr(event.select, "cfg_path", None)
-        if path is None or self._building or event.value is Select.BLANK:
+        path = self._path_of(event.select)
+        if path is None or event.value is Select.BLANK:
             return
         if path[-1] == "name" and (path[0] in COMPONENT_TITLES or path[0] == "augment"):
             registry = COMPONENT_REGISTRIES[path[0]]
@@ -341,12 +399,12 @@ class SetupScreen(Screen[None]):
                 await self.rebuild_augs()
                 self._focus_path(path)
             else:
-                await self.rebuild_form()
+                await self.rebuild_section(path[0])
                 self._focus_path(path)
             self.validate()
             return
-        self._set(path, event.value)
-        self.validate()
+        if self._set(path, event.value):
+            self.validate()
 
     def _focus_path(self, path: Path_) -> None:
         for widget in self.query("#form Select, #form Input, #form Checkbox"):
