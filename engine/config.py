@@ -31,6 +31,9 @@ from engine.models import MODELS
 from engine.optim import OPTIMIZERS, SAM_VARIANTS
 from engine.registry import Registry
 from engine.schedule import SCHEDULES
+from engine.tta import unique_views
+
+LOADERS = ("device", "torchvision")  # engine.loader.LOADER_CLASSES implements each
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -65,6 +68,14 @@ class DataConfig:
         default=None, metadata=_meta("train on only N training images (stratified)", lo=1)
     )
     num_workers: int = field(default=2, metadata=_meta("DataLoader worker processes", lo=0, hi=64))
+    loader: str = field(
+        default="device",
+        metadata=_meta(
+            "device: the dataset on the training device, batched augmentation there (fast path) "
+            "| torchvision: per-image transforms in DataLoader workers (reference)",
+            choices=LOADERS,
+        ),
+    )
 
 
 @dataclass
@@ -89,8 +100,23 @@ class TrainConfig:
     max_bad_steps: int = field(
         default=20, metadata=_meta("consecutive non-finite losses before 'diverged'", lo=1)
     )
+    compile: bool = field(
+        default=False, metadata=_meta("torch.compile the model (CUDA; minutes of warm-up)")
+    )
+    compile_mode: str = field(
+        default="default",
+        metadata=_meta(
+            "torch.compile mode: default | reduce-overhead (CUDA graphs of forward and backward) "
+            "| max-autotune",
+            choices=("default", "reduce-overhead", "max-autotune"),
+        ),
+    )
     log_interval_s: float = field(
         default=0.5, metadata=_meta("seconds between step events", lo=0.05, hi=60)
+    )
+    sync_bn: bool = field(
+        default=False,
+        metadata=_meta("with --gpus N > 1: BatchNorm statistics over the global batch"),
     )
 
 
@@ -98,6 +124,10 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = field(default=1000, metadata=_meta("evaluation batch size", lo=1))
     test: bool = field(default=True, metadata=_meta("evaluate best and last on the test set"))
+    tta: list[str] = field(
+        default_factory=list,
+        metadata=_meta("test-time augmentation views of the best checkpoint (engine.tta); [] off"),
+    )
 
 
 @dataclass
@@ -332,15 +362,29 @@ def parse_config(raw: Any) -> RunConfig:
     ]
     for section, cls in SECTION_CLASSES.items():
         setattr(cfg, section, _parse_section(raw.get(section), section, cls))
+    unique_views(cfg.eval.tta, "eval.tta")  # every view name valid (nearest one suggested)
     _check_combination(cfg)
     return cfg
 
 
 def _check_combination(cfg: RunConfig) -> None:
+    """Refuse combinations that cannot work, with the reason."""
     if cfg.data.subset is not None and cfg.data.subset < cfg.data.batch_size:
         raise ConfigError(
             f"data.subset = {cfg.data.subset} is smaller than data.batch_size = "
             f"{cfg.data.batch_size}: not one full training batch"
+        )
+    jsd = [i for i, a in enumerate(cfg.augment) if a.params.get("jsd")]
+    if len(jsd) > 1:
+        raise ConfigError(
+            f"augment.{jsd[0]} and augment.{jsd[1]} both ask for AugMix's JSD loss; one AugMix "
+            "entry can have jsd: true"
+        )
+    if jsd and cfg.mix is not None:
+        raise ConfigError(
+            f"augment.{jsd[0]}.jsd = true cannot go with mix.name = {cfg.mix.name}: the "
+            "Jensen-Shannon loss compares predictions on views of the same image, and "
+            f"{cfg.mix.name} mixes different images; drop one of them"
         )
 
 
@@ -476,6 +520,31 @@ def dump_config(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     text = json.dumps(config_to_dict(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recipe_summary(cfg: RunConfig) -> dict[str, str]:
+    """Short columns for a recipe: model, optimizer (+ SAM), loss, augmentation (+ mix), epochs."""
+
+    def with_params(c: Component, keys: tuple[str, ...]) -> str:
+        shown = [f"{k} {c.params[k]:g}" for k in keys if c.params.get(k)]
+        return " ".join([c.name, *shown])
+
+    optim = with_params(cfg.optim, ("lr",))
+    if cfg.sam is not None:
+        optim += f" + {with_params(cfg.sam, ('rho',))}"
+    loss = with_params(cfg.loss, ("label_smoothing", "gamma", "keep_ratio"))
+    augment = ", ".join(a.name for a in cfg.augment) or "none"
+    if cfg.mix is not None:
+        augment += f" + {cfg.mix.name}"
+    if cfg.eval.tta:
+        augment += f" (TTA {len(cfg.eval.tta)})"
+    return {
+        "model": cfg.model.name,
+        "optimizer": optim,
+        "loss": loss.replace("label_smoothing", "ls"),
+        "augmentation": augment,
+        "epochs": str(cfg.train.epochs),
+    }
 
 
 def preset_description(path: Path) -> str:

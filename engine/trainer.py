@@ -1,13 +1,28 @@
 """The training loop: one run from a resolved config to checkpoints, events and a summary.
 
 Everything a consumer sees goes through the event stream (`engine.events`); the trainer never
-prints. The data path here is the per-image torchvision reference (a DataLoader over uint8
-tensors); normalisation happens on the device inside the step.
+prints. Batches come from `engine.loader` (the dataset on the device with batched augmentation, or
+the per-image torchvision reference) as uint8; normalisation happens on the device inside the step.
 
 Exact resume: the order of an epoch's batches and every image's augmentation are pure functions
-of (seed, epoch, position) (see `EpochBatches`), and a checkpoint holds everything else (weights,
+of (seed, epoch, position) (see `engine.loader`), and a checkpoint holds everything else (weights,
 optimizer, scheduler, RNG states, position within the epoch, partial epoch sums), so a run can
 stop after any step and continue bit-exactly.
+
+Inside the step nothing is read back to the host except the finite-loss check that decides whether
+the update is applied (one synchronisation per step); loss and accuracy sums stay on the device
+and are read when an event is due (a few times a second).
+
+Data-parallel under torchrun (`engine.distributed`; a no-op for a single process): the step's
+network is wrapped in DistributedDataParallel, each rank trains on its slice of the global batch
+and DDP averages the gradients (so SAM's perturbation and second pass use all-reduced gradients
+too). Every decision that changes which collectives run is agreed by all ranks: the finite-loss
+check, a stop by signal and "a step event is due" are one small all-reduce (max) per step; a stop
+after the epoch is agreed at its end. Loss/accuracy sums are summed over ranks when read, so
+events, checkpoints and the history carry global numbers; evaluation splits each set exactly over
+the ranks and sums (and gathers logits) in order. Only rank 0 writes events, checkpoints, the
+registry row and the summary; the others wait at a barrier after each epoch's checkpoints (the
+test pass reads best.pt on every rank).
 """
 
 from __future__ import annotations
@@ -15,11 +30,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.nn.parallel import DistributedDataParallel
 
-from engine import checkpoint, control, metrics
-from engine.augment import build_pipeline
+from engine import checkpoint, control, distributed, metrics
 from engine.config import RunConfig, config_hash, config_to_dict
 from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
@@ -45,6 +57,8 @@ from engine.events import (
     RunStarted,
     Step,
 )
+from engine.loader import WaitClock, build_loader, jsd_split
+from engine.loss_functions import jensen_shannon
 from engine.losses import LOSSES
 from engine.mix import MIXES
 from engine.models import MODELS
@@ -72,6 +86,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def rank_device(device: torch.device, world: distributed.World) -> torch.device:
+    """The device of this rank: `cuda:LOCAL_RANK` when several processes share CUDA devices."""
+    if not world.distributed:
+        return device
+    if device.type == "mps":
+        raise ConfigError("train.device = mps cannot run several processes; use cuda or cpu")
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise ConfigError(
+            f"train.device = {device} with several processes: each takes cuda:LOCAL_RANK; "
+            "use cuda or auto (CUDA_VISIBLE_DEVICES picks the GPUs)"
+        )
+    count = torch.cuda.device_count()
+    if world.local_rank >= count:
+        raise ConfigError(
+            f"process {world.local_rank} on this machine has no GPU: only {count} visible; "
+            f"use --gpus {count} or fewer"
+        )
+    device = torch.device("cuda", world.local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
 def build_component(
     registry: Registry[Any], section: str, name: str, *args: Any, **params: Any
 ) -> Any:
@@ -86,58 +124,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-# --------------------------------------------------------------------------- data order
-
-
-class EpochBatches(Sampler[list[tuple[int, int]]]):
-    """One epoch's batches of (image index, augmentation seed).
-
-    The permutation and the per-image seeds come from a generator seeded with (seed, epoch), so
-    they do not depend on worker processes or on where a previous process stopped: `start(epoch,
-    step)` makes the next iteration begin at batch `step` of that epoch.
-    """
-
-    def __init__(self, n: int, batch_size: int, steps: int, seed: int) -> None:
-        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
-        self.epoch, self.first_step = 1, 0
-
-    def start(self, epoch: int, step: int = 0) -> None:
-        self.epoch, self.first_step = epoch, step
-
-    def __len__(self) -> int:
-        return self.steps - self.first_step
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g)
-        seeds = torch.randint(0, 2**62, (self.n,), generator=g)
-        b = self.batch_size
-        for step in range(self.first_step, self.steps):
-            window = slice(step * b, (step + 1) * b)
-            yield list(zip(order[window].tolist(), seeds[window].tolist(), strict=True))
-
-
-class AugmentedImages(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Per-image reference path: uint8 [3, 32, 32] images through `transform`, one at a time.
-
-    Indexed by (index, seed): each image is augmented under its own seed, with the process's
-    global RNG saved and restored around it, so augmentation is reproducible anywhere.
-    """
-
-    def __init__(self, data: ImageSet, transform: Any) -> None:
-        self.images, self.labels, self.transform = data.images, data.labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            image = self.transform(self.images[index])
-        return image, self.labels[index]
 
 
 class Normalizer:
@@ -200,6 +186,9 @@ class Trainer:
         config_changes: list[str] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.run_id, self.preset = cfg, run_dir, run_id, preset
+        self.world = distributed.world()
+        if not self.world.is_main:  # only rank 0 writes events and the registry row
+            events, registry = distributed.NullEventWriter(), None
         self.events, self.registry, self.progress = events, registry, progress
         self.resume, self.config_changes = resume, config_changes or []
         self.stop_signal: int | None = None  # set from a signal handler: stop at the next step
@@ -210,13 +199,23 @@ class Trainer:
         self.state = LoopState()
         self._last_heartbeat = time.time()
         self._last_save = time.time()
+        self._next_event = math.inf  # when the next step event is due
+        self._agreed_stop = self._agreed_due = False  # distributed: what the ranks agreed on
 
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
-        cfg = self.cfg
-        self.device = resolve_device(cfg.train.device)
+        cfg, world = self.cfg, self.world
+        self.device = rank_device(resolve_device(cfg.train.device), world)
+        if cfg.data.batch_size % world.size:
+            raise ConfigError(
+                f"data.batch_size = {cfg.data.batch_size} (the global batch) does not divide by "
+                f"{world.size} processes; use a multiple of {world.size}"
+            )
+        distributed.init(self.device)
         seed_everything(cfg.train.seed)
+        if not world.is_main:  # rank 0 loads (and downloads) first
+            distributed.barrier()
         self.data: DataBundle = load_data(
             cfg.data.dataset,
             cfg.data.data_dir,
@@ -224,8 +223,10 @@ class Trainer:
             subset=cfg.data.subset,
             seed=cfg.train.seed,
             download=cfg.data.download,
-            progress=self.progress,
+            progress=self.progress and world.is_main,
         )
+        if world.is_main:
+            distributed.barrier()
         if len(self.data.train) < cfg.data.batch_size:
             raise ConfigError(
                 f"data.batch_size = {cfg.data.batch_size} is larger than the training set "
@@ -239,6 +240,8 @@ class Trainer:
         model = build_component(
             MODELS, "model", cfg.model.name, self.num_classes, **cfg.model.params
         )
+        if world.distributed and cfg.train.sync_bn:
+            model = distributed.sync_batchnorm(model, self.device)
         self.model: nn.Module = model.to(
             self.device,
             memory_format=torch.channels_last if self.channels_last else torch.preserve_format,
@@ -274,20 +277,19 @@ class Trainer:
         self.mixer = None
         if cfg.mix is not None:
             self.mixer = build_component(MIXES, "mix", cfg.mix.name, **cfg.mix.params)
-        transform = build_pipeline([(a.name, a.params) for a in cfg.augment])
-        self.batches = EpochBatches(
-            len(self.data.train), cfg.data.batch_size, self.steps_per_epoch, cfg.train.seed
+        self.loader = build_loader(
+            cfg, self.data.train, self.steps_per_epoch, self.device, world.rank, world.size
         )
-        self.loader = DataLoader(
-            AugmentedImages(self.data.train, transform),
-            batch_sampler=self.batches,
-            num_workers=cfg.data.num_workers,
-            persistent_workers=cfg.data.num_workers > 0,
-            pin_memory=cuda,
-            # its own generator: each new iterator draws a worker base seed from it, and drawing
-            # from the global RNG instead would make a resumed run's dropout masks differ
-            generator=torch.Generator().manual_seed(cfg.train.seed),
-        )
+        split = jsd_split([(a.name, a.params) for a in cfg.augment])
+        self.jsd_weight = split.weight if split is not None else None
+        # the step's network: DDP-wrapped and compiled when asked (the module stays the one saved)
+        self.net: nn.Module = self.model
+        if world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net, mode=cfg.train.compile_mode)  # type: ignore[assignment]
+        self._crash_at = distributed.crash_step()  # a test hook; None unless asked for
 
     def _heartbeat(self) -> None:
         """Tell the registry this run is alive (rate-limited), so it never reads as crashed."""
@@ -297,7 +299,9 @@ class Trainer:
             self._last_heartbeat = now
 
     def _poll_control(self) -> None:
-        """Act on requests a UI left in the run folder (see engine.control)."""
+        """Act on requests a UI left in the run folder (see engine.control); rank 0 only."""
+        if not self.world.is_main:
+            return
         requests = control.pending(self.run_dir)
         if "checkpoint_now" in requests:
             self._save("last")
@@ -310,32 +314,48 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: ImageSet, keep_logits: bool = False) -> EvalResult:
-        """Top-1/top-5/loss of the evaluated weights (the EMA when kept, else the model)."""
+        """Top-1/top-5/loss of the evaluated weights (the EMA when kept, else the model).
+
+        Distributed: each rank evaluates its `distributed.shard` of `data` with rank 0's
+        BatchNorm statistics; sums (and, asked for, logits in order) cover the whole set."""
         net = self.ema if self.ema is not None else self.model
+        distributed.broadcast_buffers(net)
         net.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros(2, dtype=torch.long, device=self.device)
         kept = []
         size = self.cfg.eval.batch_size
-        for start in range(0, len(data), size):
-            images = data.images[start : start + size].to(self.device, non_blocking=True)
-            labels = data.labels[start : start + size].to(self.device, non_blocking=True)
+        first, stop = distributed.shard(len(data), self.world)
+        for start in range(first, stop, size):
+            end = min(start + size, stop)
+            images = data.images[start:end].to(self.device, non_blocking=True)
+            labels = data.labels[start:end].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = net(self.normalize(images)).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
             correct += metrics.topk_correct(logits, labels, (1, 5))
-            if keep_logits:
-                kept.append(logits.cpu())
+            if keep_logits:  # gathered on the device when distributed
+                kept.append(logits if self.world.distributed else logits.cpu())
             self._heartbeat()
         self.model.train()
-        n = max(len(data), 1)
-        c1, c5 = correct.tolist()
+        mine = loss_sum.new_tensor([float(stop - first)], dtype=torch.float64)
+        totals = distributed.sum_across(
+            torch.cat([loss_sum.double().view(1), correct.double(), mine])
+        )
+        total_loss, c1, c5, count = totals.tolist()
+        n = max(int(count), 1)
+        all_logits = torch.cat(kept) if kept else None
+        if keep_logits and self.world.distributed:
+            empty = torch.empty((0, self.num_classes), device=self.device)
+            all_logits = distributed.gather_rows(
+                all_logits if all_logits is not None else empty, len(data)
+            ).cpu()
         return EvalResult(
-            loss=loss_sum.item() / n,
+            loss=total_loss / n,
             top1=c1 / n,
             top5=c5 / n,
-            count=len(data),
-            logits=torch.cat(kept) if kept else None,
+            count=int(count),
+            logits=all_logits,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -374,6 +394,8 @@ class Trainer:
         }
 
     def _save(self, kind: str) -> None:
+        if not self.world.is_main:  # rank 0 writes; every rank holds the same state
+            return
         path = self.run_dir / f"{kind}.pt"
         try:
             checkpoint.save_atomic(self._checkpoint_state(), path, keep_previous=kind == "last")
@@ -433,7 +455,8 @@ class Trainer:
         if status == "done" and cfg.eval.test:
             summary.update(self._test())
         summary["wall_s"] = self._wall()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.world.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.registry:
             self.registry.finish(self.run_id, status, summary)
         self.events.emit(Finished(status=status, summary=summary))
@@ -446,7 +469,7 @@ class Trainer:
             "preset": self.preset,
             "dataset": data.name,
             "synthetic": data.synthetic,
-            "device": str(self.device),
+            "device": self._device_name(),
             "model": cfg.model.name,
             "num_params": sum(p.numel() for p in self.model.parameters()),
             "epochs": cfg.train.epochs,
@@ -456,7 +479,7 @@ class Trainer:
             "val_size": len(data.val),
             "test_size": len(data.test),
             "config": config_to_dict(cfg),
-            "pid": os.getpid(),
+            "pid": distributed.launcher_pid(),  # the process a UI signals to stop the run
         }
         if self.resume:
             used, warning = self.resumed_from
@@ -484,45 +507,101 @@ class Trainer:
                 dataset=data.name,
                 model=cfg.model.name,
                 config=config_to_dict(cfg),
-                device=str(self.device),
+                device=self._device_name(),
                 epochs=cfg.train.epochs,
             )
+
+    def _device_name(self) -> str:
+        """`cpu`, `cuda:0`, ...; `cuda x8` for 8 data-parallel processes."""
+        if self.world.distributed:
+            return f"{self.device.type} x{self.world.size}"
+        return str(self.device)
 
     def _train_epochs(self) -> str:
         cfg, st = self.cfg, self.state
         self.model.train()
         while st.epoch < cfg.train.epochs:
             epoch = st.epoch + 1
-            self.batches.start(epoch, st.epoch_step)
-            loss_sum = torch.tensor(st.epoch_loss_sum, dtype=torch.float64, device=self.device)
-            correct = torch.tensor(st.epoch_correct, dtype=torch.long, device=self.device)
+            self.loader.start(epoch, st.epoch_step)
+            # this rank's sums; the epoch's sums so far (global) start on rank 0 only
+            base = self.world.is_main
+            loss_sum = torch.tensor(
+                st.epoch_loss_sum if base else 0.0, dtype=torch.float64, device=self.device
+            )
+            correct = torch.tensor(
+                st.epoch_correct if base else 0, dtype=torch.long, device=self.device
+            )
             segment_start = time.time()
-            next_event = segment_start + cfg.train.log_interval_s
-            for images, labels in self.loader:
-                images = images.to(self.device, non_blocking=True)
-                labels = labels.to(self.device, non_blocking=True)
+            self._next_event = segment_start + cfg.train.log_interval_s
+            self.wait = WaitClock()
+            self._epoch_loop_start = time.time()
+            for images, labels in self.wait.timed(iter(self.loader)):
                 self._step(images, labels, loss_sum, correct)
+                if st.step == self._crash_at:
+                    distributed.crash()
                 now = time.time()
                 st.epoch_time += now - segment_start
                 segment_start = now
-                if now >= next_event or st.epoch_step == self.steps_per_epoch:
-                    next_event = now + cfg.train.log_interval_s
-                    st.epoch_loss_sum, st.epoch_correct = loss_sum.item(), int(correct.item())
+                if self.world.distributed:  # what every rank agreed on in the step
+                    due, stop = self._agreed_due, self._agreed_stop
+                else:
+                    due, stop = now >= self._next_event, self.stop_signal is not None
+                if due or st.epoch_step == self.steps_per_epoch:
+                    self._next_event = now + cfg.train.log_interval_s
+                    self._read_sums(loss_sum, correct)
                     self._emit_step(epoch)
                     self._heartbeat()
                     self._poll_control()
                     if now - self._last_save > cfg.train.checkpoint_every_s:
                         self._save("last")
-                if self.stop_signal is not None:
+                if stop:
                     break
-            st.epoch_loss_sum, st.epoch_correct = loss_sum.item(), int(correct.item())
+            self._read_sums(loss_sum, correct)
             if st.epoch_step < self.steps_per_epoch:  # stopped by a signal inside the epoch
                 self._save("last")
                 return "interrupted"
             self._end_epoch(epoch)
-            if self.stop_signal is not None or self.stop_after_epoch:
+            if self._agree_epoch_stop():
                 return "interrupted"
         return "done"
+
+    def _read_sums(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+        """The epoch's loss and correct-count sums so far, over every rank, into the state."""
+        totals = distributed.sum_across(torch.stack([loss_sum, correct.double()]))
+        total_loss, total_correct = totals.tolist()
+        self.state.epoch_loss_sum, self.state.epoch_correct = total_loss, int(total_correct)
+
+    def _agree_epoch_stop(self) -> bool:
+        """Stop after this epoch (a signal, or a control request that only rank 0 reads)?"""
+        if self.world.distributed:
+            flags = torch.tensor(
+                [float(self.stop_signal or 0), float(self.stop_after_epoch)], device=self.device
+            )
+            signum, after_epoch = distributed.agree_max(flags).tolist()
+            self.stop_signal = int(signum) or None
+            self.stop_after_epoch = bool(after_epoch)
+        return self.stop_signal is not None or self.stop_after_epoch
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Whether to apply this step's update (the loss is finite).
+
+        Distributed, on every rank at once: one all-reduce (max) of [non-finite loss, stop
+        signal, step event due], so all ranks skip the same steps, stop after the same step and
+        read their sums together, and none waits forever at a collective the others skipped."""
+        if not self.world.distributed:
+            return bool(torch.isfinite(loss))
+        flags = torch.stack(
+            [
+                (~torch.isfinite(loss.detach())).float(),
+                loss.new_tensor(float(self.stop_signal or 0)),
+                loss.new_tensor(float(time.time() >= self._next_event)),
+            ]
+        )
+        bad, signum, due = distributed.agree_max(flags).tolist()
+        if signum:
+            self.stop_signal = int(signum)
+        self._agreed_stop, self._agreed_due = bool(signum), bool(due)
+        return not bad
 
     def _step(
         self,
@@ -542,20 +621,15 @@ class Trainer:
             g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + st.step)
             images, targets = self.mixer(images, labels, self.num_classes, g)
         inputs = self.normalize(images)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(inputs)
-            loss = self.loss_fn(logits.float(), targets)
+        loss, logits = self._loss(inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
+        if self._finite(loss):
             loss.backward()
             if needs_closure(self.optimizer):
 
                 def closure() -> torch.Tensor:
-                    with (
-                        frozen_bn_stats(self.model),
-                        torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
-                    ):
-                        second = self.loss_fn(self.model(inputs).float(), targets)
+                    with frozen_bn_stats(self.model):
+                        second = self._loss(inputs, targets)[0]
                     second.backward()
                     return second
 
@@ -567,8 +641,9 @@ class Trainer:
             st.bad_steps = 0
             loss_sum += loss.detach().double() * labels.shape[0]
             correct += (logits.detach().argmax(dim=1) == labels).sum()
-            st.epoch_seen += labels.shape[0]
-            st.images_seen += labels.shape[0]
+            seen = labels.shape[0] * self.world.size  # every rank trained on a slice this size
+            st.epoch_seen += seen
+            st.images_seen += seen
         else:
             st.bad_steps += 1
             self.events.emit(
@@ -585,6 +660,18 @@ class Trainer:
         st.step += 1
         st.epoch_step += 1
 
+    def _loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits of the first view); with AugMix's JSD the batch holds three views."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.net(inputs).float()
+        if self.jsd_weight is None:
+            return self.loss_fn(logits, targets), logits
+        views = logits.chunk(3)
+        loss = self.loss_fn(views[0], targets) + self.jsd_weight * jensen_shannon(views)
+        return loss, views[0]
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         """ema <- decay * ema + (1 - decay) * weights; buffers (BN statistics) are copied."""
@@ -595,9 +682,15 @@ class Trainer:
         for kept_buffer, live_buffer in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             kept_buffer.copy_(live_buffer)
 
+    def _memory_mb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
     def _emit_step(self, epoch: int) -> None:
         st = self.state
         seen = max(st.epoch_seen, 1)
+        looped = time.time() - self._epoch_loop_start
         self.events.emit(
             Step(
                 epoch=epoch,
@@ -609,6 +702,8 @@ class Trainer:
                 top1=st.epoch_correct / seen,
                 lr=self.optimizer.param_groups[0]["lr"],
                 img_per_s=st.epoch_seen / max(st.epoch_time, 1e-9),
+                data_wait=min(self.wait.waited / looped, 1.0) if looped > 0 else None,
+                memory_mb=self._memory_mb(),
             )
         )
 
@@ -636,6 +731,7 @@ class Trainer:
         self._save("last")
         if val is None or self.best_epoch == epoch:
             self._save("best")
+        distributed.barrier()  # the checkpoints are written before any rank goes on
         self.events.emit(
             EpochEnd(
                 epoch=epoch,
@@ -670,7 +766,7 @@ class Trainer:
             "synthetic": data.synthetic,
             "model": self.cfg.model.name,
             "num_params": sum(p.numel() for p in self.model.parameters()),
-            "device": str(self.device),
+            "device": self._device_name(),
             "epochs": self.cfg.train.epochs,
             "epochs_done": st.epoch,
             "step": st.step,
@@ -714,6 +810,8 @@ class Trainer:
                 self.ema.load_state_dict(best_state["ema"])
             best = self.evaluate(test, keep_logits=True)
         assert best.logits is not None
+        if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
+            return {}
         probs = torch.softmax(best.logits, dim=1).numpy()
         labels = test.labels.numpy()
         confusion = metrics.confusion_matrix(
@@ -743,6 +841,22 @@ class Trainer:
                 eval_file=str(eval_file),
             )
         )
+        tta: dict[str, Any] = {}
+        if self.cfg.eval.tta:  # test-time augmentation of the same best weights
+            from engine.tta import evaluate_tta
+
+            result = evaluate_tta(
+                self.ema if self.ema is not None else self.model,
+                test,
+                self.cfg.eval.tta,
+                normalize=self.normalize,
+                device=self.device,
+                batch_size=self.cfg.eval.batch_size,
+                amp=self.amp,
+                on_batch=self._heartbeat,
+            )
+            self.events.emit(result.event(checkpoint="best", epoch=best_epoch))
+            tta["tta"] = result.to_dict()
 
         def clean(values: np.ndarray) -> list[float | None]:
             return [None if math.isnan(v) else round(float(v), 6) for v in values]
@@ -757,6 +871,7 @@ class Trainer:
             "macro_auc": curves["macro_auc"],
             "per_class_ap": clean(curves["ap"]),
             "per_class_auc": clean(curves["auc"]),
+            **tta,
         }
 
 

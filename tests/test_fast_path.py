@@ -1,0 +1,277 @@
+"""The fast path: device-resident loader, batched augmentation without host synchronisation, AugMix
+JSD views and loss, the step's input-wait and memory readouts.
+
+No GPU in CI: "no host-device synchronisation" is checked on the `meta` device, where every read
+of tensor data on the host (`.item()`, `.tolist()`, `nonzero`, boolean indexing, `unique`) raises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.augment_batch import BATCH_AUGMENTATIONS, build_batch_pipeline
+from engine.config import LOADERS, load_config, parse_config
+from engine.data import ImageSet
+from engine.errors import ConfigError
+from engine.events import EventWriter, Step, read_events
+from engine.loader import (
+    LOADER_CLASSES,
+    AugmentedImages,
+    DeviceLoader,
+    TorchvisionLoader,
+    batch_generator,
+    jsd_split,
+)
+from engine.loss_functions import jensen_shannon
+from engine.trainer import Trainer
+
+WRITEUP = [
+    ("random_crop", {"padding": 4}),
+    ("hflip", {}),
+    ("rotation", {"degrees": 15}),
+    ("autoaugment", {}),
+    ("random_erasing", {}),
+]
+CPU = torch.device("cpu")
+
+
+def images_set(n: int = 96, seed: int = 0) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    return ImageSet(images, torch.arange(n) % 10)
+
+
+# --------------------------------------------------------------------------- no host syncs
+
+
+@pytest.mark.parametrize("name", BATCH_AUGMENTATIONS.names())
+def test_every_batched_op_runs_without_reading_device_data(name):
+    images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8, device="meta")
+    out = build_batch_pipeline([(name, {})])(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8 and out.is_meta
+
+
+def test_writeup_pipeline_and_jsd_views_run_without_reading_device_data():
+    images = torch.zeros(128, 3, 32, 32, dtype=torch.uint8, device="meta")
+    out = build_batch_pipeline(WRITEUP)(images, torch.Generator().manual_seed(1))
+    assert out.is_meta and out.shape == images.shape
+    views = DeviceLoader._build([("hflip", {}), ("augmix", {"jsd": True}), ("cutout", {})])
+    out = views(images, torch.Generator().manual_seed(2))
+    assert out.is_meta and out.shape == (3 * 128, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def test_loader_registry_matches_the_config_choices():
+    assert set(LOADER_CLASSES) == set(LOADERS)
+    assert load_config("quickstart").data.loader == "device"
+
+
+def test_both_loaders_draw_the_same_batches_of_images():
+    data = images_set()
+    device = DeviceLoader(data, [("hflip", {})], 16, 6, seed=3, device=CPU)
+    reference = TorchvisionLoader(data, [("hflip", {})], 16, 6, seed=3, device=CPU, num_workers=0)
+    for epoch in (1, 2):
+        device.start(epoch)
+        reference.start(epoch)
+        got = [labels for _, labels in device]
+        want = [labels for _, labels in reference]
+        assert len(got) == 6
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+    device.start(1)
+    first = [labels for _, labels in device]
+    assert not all(torch.equal(a, b) for a, b in zip(first, got, strict=True))  # reshuffled
+
+
+def test_device_batches_are_the_batched_pipeline_under_the_batch_generator():
+    data = images_set()
+    components = [("random_crop", {"padding": 4}), ("hflip", {}), ("cutout", {})]
+    loader = DeviceLoader(data, components, 32, 3, seed=5, device=CPU)
+    loader.start(2)
+    batches = list(loader)
+    order = torch.randperm(96, generator=torch.Generator().manual_seed(5 * 1_000_003 + 2))
+    pipeline = build_batch_pipeline(components)
+    for step, (images, labels) in enumerate(batches):
+        index = order[step * 32 : (step + 1) * 32]
+        expect = pipeline(data.images[index], batch_generator(5, 2, step))
+        assert torch.equal(images, expect) and torch.equal(labels, data.labels[index])
+    loader.start(2, step=1)  # resuming mid-epoch continues with the same batches
+    resumed = list(loader)
+    assert len(resumed) == 2
+    for (a, la), (b, lb) in zip(resumed, batches[1:], strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_device_and_torchvision_paths_agree_statistically():
+    """Crop + flip over one image repeated: the mean image and the share of flipped copies."""
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    image[..., :16] = 200  # left half bright: a flip moves the brightness to the right
+    data = ImageSet(image.expand(2048, -1, -1, -1).clone(), torch.zeros(2048, dtype=torch.long))
+    components = [("random_crop", {"padding": 4}), ("hflip", {})]
+    means = {}
+    for name, cls in LOADER_CLASSES.items():
+        loader = cls(data, components, 256, 8, 0, CPU, num_workers=0)
+        loader.start(1)
+        batch = torch.cat([x for x, _ in loader]).float()
+        means[name] = batch.mean(0)
+        right = batch[..., 20:].mean(dim=(1, 2, 3)) > 100
+        assert abs(right.float().mean().item() - 0.5) < 0.05  # ~half flipped, sd ~0.011
+    # each pixel's mean brightness agrees between the paths (sd of a pixel mean ~ 2.2)
+    assert (means["device"] - means["torchvision"]).abs().max() < 15
+
+
+# --------------------------------------------------------------------------- AugMix JSD
+
+
+def test_jensen_shannon_equals_entropy_of_mixture_minus_mean_entropy():
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(3)]
+    p = [F.softmax(v, dim=1).numpy() for v in views]
+    m = sum(p) / 3
+
+    def entropy(q: np.ndarray) -> np.ndarray:
+        return -(q * np.log(q)).sum(1)
+
+    expect = (entropy(m) - sum(entropy(q) for q in p) / 3).mean()
+    assert math.isclose(float(jensen_shannon(views)), expect, rel_tol=1e-9)
+    same = [views[0]] * 3
+    assert abs(float(jensen_shannon(same))) < 1e-12
+
+
+def test_jsd_views_on_both_loaders():
+    data = images_set(n=32)
+    components = [("hflip", {}), ("augmix", {"jsd": True, "jsd_weight": 6.0})]
+    split = jsd_split(components)
+    assert split is not None and split.weight == 6.0 and split.after == []
+    for cls in (DeviceLoader, TorchvisionLoader):
+        loader = cls(data, components, 8, 2, 0, CPU, num_workers=0)
+        loader.start(1)
+        images, labels = next(iter(loader))
+        assert images.shape == (24, 3, 32, 32) and labels.shape == (8,)
+        clean, first, second = images.chunk(3)
+        assert not torch.equal(first, second)  # two independent AugMix draws
+    # the first view is what the augmentations before AugMix make of the image
+    ref = AugmentedImages(data, components)
+    torch.manual_seed(0)
+    stacked = ref.image_views(data.images[0])
+    assert stacked.shape == (3, 3, 32, 32)
+    flipped = data.images[0].flip(-1)
+    assert torch.equal(stacked[0], data.images[0]) or torch.equal(stacked[0], flipped)
+
+
+def test_jsd_training_step_adds_the_consistency_term(tmp_path):
+    cfg = load_config(
+        "quickstart",
+        [
+            "data.subset=16",
+            "data.batch_size=8",
+            "data.val_size=100",
+            "augment.1.name=augmix",
+            "augment.1.jsd=true",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path, "j", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+    trainer._setup()
+    assert trainer.jsd_weight == 12.0
+    images, labels = next(iter(trainer.loader))
+    assert images.shape[0] == 24
+    inputs = trainer.normalize(images)
+    loss, logits = trainer._loss(inputs, labels)
+    views = trainer.model(inputs).chunk(3)
+    expect = F.cross_entropy(views[0], labels) + 12.0 * jensen_shannon(views)
+    assert logits.shape == (8, 100) and torch.allclose(loss, expect, atol=1e-5)
+    loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
+    trainer._step(images, labels, loss_sum, correct)
+    assert trainer.state.epoch_seen == 8 and trainer.state.bad_steps == 0
+
+
+def test_impossible_combinations_are_refused_with_the_reason():
+    with pytest.raises(ConfigError, match="Jensen-Shannon.*mixup"):
+        load_config("quickstart", ["augment.1.name=augmix", "augment.1.jsd=true", "mix.name=mixup"])
+    twice = {"augment": [{"name": "augmix", "jsd": True}, {"name": "augmix", "jsd": True}]}
+    with pytest.raises(ConfigError, match="both ask for AugMix's JSD"):
+        parse_config(twice)
+
+
+# --------------------------------------------------------------------------- readouts
+
+
+def test_step_events_report_input_wait_and_memory(tmp_path):
+    cfg = load_config(
+        "quickstart",
+        [
+            "data.subset=64",
+            "data.batch_size=16",
+            "data.val_size=100",
+            "model.name=wrn",
+            "model.depth=10",
+            "model.width=1",
+            "train.epochs=1",
+            "train.log_interval_s=0.05",
+            "eval.test=false",
+        ],
+    )
+    Trainer(cfg, tmp_path, "w", "quickstart", EventWriter(tmp_path / "events.jsonl")).run()
+    steps = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, Step)]
+    assert steps
+    for event in steps:
+        assert event.data_wait is not None and 0.0 <= event.data_wait <= 1.0
+        assert event.memory_mb is None  # CPU: no device memory to report
+
+
+def test_gpu_check_measurements_run_on_cpu(tmp_path):
+    """bench/gpu_check.py needs a GPU for its numbers; its measuring code must not rot meanwhile."""
+    from bench import gpu_check
+
+    tiny = ["data.dataset=synthetic", "data.subset=64", "data.num_workers=0"]
+    for loader in ("device", "torchvision"):
+        trainer = gpu_check.trainer_for(
+            loader=loader,
+            compile_=False,
+            batch=16,
+            workdir=tmp_path,
+            model="wrn10_2",
+            device="cpu",
+            extra=tiny,
+        )
+        assert len(trainer.cfg.augment) == 5  # the write-up's full augmentation
+        measured = gpu_check.timed_steps(trainer, 0.2, warmup=1)
+        assert measured["img_per_s"] > 0 and measured["steps"] >= 2
+    assert gpu_check.model_only(trainer, 0.2)["img_per_s"] > 0
+
+
+def test_compile_wraps_the_step_network_and_checkpoints_stay_plain(tmp_path, monkeypatch):
+    """torch.compile itself takes minutes on this CPU; here its wiring: the step runs through the
+    compiled network, while checkpoints hold the plain module's keys (no `_orig_mod.` prefix), so
+    a compiled run resumes uncompiled and back."""
+    compiled = []
+
+    def fake_compile(model, mode="default"):
+        assert mode == "reduce-overhead"
+        wrapper = torch.nn.Sequential(model)  # a different module that runs the same network
+        compiled.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    overrides = ["data.subset=32", "data.batch_size=16", "data.val_size=100", "train.compile=true"]
+    overrides.append("train.compile_mode=reduce-overhead")
+    cfg = load_config("quickstart", overrides)
+    trainer = Trainer(cfg, tmp_path, "c", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+    trainer._setup()
+    assert compiled and trainer.net is compiled[0] and trainer.net[0] is trainer.model
+    calls = []
+    trainer.net.register_forward_hook(lambda *_: calls.append(1))
+    images, labels = next(iter(trainer.loader))
+    loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
+    trainer._step(images, labels, loss_sum, correct)
+    assert calls == [1]
+    trainer._session_start, trainer._wall_before = 0.0, 0.0
+    state = trainer._checkpoint_state()["model"]
+    assert list(state) == list(trainer.model.state_dict())
