@@ -5,6 +5,11 @@ writes events, checkpoints and the registry row, and exits with:
 0 done (or stopped on request), 2 bad input (config, data, checkpoint, a batch too large for the
 device), 3 diverged (non-finite losses), 128+N after signal N (130 SIGINT, 143 SIGTERM),
 1 anything unexpected (traceback saved to RUN_DIR/traceback.txt, one line on stderr).
+
+Under torchrun (`engine.distributed`) every rank runs this; only rank 0 writes events and the
+registry row (other ranks save their tracebacks as traceback.rankN.txt). A failure while torchrun
+still has restarts left (`--max-restarts`) is not final: nothing is recorded, and the restarted
+group resumes from last.pt by itself (TORCHELASTIC_RESTART_COUNT > 0).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine.checkpoint import CheckpointError, load_with_fallback
+from engine import distributed
+from engine.card import write_card_safely
+from engine.checkpoint import CheckpointError, load_with_fallback, previous_path
 from engine.config import parse_config, read_yaml
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
@@ -30,28 +37,42 @@ def run(
 ) -> int:
     meta = read_run_meta(run_dir)
     run_id, preset = meta["run_id"], meta["preset"]
+    world = distributed.world()
+    last = run_dir / "last.pt"
+    if world.restart and (last.exists() or previous_path(last).exists()):
+        resume = True  # torchrun restarted the group after a failure: continue from last.pt
     if resume:  # a refused checkpoint must leave the run folder exactly as it was
         try:
             load_with_fallback(run_dir / "last.pt")
         except CheckpointError as exc:
             print(f"cifar-tui: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    events = EventWriter(run_dir / EVENTS_FILE)
-    registry = RunRegistry(run_dir.parent)
+    main = world.is_main  # only rank 0 writes events and the registry row
+    events = EventWriter(run_dir / EVENTS_FILE) if main else distributed.NullEventWriter()
+    registry = RunRegistry(run_dir.parent) if main else None
     trainer = None
+    early: list[int] = []  # a signal that came while starting up (importing torch): nothing to save
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if trainer is None:  # still starting up: nothing to save
-            raise KeyboardInterrupt
-        trainer.stop_signal = signum
+        # no exception from here: raised inside an import it would be swallowed ("Exception
+        # ignored in ... _get_module_lock") and the run would train on
+        if trainer is None:
+            early.append(signum)
+        else:
+            trainer.stop_signal = signum
         signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
 
     def fail(status: str, message: str, code: int, traceback_path: Path | None = None) -> int:
         where = str(traceback_path) if traceback_path else None
-        events.emit(Failed(status=status, message=message, traceback_path=where))
-        registry.finish(run_id, status, {})  # a no-op when the run never started
+        if world.final_attempt:  # else torchrun restarts the group, which resumes
+            events.emit(Failed(status=status, message=message, traceback_path=where))
+            if registry is not None:
+                registry.finish(run_id, status, {})  # a no-op when the run never started
         suffix = f" (traceback: {traceback_path})" if traceback_path else ""
-        print(f"cifar-tui: error: {message}{suffix}", file=sys.stderr)
+        if not world.final_attempt:
+            suffix += f"; torchrun restarts the group (restart {world.restart + 1})"
+        rank = f"rank {world.rank}: " if world.distributed else ""
+        print(f"cifar-tui: error: {rank}{message}{suffix}", file=sys.stderr)
         return code
 
     signal.signal(signal.SIGINT, request_stop)
@@ -63,12 +84,16 @@ def run(
         trainer = Trainer(
             cfg, run_dir, run_id, preset, events, registry, progress, resume, changes or []
         )
+        if early:
+            raise KeyboardInterrupt
         summary = trainer.run()
+        distributed.shutdown()
     except (BadInputError, CheckpointError) as exc:
         return fail("bad_input", str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        events.emit(Failed(status="interrupted", message="interrupted before training started"))
-        return 128 + signal.SIGINT
+        if world.final_attempt:
+            events.emit(Failed(status="interrupted", message="interrupted before training started"))
+        return 128 + (early[0] if early else signal.SIGINT)
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
             batch = cfg.data.batch_size
@@ -78,11 +103,13 @@ def run(
                 f"{max(batch // 2, 1)} (no checkpoint was written for the failed step)",
                 EXIT_BAD_INPUT,
             )
-        path = run_dir / "traceback.txt"
+        path = run_dir / ("traceback.txt" if main else f"traceback.rank{world.rank}.txt")
         path.write_text(traceback.format_exc())
         return fail("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR, path)
     finally:
         events.close()
+    if main:
+        write_card_safely(run_dir)  # card.json / card.md; a failure is a warning, not an exit code
     if summary["status"] == "diverged":
         print(
             f"cifar-tui: run {run_id} diverged (non-finite loss {cfg.train.max_bad_steps} steps "
@@ -114,9 +141,33 @@ def main(argv: list[str] | None = None) -> int:
     preview_parser.add_argument("out", type=Path, help="npz file to write")
     preview_parser.add_argument("--count", type=int, default=16)
     preview_parser.add_argument("--seed", type=int, default=0)
+    eval_parser = sub.add_parser("eval", help="a checkpoint on the test set, optionally with TTA")
+    eval_parser.add_argument("checkpoint", type=Path, help="a .pt checkpoint (best.pt, last.pt)")
+    eval_parser.add_argument(
+        "--tta", nargs="*", metavar="VIEW", help="views (engine.tta); none named: the default set"
+    )
+    eval_parser.add_argument("--out", type=Path, required=True, help="JSON report to write")
+    eval_parser.add_argument("--data-dir", help="folder holding cifar-100-python/")
+    eval_parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    eval_parser.add_argument("--batch-size", type=int, help="default: the run's eval.batch_size")
+    eval_parser.add_argument("--no-progress", action="store_true", help="no download progress")
+    lr_parser = sub.add_parser("lr-find", help="LR range test; writes the curve as JSON")
+    lr_parser.add_argument("config", type=Path, help="a preset or resolved config YAML")
+    lr_parser.add_argument("out", type=Path, help="JSON file to write")
+    lr_parser.add_argument("--start", type=float, default=1e-5)
+    lr_parser.add_argument("--end", type=float, default=10.0)
+    lr_parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args(argv)
     if args.command == "preview":
         return preview(args.config, args.out, args.count, args.seed)
+    if args.command == "eval":
+        from engine import evaluate_checkpoint
+
+        return evaluate_checkpoint.main(args)
+    if args.command == "lr-find":
+        from engine import lr_finder
+
+        return lr_finder.main(args.config, args.out, args.start, args.end, args.steps)
     return run(args.run_dir, not args.no_progress, args.resume, args.changed)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.config import load_config, recipe_summary
 from engine.events import read_events
 from engine.runs import RunRegistry
 from tests.conftest import ROOT, cli
@@ -133,6 +134,35 @@ def test_presets_command_lists_descriptions(tmp_path):
         and "resnet101" in result.stdout
         and "ResNet-50" in result.stdout
     )
+    header = next(
+        line for line in result.stdout.splitlines() if "preset" in line and "loss" in line
+    )
+    for column in ("model", "optimizer", "augmentation", "epochs", "description"):
+        assert column in header
+    rows: dict[str, list[str]] = {}  # table rows, wrapped cells joined back
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if not cells:
+            continue
+        if cells[0]:
+            current = rows.setdefault(cells[0], cells)
+        else:
+            current[:] = [f"{a} {b}".strip() for a, b in zip(current, cells, strict=True)]
+    assert rows["resnet50_sam_ls"][1:5] == [
+        "resnet50",
+        "sgd lr 0.1 + asam rho 2",
+        "cross_entropy ls 0.1",
+        "random_crop, hflip, rotation, autoaugment, random_erasing",
+    ]
+
+
+def test_recipe_summary_names_every_part():
+    cfg = load_config("resnet50_sam_ls")
+    summary = recipe_summary(cfg)
+    assert summary["model"] == "resnet50" and summary["epochs"] == "200"
+    assert summary["optimizer"] == "sgd lr 0.1 + asam rho 2"
+    assert summary["loss"] == "cross_entropy ls 0.1"
+    assert summary["augmentation"].startswith("random_crop, hflip")
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

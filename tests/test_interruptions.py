@@ -245,3 +245,35 @@ def test_any_damaged_byte_is_refused(tmp_path, flip_at):
     path.write_bytes(bytes(data))
     with pytest.raises(checkpoint.CheckpointError, match=str(path)):
         checkpoint.load(path)
+
+
+def test_a_signal_while_the_engine_starts_up_stops_it_before_training(tmp_path, monkeypatch):
+    """SIGINT/SIGTERM before the trainer exists (the engine is importing torch) must not be lost:
+    an exception raised from the handler inside an import would be swallowed and the run would
+    train on. The handler notes it and the engine stops before the first step."""
+    import engine.trainer
+
+    cfg = load_config("quickstart", ["data.subset=64", "eval.test=false"])
+    _, run_dir = create_run_dir(tmp_path, "quickstart", dump_config(cfg))
+    built = []
+
+    class SignalledWhileStarting(engine.trainer.Trainer):
+        def __init__(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives before run() has a trainer
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+        def run(self):
+            raise AssertionError("trained after a signal during start-up")
+
+    monkeypatch.setattr(engine.trainer, "Trainer", SignalledWhileStarting)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert engine_main.run(run_dir, progress=False) == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert built  # the handler ran while the trainer was being built, and did not raise there
+    last = read_events(run_dir / "events.jsonl")[-1]
+    assert last.type == "failed" and last.status == "interrupted"
+    assert not (run_dir / "last.pt").exists()

@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from engine.checkpoint import CheckpointError
-from engine.config import PRESETS_DIR, preset_description, preset_names
+from engine.config import (
+    PRESETS_DIR,
+    load_config,
+    preset_description,
+    preset_names,
+    recipe_summary,
+)
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
@@ -77,16 +83,40 @@ def main_callback(
     force: Annotated[
         bool, typer.Option("--force", help="with --resume: accept a changed config")
     ] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=1,
+            metavar="N",
+            help="data-parallel over N processes (torchrun, one per GPU; gloo on a CPU machine)",
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-restarts",
+            min=0,
+            metavar="K",
+            help="with --gpus: restart a failed job up to K times, from its last checkpoint",
+        ),
+    ] = None,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
     if run is None and resume is None:
-        if overrides or data_dir or device or json_out or force:
-            raise _fail("--set, --data-dir, --device, --json and --force need --run PRESET")
+        launch_options = (gpus, max_restarts)
+        if overrides or data_dir or device or json_out or force or launch_options != (None, None):
+            raise _fail(
+                "--set, --data-dir, --device, --json, --force, --gpus and --max-restarts need "
+                "--run PRESET"
+            )
         _require_terminal()
         raise typer.Exit(run_dashboard(checkpoints=checkpoints))
     if force and resume is None:
         raise _fail("--force only applies to --resume RUN")
+    if max_restarts is not None and gpus is None:
+        raise _fail("--max-restarts needs --gpus N (torchrun does the restarting)")
     raise typer.Exit(
         run_headless(
             run,
@@ -97,6 +127,8 @@ def main_callback(
             checkpoints,
             resume=resume,
             force=force,
+            gpus=gpus,
+            max_restarts=max_restarts or 0,
         )
     )
 
@@ -137,16 +169,22 @@ def run_headless(
     *,
     resume: str | None = None,
     force: bool = False,
+    gpus: int | None = None,
+    max_restarts: int = 0,
 ) -> int:
-    """Train (or with `resume`, continue) a run in an engine process and render its events."""
+    """Train (or with `resume`, continue) a run in an engine process and render its events.
+
+    With `gpus`, the engine runs under torchrun (see tui.launcher.engine_command)."""
     from tui.headless import HeadlessPrinter, follow
     from tui.launcher import (
         ForwardSignals,
+        check_processes,
         exit_code,
         launch,
         prepare_resume,
         resolve_config,
         start_engine,
+        torchrun_exit_code,
     )
 
     try:
@@ -160,20 +198,29 @@ def run_headless(
                 device=device,
                 force=force,
             )
+            check_processes(load_config(str(run_dir / "config.yaml")), gpus)
             log = run_dir / EVENTS_FILE
             events_offset = log.stat().st_size if log.exists() else 0  # show only what is new
-            process = start_engine(run_dir, ["--resume", *(f"--changed={c}" for c in changes)])
+            process = start_engine(
+                run_dir,
+                ["--resume", *(f"--changed={c}" for c in changes)],
+                gpus=gpus,
+                max_restarts=max_restarts,
+            )
         else:
             assert preset is not None
             cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
-            launched = launch(preset, cfg, checkpoints)
+            check_processes(cfg, gpus)
+            launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)
             run_dir, process, events_offset = launched.run_dir, launched.process, 0
     except (BadInputError, CheckpointError) as exc:
         raise _fail(str(exc)) from None
     printer = HeadlessPrinter(err, echo_failures=False)  # the engine prints its own error line
-    with ForwardSignals(process):
+    with ForwardSignals(process) as forwarded:
         final = follow(run_dir, process, printer, offset=events_offset)
     code = exit_code(process)
+    if gpus is not None:
+        code = torchrun_exit_code(code, final, forwarded.received)
     if json_out:
         if isinstance(final, Finished):
             payload = final.summary
@@ -187,17 +234,121 @@ def run_headless(
 
 @app.command()
 def presets() -> None:
-    """List the bundled presets with a one-line description."""
-    table = Table("preset", "description", title=f"presets in {PRESETS_DIR}", title_justify="left")
+    """List the bundled presets: model, optimizer, loss, augmentation, epochs, description."""
+    columns = ["preset", "model", "optimizer", "loss", "augmentation", "epochs", "description"]
+    table = Table(title=f"presets in {PRESETS_DIR}", title_justify="left")
+    for column in columns[:2]:
+        table.add_column(column, no_wrap=True)
+    for column in columns[2:-1]:
+        table.add_column(column)
+    table.add_column(columns[-1], no_wrap=True, overflow="ellipsis", max_width=40)
     for name in preset_names():
-        table.add_row(name, preset_description(PRESETS_DIR / f"{name}.yaml"))
+        summary = recipe_summary(load_config(name))
+        table.add_row(
+            name,
+            *(summary[c] for c in columns[1:-1]),
+            preset_description(PRESETS_DIR / f"{name}.yaml"),
+        )
     stdout_console().print(table)
 
 
 @app.command()
-def runs(checkpoints: CheckpointsOpt = None) -> None:
-    """List past runs from the registry (newest first)."""
+def sweep(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="a sweep YAML file, or a bundled sweep's name")
+    ],
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=1, help="runs at once (default: one per GPU found, else 1)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check the file and show the plan; run nothing")
+    ] = False,
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Run several recipes times several seeds, then print their table (mean ± std over seeds).
+
+    Started again, a sweep skips its finished runs and resumes the interrupted one. The table is
+    also written as <checkpoints>/sweeps/<sweep id>.md and .csv.
+    """
+    from tui import sweep as sweeps
+    from tui.launcher import check_writable
+    from tui.results_table import to_rich
+
     root = checkpoints_root(checkpoints)
+    try:
+        plan = sweeps.plan_sweep(sweeps.parse_sweep(file), data_dir=data_dir, device=device)
+        gpus = sweeps.gpu_count() if device is None else 0  # --device: every run there
+        runner = sweeps.SweepRunner(
+            plan, root, err, data_dir=data_dir, device=device, slots=jobs or max(1, gpus), gpus=gpus
+        )
+        if dry_run:
+            stdout_console().print(sweeps.plan_table(runner))
+            raise typer.Exit(0)
+        check_writable(root)
+        with sweeps.sweep_lock(root, plan.sweep_id):
+            code = runner.run()
+    except BadInputError as exc:
+        raise _fail(str(exc)) from None
+    table = sweeps.sweep_table(root, plan.sweep_id)
+    md, csv_path = sweeps.write_exports(root, plan.sweep_id, table)
+    stdout_console().print(to_rich(table))
+    err.print(f"table written to {md} and {csv_path}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
+    """`runs --export FORMAT [--out FILE]` and `runs --tensorboard DIR`."""
+    from tui.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
+
+    if fmt is None and tensorboard is None:
+        raise _fail("--out goes with --export csv|json")
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise _fail(f"--export {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if not (root / DB_FILE).exists():
+        raise _fail(f"no runs registry in {root} (see --checkpoints)")
+    if fmt is not None:
+        text = export_text(root, fmt)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text)
+            err.print(f"runs written to {out}", soft_wrap=True, highlight=False)
+    if tensorboard is not None:
+        files = write_tensorboard(root, tensorboard)
+        err.print(
+            f"{len(files)} runs written to {tensorboard}: tensorboard --logdir {tensorboard}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    return 0
+
+
+@app.command()
+def runs(
+    checkpoints: CheckpointsOpt = None,
+    export: Annotated[
+        str | None,
+        typer.Option("--export", metavar="FORMAT", help="write every run as csv or json"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="with --export: the file to write (else stdout)")
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", metavar="DIR", help="write TensorBoard event files to DIR"),
+    ] = None,
+) -> None:
+    """List past runs from the registry (newest first), or export them."""
+    root = checkpoints_root(checkpoints)
+    if export is not None or tensorboard is not None or out is not None:
+        raise typer.Exit(export_runs(root, export, out, tensorboard))
     if not (root / DB_FILE).exists():
         stdout_console().print(f"no runs yet in {root}")
         return
@@ -233,6 +384,113 @@ def attach(
     run_dir = find_run(run, checkpoints)
     _require_terminal()
     raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
+
+
+@app.command("lr-find")
+def lr_find(
+    preset: Annotated[str, typer.Argument(metavar="PRESET", help="a preset name or YAML path")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override a config key"),
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
+    ] = None,
+    start: Annotated[float, typer.Option("--start", help="first learning rate")] = 1e-5,
+    end: Annotated[float, typer.Option("--end", help="last learning rate")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", help="optimizer steps in the sweep")] = 100,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE.json", help="default ./lr_find_<preset>.json"),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="write ./<preset>_lr<value>.yaml with optim.lr suggested"),
+    ] = False,
+    apply_to: Annotated[
+        Path | None,
+        typer.Option("--apply-to", metavar="PATH", help="--apply, written to PATH instead"),
+    ] = None,
+) -> None:
+    """LR range test: sweep the learning rate, plot the loss, suggest a rate (exit 3: none)."""
+    from tui.lr_find import run as run_lr_find
+
+    try:
+        code = run_lr_find(
+            preset,
+            overrides or [],
+            data_dir=data_dir,
+            device=device,
+            start=start,
+            end=end,
+            steps=steps,
+            out=out,
+            apply=apply,
+            apply_to=apply_to,
+        )
+    except BadInputError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_checkpoint(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="CHECKPOINT", help="a .pt file, or a run id (prefix, `last`): its best.pt"
+        ),
+    ],
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="test-time augmentation with the default views: identity, hflip, 2-pixel shifts "
+            "along x and y with and without the flip (10 views: 10x the cost of a plain eval)",
+        ),
+    ] = False,
+    views: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--views",
+            metavar="VIEW",
+            help="these views instead (implies --tta; repeat, or space-separate): identity, "
+            "hflip, shift:dx,dy, hflip+shift:dx,dy with dx, dy in [-4, 4]",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="default: the run's eval.batch_size")
+    ] = None,
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Evaluate a saved checkpoint on the test set, optionally with test-time augmentation."""
+    from tui.eval_cmd import eval_command
+
+    try:
+        code = eval_command(
+            target,
+            tta=tta,
+            views=views,
+            json_out=json_out,
+            data_dir=data_dir,
+            device=device,
+            batch_size=batch_size,
+            checkpoints=checkpoints,
+            console=stdout_console(),
+        )
+    except BadInputError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

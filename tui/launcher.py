@@ -3,6 +3,11 @@
 The engine runs as `python -m engine run RUN_DIR` in its own session, so a dropped terminal does
 not kill training; SIGINT/SIGTERM received here are forwarded to it once, and the engine then
 finishes its step, checkpoints and exits 130/143.
+
+With `gpus` the engine runs data-parallel: `python -m torch.distributed.run --standalone
+--nproc_per_node N [--max-restarts K] -m engine run RUN_DIR` (torchrun; see engine.distributed).
+torchrun forwards SIGINT/SIGTERM to every process, but exits 1 whenever it was signalled or a
+process failed: `torchrun_exit_code` recovers the engine's own exit code from rank 0's final event.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from engine.checkpoint import CheckpointError, previous_path, read_verified
 from engine.config import RunConfig, config_to_dict, dump_config, load_config
 from engine.datafiles import check_cifar100_files
 from engine.errors import BadInputError, ConfigError
+from engine.events import Event, Failed, Finished
 from engine.runs import checkpoints_root, create_run_dir, find_run
 
 
@@ -73,6 +79,8 @@ def launch(
     stdout: Any = None,
     stderr: Any = None,
     log_file: str | None = None,
+    gpus: int | None = None,
+    max_restarts: int = 0,
 ) -> LaunchedRun:
     """Create the run folder (resolved config.yaml) and start the engine process on it.
 
@@ -84,8 +92,56 @@ def launch(
     root = checkpoints_root(checkpoints)
     check_writable(root)
     run_id, run_dir = create_run_dir(root, name, dump_config(cfg))
-    process = start_engine(run_dir, [], stdout=stdout, stderr=stderr, log_file=log_file)
+    process = start_engine(
+        run_dir,
+        [],
+        stdout=stdout,
+        stderr=stderr,
+        log_file=log_file,
+        gpus=gpus,
+        max_restarts=max_restarts,
+    )
     return LaunchedRun(run_id, run_dir, cfg, process)
+
+
+def engine_command(
+    run_dir: Path, args: list[str], gpus: int | None = None, max_restarts: int = 0
+) -> list[str]:
+    """`python -m engine run RUN_DIR ARGS`, or with `gpus` the same under torchrun, one process
+    per GPU (per CPU slot with train.device=cpu: gloo), restarted up to `max_restarts` times."""
+    engine = ["-m", "engine", "run", str(run_dir), *args]
+    if gpus is None:
+        return [sys.executable, *engine]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+    return [sys.executable, *torchrun, f"--max-restarts={max_restarts}", *engine]
+
+
+def check_processes(cfg: RunConfig, gpus: int | None) -> None:
+    """Refuse, before anything starts, a global batch that does not split over `gpus` processes
+    (the engine refuses it too)."""
+    if gpus is not None and cfg.data.batch_size % gpus:
+        raise ConfigError(
+            f"data.batch_size = {cfg.data.batch_size} (the global batch) does not divide by "
+            f"--gpus {gpus}; use a multiple of {gpus}"
+        )
+
+
+def torchrun_exit_code(code: int, final: Event | None, received: int | None) -> int:
+    """The exit code `python -m engine run` would have given (see engine/__main__.py), from
+    rank 0's final event and the signal forwarded to torchrun (which itself exits 1)."""
+    if isinstance(final, Finished):
+        if final.status == "diverged":
+            return 3
+        if final.status == "interrupted" and received is not None:
+            return 128 + received
+        if final.status == "interrupted" and code != 0:  # torchrun signalled directly (a UI)
+            return 128 + signal.SIGTERM
+        return 0  # done, or stopped on request (stop_after_epoch)
+    if isinstance(final, Failed):
+        if final.status == "interrupted":
+            return 128 + (received or signal.SIGINT)
+        return 2 if final.status == "bad_input" else 1
+    return 128 + received if received is not None else code
 
 
 def start_engine(
@@ -95,12 +151,17 @@ def start_engine(
     stdout: Any = None,
     stderr: Any = None,
     log_file: str | None = None,
+    gpus: int | None = None,
+    max_restarts: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """Start `python -m engine run RUN_DIR [extra_args]` in its own session (see `launch`)."""
+    """Start `python -m engine run RUN_DIR [extra_args]` in its own session (see `launch`);
+    with `gpus`, torchrun starting that many (see `engine_command`)."""
     env = dict(os.environ)
     # the engine must import the same code as this process, installed or not
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    if gpus is not None and gpus > 1:
+        env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its banner
     out = stdout if stdout is not None else sys.stderr
     err = stderr
     log = None
@@ -110,7 +171,7 @@ def start_engine(
     try:
         quiet = ["--no-progress"] if log is not None else []
         return subprocess.Popen(
-            [sys.executable, "-m", "engine", "run", str(run_dir), *quiet, *extra_args],
+            engine_command(run_dir, [*quiet, *extra_args], gpus, max_restarts),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
