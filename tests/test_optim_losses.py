@@ -668,7 +668,7 @@ def test_ohem_keeps_the_hardest_fraction_sorted_by_hand():
 # --------------------------------------------------------------------------- registry contracts
 
 
-ANNOTATIONS = {"int", "float", "bool", "str"}
+ANNOTATIONS = {"int", "float", "bool", "str", "list[float] | None"}  # the list: focal's alpha
 
 
 def _user_options(registry: Registry, name: str, positional: list[str]):

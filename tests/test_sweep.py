@@ -612,3 +612,23 @@ def test_runs_export_refuses_an_unknown_format(tmp_path):
     RunRegistry(tmp_path)
     result = cli("runs", "--export", "xml", checkpoints=tmp_path)
     assert result.returncode == 2 and "choose one of csv, json" in result.stderr
+
+
+def test_an_engine_that_has_not_written_an_event_yet_counts_as_running(tmp_path):
+    """A restarted sweep must not start a second engine on a folder whose engine is still
+    importing torch (no `run_started`/`resumed` event yet): /proc's command lines find it."""
+    live_engine = sweeps.live_engine
+    run_dir = tmp_path / "20261127-000000-tiny-abcd"
+    run_dir.mkdir()
+    assert live_engine(run_dir) is None
+    # stands in for `python -m engine run RUN_DIR --resume` before its first event
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "engine", "run", str(run_dir)]
+    )
+    try:
+        _wait(lambda: live_engine(run_dir) == sleeper.pid, "the engine to be found", 10)
+        assert live_engine(tmp_path / "20261127-000000-tiny-other") is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert live_engine(run_dir) is None

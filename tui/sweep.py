@@ -559,11 +559,34 @@ def live_engine(run_dir: Path) -> int | None:
     """The pid of an engine process still working on `run_dir`, or None.
 
     The pid is the one its last `run_started` / `resumed` event names; where /proc exists, the
-    process must also be an engine run on this folder (a reused pid is not taken for it)."""
+    process must also be an engine run on this folder (a reused pid is not taken for it). An
+    engine that has not written its first event yet (still importing torch, loading data) is
+    found by its command line in /proc."""
     starts = [e for e in EventTail(run_dir / EVENTS_FILE).poll() if isinstance(e, RunStarted)]
-    if not starts:
+    pid = _engine_by_event(run_dir, starts[-1].pid) if starts else None
+    return pid if pid is not None else _engine_by_cmdline(run_dir)
+
+
+def _engine_by_cmdline(run_dir: Path) -> int | None:
+    proc = Path("/proc")
+    if not proc.is_dir():
         return None
-    pid = starts[-1].pid
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            # `... -m engine run <root>/<run id> ...`: run ids are unique, the root may be relative
+            if (
+                "engine" in args
+                and "run" in args
+                and any(Path(a).name == run_dir.name for a in args)
+            ):
+                return int(entry.name)
+    return None
+
+
+def _engine_by_event(run_dir: Path, pid: int) -> int | None:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
