@@ -632,3 +632,28 @@ def test_an_engine_that_has_not_written_an_event_yet_counts_as_running(tmp_path)
         sleeper.kill()
         sleeper.wait()
     assert live_engine(run_dir) is None
+
+
+def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monkeypatch):
+    """todo() reads a run's status, then looks for its engine: an engine that writes `finished`
+    and exits in between must count as finished, not as a dead run to resume (a second session)."""
+    from engine.events import EventWriter, Finished, Step
+
+    plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
+    runner = sweeps.SweepRunner(plan, tmp_path, sweeps.Console(file=io.StringIO()))
+    first = plan.runs[0]
+    run_dir = tmp_path / "20261127-000000-resnet18-aaaa"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"checkpoint")
+    writer = EventWriter(run_dir / "events.jsonl")
+    writer.emit(Step(1, 1, 1, 2, 4, 4.6, 0.0, 0.1, 100.0))  # the engine is training
+    runner.state.set_run_id(first.key, run_dir.name)
+
+    def engine_finishes_meanwhile(path):
+        writer.emit(Finished(status="done", summary={}))
+        return None  # and has exited by the time its pid is looked for
+
+    monkeypatch.setattr(sweeps, "live_engine", engine_finishes_meanwhile)
+    todo = {run.key: how for run, how in runner.todo()}
+    assert first.key not in todo
+    assert len(todo) == len(plan.runs) - 1 and set(todo.values()) == {"start"}

@@ -728,9 +728,13 @@ class SweepRunner:
             status = run_status(self.root / run_id)
             if status in FINISHED:
                 continue
-            if status == "incomplete" and live_engine(self.root / run_id) is not None:
-                out.append((run, "follow"))
-                continue
+            if status == "incomplete":
+                if live_engine(self.root / run_id) is not None:
+                    out.append((run, "follow"))
+                    continue
+                # its engine may have written `finished` and exited between the two looks
+                if run_status(self.root / run_id) in FINISHED:
+                    continue
             has_checkpoint = any(
                 (self.root / run_id / name).is_file() for name in ("last.pt", "last.prev.pt")
             )
