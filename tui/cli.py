@@ -35,6 +35,10 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+DataDirOpt = Annotated[
+    str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 CheckpointsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -66,12 +70,8 @@ def main_callback(
             "--set", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.05"
         ),
     ] = None,
-    data_dir: Annotated[
-        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="print the run summary as JSON on stdout")
     ] = False,
@@ -257,12 +257,8 @@ def sweep(
     file: Annotated[
         str, typer.Argument(metavar="FILE", help="a sweep YAML file, or a bundled sweep's name")
     ],
-    data_dir: Annotated[
-        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", min=1, help="runs at once (default: one per GPU found, else 1)"),
@@ -393,12 +389,8 @@ def lr_find(
         list[str] | None,
         typer.Option("--set", metavar="KEY=VALUE", help="override a config key"),
     ] = None,
-    data_dir: Annotated[
-        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
     start: Annotated[float, typer.Option("--start", help="first learning rate")] = 1e-5,
     end: Annotated[float, typer.Option("--end", help="last learning rate")] = 10.0,
     steps: Annotated[int, typer.Option("--steps", help="optimizer steps in the sweep")] = 100,
@@ -462,12 +454,8 @@ def eval_checkpoint(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-    data_dir: Annotated[
-        str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="default: the run's eval.batch_size")
     ] = None,
