@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine import checkpoint, control, distributed, metrics
+from engine import checkpoint, control, distributed, metrics, test_hooks
 from engine.config import RunConfig, config_hash, config_to_dict
 from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
@@ -289,7 +289,8 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.train.compile:
             self.net = torch.compile(self.net, mode=cfg.train.compile_mode)  # type: ignore[assignment]
-        self._crash_at = distributed.crash_step()  # a test hook; None unless asked for
+        self._crash_at = distributed.crash_step()  # test hooks: inert unless asked for
+        self._pause_at = test_hooks.pause_steps()
 
     def _heartbeat(self) -> None:
         """Tell the registry this run is alive (rate-limited), so it never reads as crashed."""
@@ -539,6 +540,8 @@ class Trainer:
                 self._step(images, labels, loss_sum, correct)
                 if st.step == self._crash_at:
                     distributed.crash()
+                if st.step in self._pause_at:
+                    test_hooks.pause()
                 now = time.time()
                 st.epoch_time += now - segment_start
                 segment_start = now

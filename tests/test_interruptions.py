@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engine import __main__ as engine_main
-from engine import checkpoint
+from engine import checkpoint, test_hooks
 from engine.config import dump_config, load_config
 from engine.events import EventWriter, read_events
 from engine.runs import RunRegistry, create_run_dir
@@ -29,8 +29,11 @@ SMALL = [
 ]
 
 
-def _start(ck: Path, *args: str) -> subprocess.Popen[str]:
+def _start(ck: Path, *args: str, pause_at: list[int] | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "CIFAR_TUI_CHECKPOINTS": str(ck), "NO_COLOR": "1"}
+    env.pop(test_hooks.PAUSE_ENV, None)
+    if pause_at:
+        env[test_hooks.PAUSE_ENV] = ",".join(map(str, pause_at))
     return subprocess.Popen(
         [sys.executable, "-c", "from tui.cli import main; main()", *args],
         cwd=ROOT,
@@ -52,46 +55,69 @@ def _wait_for(log: Path, predicate, timeout: float = 90) -> list:
     raise AssertionError(f"timed out waiting on {log}")
 
 
+def _wait_for_log(ck: Path, timeout: float = 90) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(ck.glob("*/events.jsonl"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no run folder appeared under {ck}")
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP): the state field of /proc/PID/stat is T."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(run_dir / "last.pt")["model"]
 
 
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """Five sessions are each killed at a random moment, but never past a step chosen in
+    advance: the engine stops itself (test hook) at its session's deadline step, so every kill
+    lands inside training, before the run's end, however fast or slow the machine is."""
     reference = cli("--run", "quickstart", "--json", *SMALL, checkpoints=tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
     expected = _weights(tmp_path / "ref" / json.loads(reference.stdout)["run_id"])
+    (started,) = [
+        e
+        for e in read_events(next((tmp_path / "ref").glob("*/events.jsonl")))
+        if e.type == "run_started"
+    ]
+    spe = started.steps_per_epoch
+    total = spe * started.epochs
+    # deadlines after the first epoch's checkpoint and before the last step, evenly spread
+    deadlines = [spe + 2 + i * (total - spe - 4) // 4 for i in range(5)]
+    assert deadlines == sorted(set(deadlines)) and deadlines[-1] < total - 1, deadlines
 
     ck = tmp_path / "killed"
     rng = random.Random(7)
-    proc = _start(ck, "--run", "quickstart", *SMALL)
-    log = None
-    kills = 0
-    while kills < 5:
-        while log is None:
-            found = list(ck.glob("*/events.jsonl"))
-            log = found[0] if found else None
-            time.sleep(0.05)
-        # wait until this session has started (and the first checkpoint exists), then kill
-        sessions = kills + 1
+    proc = _start(ck, "--run", "quickstart", *SMALL, pause_at=deadlines)
+    log = _wait_for_log(ck)
+    for kill in range(5):
+        # wait until this session has started (and the first checkpoint exists) ...
         events = _wait_for(
             log,
-            lambda ev, n=sessions: (
+            lambda ev, n=kill + 1: (
                 sum(e.type in ("run_started", "resumed") for e in ev) >= n
                 and any(e.type == "checkpoint" for e in ev)
             ),
         )
         pid = [e for e in events if e.type in ("run_started", "resumed")][-1].pid
-        time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is not None:
-            break  # finished before the kill: nothing left to interrupt
+        # ... then kill it after a random delay, or as soon as it stopped at its deadline
+        kill_at = time.time() + rng.uniform(0.0, 1.5)
+        while time.time() < kill_at and not _stopped(pid):
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
         os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        kills += 1
         assert checkpoint.load_with_fallback(log.parent / "last.pt")[0]["model"]  # intact
-        proc = _start(ck, "--resume", "last")
+        proc = _start(ck, "--resume", "last", pause_at=deadlines if kill < 4 else None)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
-    assert kills == 5
     run_dir = log.parent
     got = _weights(run_dir)
     assert all(torch.equal(got[k], expected[k]) for k in expected)

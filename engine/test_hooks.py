@@ -1,0 +1,19 @@
+"""Test hooks read from the environment; inert unless a test sets them."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+PAUSE_ENV = "CIFAR_TUI_TEST_PAUSE_AT_STEPS"  # comma-separated global steps
+
+
+def pause_steps() -> frozenset[int]:
+    """With CIFAR_TUI_TEST_PAUSE_AT_STEPS=8,14 the engine stops itself (SIGSTOP) right after
+    each of those global steps, so a test can kill it at a known point before the run ends."""
+    value = os.environ.get(PAUSE_ENV, "")
+    return frozenset(int(s) for s in value.split(",") if s.strip())
+
+
+def pause() -> None:
+    os.kill(os.getpid(), signal.SIGSTOP)
