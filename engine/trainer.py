@@ -410,9 +410,9 @@ class Trainer:
         )
 
     def _restore(self) -> None:
-        state, used, warning = checkpoint.load_with_fallback(
-            self.run_dir / "last.pt", map_location=self.device
-        )
+        # loaded to the CPU: load_state_dict copies weights and optimizer state onto the
+        # device, and the RNG states must stay CPU ByteTensors (set_rng_state refuses others)
+        state, used, warning = checkpoint.load_with_fallback(self.run_dir / "last.pt")
         self.model.load_state_dict(state["model"])
         if self.ema is not None:
             if state.get("ema") is None:
@@ -790,7 +790,7 @@ class Trainer:
         """
         test = self.data.test
         last_epoch = self.history[-1]["epoch"] if self.history else 0
-        best_state = checkpoint.load(self.run_dir / "best.pt", map_location=self.device)
+        best_state = checkpoint.load(self.run_dir / "best.pt")
         best_epoch = int(best_state["loop"]["epoch"])
         best_is_last = best_epoch == last_epoch
         last = self.evaluate(test, keep_logits=best_is_last)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 from engine import checkpoint
+from engine import trainer as trainer_module
 from engine.config import load_config
 from engine.events import EventWriter, read_events
 from engine.trainer import Trainer
@@ -111,3 +114,27 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, refere
     assert resumed.step == 10
     got = _final_weights(tmp_path)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("optim", ["sgd", "sgd+ema+mix"])
+def test_restore_onto_another_device_keeps_rng_states_on_the_cpu(tmp_path, monkeypatch, optim):
+    """A GPU box resumes onto CUDA: weights and optimizer state move to the device, the RNG
+    states stay CPU ByteTensors. `meta` stands in for the device (a checkpoint mapped onto it
+    fails exactly as one mapped onto CUDA: RNG states that are no CPU tensors)."""
+    overrides = OPTIMIZERS[optim]
+    first = _trainer(tmp_path, overrides)
+    _stop_after(first, 7)
+    assert first.run()["status"] == "interrupted"
+    saved = checkpoint.load(tmp_path / "last.pt")
+    meta = torch.device("meta")
+    monkeypatch.setattr(trainer_module, "resolve_device", lambda name: meta)
+    resumed = _trainer(tmp_path, overrides, resume=True)
+    resumed._setup()
+    with warnings.catch_warnings():  # "copying into a meta parameter is a no-op"
+        warnings.simplefilter("ignore")
+        resumed._restore()
+    assert resumed.state.step == 7
+    assert all(p.is_meta for p in resumed.model.parameters())
+    for group_state in resumed.optimizer.state.values():
+        assert all(v.is_meta for v in group_state.values() if torch.is_tensor(v) and v.ndim)
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
