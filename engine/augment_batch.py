@@ -9,11 +9,17 @@ stays the reference the tests check these against.
 Every op splits the random draw from its application: `op.params(n, g)` returns a dict of small
 parameter tensors drawn from `g` (on `g`'s device: a CPU generator is the usual choice and works
 for images on any device), and `op.apply(images, params, host)` is deterministic. `op(images, g)`
-does both: it copies the parameters to the images' device (non-blocking) and also passes the
-drawn ones (`host`), from which the ops that split a batch into groups (policies, colour jitter)
-compute their group indices. So no op reads a device tensor back on the host: on a GPU the whole
-pipeline is queued without a single synchronisation (a test runs it on the `meta` device, where
-any such read would fail).
+does both: it copies the parameters to the images' device in one non-blocking copy (`upload`) and
+also passes the drawn ones (`host`), from which the ops that split a batch into groups (policies,
+colour jitter) take the group sizes; the group members are found on the device (a stable argsort
+of the per-sample choice). Constants (pad maps, magnitude tables, kernels, fill colours) are built
+once per device (`device_constant`). So no op reads a device tensor back on the host or copies
+host data synchronously: on a GPU the whole pipeline is queued without a single synchronisation
+(tests count it on the `meta` stand-in with `engine.dispatch_count`).
+
+`engine.loader` augments chunks of many batches at once (`params` per batch under each batch's
+own generator, concatenated, one `apply`): every op is per-sample, so the result is the same as
+batch by batch, with a fraction of the launches.
 
 AutoAugment / RandAugment / TrivialAugment / AugMix draw an op (and magnitude, sign) per sample,
 then apply each op once to the sub-batch of samples that drew it, with per-sample magnitudes.
@@ -63,7 +69,64 @@ class BatchOp(abc.ABC):
 
 
 def to_device(params: Params, device: torch.device) -> Params:
-    return {k: v.to(device, non_blocking=True) for k, v in params.items()}
+    """`params` on `device`, in one non-blocking copy (see `upload`)."""
+    return upload([params], device)[0]
+
+
+def upload(groups: list[Params], device: torch.device) -> list[Params]:
+    """Copy every tensor of `groups` to `device` as one buffer: one non-blocking copy from
+    pinned memory (CUDA) instead of one blocking copy per tensor. CPU: returned as they are."""
+    if device.type == "cpu":
+        return [dict(group) for group in groups]
+    flat = [(i, k, v.contiguous()) for i, group in enumerate(groups) for k, v in group.items()]
+    sizes = [-(-(v.numel() * v.element_size()) // 8) * 8 for _, _, v in flat]  # 8-byte aligned
+    buffer = torch.empty(sum(sizes), dtype=torch.uint8)
+    offset = 0
+    for (_, _, v), size in zip(flat, sizes, strict=True):
+        nbytes = v.numel() * v.element_size()
+        if nbytes:
+            buffer[offset : offset + nbytes] = v.reshape(-1).view(torch.uint8)
+        offset += size
+    if device.type == "cuda":
+        buffer = buffer.pin_memory()
+    on_device = buffer.to(device, non_blocking=True)
+    out: list[Params] = [{} for _ in groups]
+    offset = 0
+    for (i, k, v), size in zip(flat, sizes, strict=True):
+        nbytes = v.numel() * v.element_size()
+        out[i][k] = on_device[offset : offset + nbytes].view(v.dtype).view(v.shape)
+        offset += size
+    return out
+
+
+_CONSTANTS: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+
+def device_constant(
+    key: str, device: torch.device, make: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """`make()` (a CPU tensor) copied to `device` once and kept: constants are never copied
+    per call. `key` names the constant and every parameter it depends on."""
+    entry = (key, device)
+    if entry not in _CONSTANTS:
+        _CONSTANTS[entry] = make().to(device)
+    return _CONSTANTS[entry]
+
+
+def groups(
+    keys: torch.Tensor, host_keys: torch.Tensor, count: int
+) -> list[tuple[int, torch.Tensor]]:
+    """The samples of each value 0..count-1 of `keys` (on the device), as (value, indices in
+    ascending order); group sizes from `host_keys` (the same values on the host), so nothing is
+    read back. Values >= count (inactive samples) belong to no group."""
+    sizes = torch.bincount(host_keys.reshape(-1).cpu(), minlength=count + 1).tolist()
+    members = torch.argsort(keys.reshape(-1), stable=True)
+    out, start = [], 0
+    for value, size in enumerate(sizes[:count]):
+        if size:
+            out.append((value, members[start : start + size]))
+        start += size
+    return out
 
 
 def _check_batch(images: torch.Tensor) -> None:
@@ -151,7 +214,9 @@ def _grid_transform(
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=dev).unsqueeze_(-1)
     base[..., 1].copy_(ys)
     base[..., 2].fill_(1)
-    scale = torch.tensor([0.5 * w, 0.5 * h], dtype=torch.float32, device=dev)
+    scale = device_constant(
+        f"grid_scale {w} {h}", dev, lambda: torch.tensor([0.5 * w, 0.5 * h], dtype=torch.float32)
+    )
     rescaled = theta.transpose(1, 2).div(scale)
     grid = base.view(1, h * w, 3).expand(n, -1, -1).bmm(rescaled).view(n, h, w, 2)
     img = x.float()
@@ -178,8 +243,7 @@ def shift(
     valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1)
     index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).view(n, 1, h * w)
     out = x.reshape(n, c, -1).gather(2, index.expand(n, c, h * w)).view(n, c, h, w)
-    value = torch.tensor(round(fill or 0.0), dtype=torch.uint8, device=x.device)
-    return torch.where(valid, out, value)
+    return torch.where(valid, out, round(fill or 0.0))
 
 
 def rotate(x: torch.Tensor, angle: torch.Tensor, mode: str, fill: float | None) -> torch.Tensor:
@@ -220,23 +284,53 @@ def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], device=x.device)
+    kernel = device_constant("sharpness_kernel", x.device, _sharpness_kernel)
     out = x.float()
-    blurred = nnf.conv2d(out, kernel.expand(3, 1, 3, 3), groups=3).round_()
+    blurred = nnf.conv2d(out, kernel, groups=3).round_()
     view = out[..., 1:-1, 1:-1]
     view.add_(blurred.sub_(view).mul_((1.0 - factor.double()).float().view(-1, 1, 1, 1)))
     return out.clamp_(0, 255).to(torch.uint8)
 
 
+def _sharpness_kernel() -> torch.Tensor:
+    a, b = 1.0 / 13.0, 5.0 / 13.0
+    return torch.tensor([[a, a, a], [a, b, a], [a, a, a]]).expand(3, 1, 3, 3).contiguous()
+
+
 def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+    from torchvision.transforms.v2.functional._color import _rgb_to_hsv
 
     hsv = _rgb_to_hsv(tvf.to_dtype(x, torch.float32, scale=True))
     h, s, v = hsv.unbind(dim=-3)
     h = h.add(factor.float().view(-1, 1, 1)).remainder_(1.0)
     rgb = _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
     return tvf.to_dtype(rgb, torch.uint8, scale=True)
+
+
+def _hsv_to_rgb(img: torch.Tensor) -> torch.Tensor:
+    """torchvision 0.29's `_hsv_to_rgb` step by step, with its sector table a device constant
+    (torchvision copies the table from host memory on every call)."""
+    h, s, v = img.unbind(dim=-3)
+    h6 = h.mul(6)
+    i = torch.floor(h6)
+    f = h6.sub_(i)
+    i = i.to(dtype=torch.int32)
+    sxf = s * f
+    one_minus_s = 1.0 - s
+    q = (1.0 - sxf).mul_(v).clamp_(0.0, 1.0)
+    t = sxf.add_(one_minus_s).mul_(v).clamp_(0.0, 1.0)
+    p = one_minus_s.mul_(v).clamp_(0.0, 1.0)
+    i.remainder_(6)
+    vpqt = torch.stack((v, p, q, t), dim=-3)
+    table = device_constant(
+        "hsv_sectors",
+        img.device,
+        lambda: torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]),
+    )
+    select = table[:, i]
+    if select.ndim > 3:
+        select = select.moveaxis(0, -3)
+    return vpqt.gather(-3, select)
 
 
 def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -289,19 +383,20 @@ def apply_op(
 
 def run_ops(
     x: torch.Tensor,
-    op: torch.Tensor,
+    op: tuple[torch.Tensor, torch.Tensor],
     mag: torch.Tensor,
-    active: torch.Tensor,
+    active: tuple[torch.Tensor, torch.Tensor],
     mode: str = "nearest",
     fill: float | None = None,
 ) -> torch.Tensor:
     """Apply op `op[i]` (index into `aa.OPS`) with magnitude `mag[i]` to each sample where
     `active[i]`, one call per distinct op on the sub-batch that drew it. `op` and `active` are
-    read on the host (pass the drawn CPU tensors); `mag` lives on x's device."""
+    (on x's device, on the host) pairs of the same values; `mag` lives on x's device."""
+    none = len(aa.OPS)
+    keys = torch.where(active[0], op[0], none)
+    host_keys = torch.where(active[1].cpu(), op[1].cpu(), none)
     out = x.clone()
-    op, active = op.cpu(), active.cpu()
-    for k in torch.unique(op[active]).tolist():
-        sel = (active & (op == k)).nonzero().squeeze(1).to(x.device, non_blocking=True)
+    for k, sel in groups(keys, host_keys, none):
         out[sel] = apply_op(aa.OPS[k], out[sel], mag[sel], mode, fill)
     return out
 
@@ -367,9 +462,9 @@ class RandomCrop(BatchOp):
         self, images: torch.Tensor, params: Params, host: Params | None = None
     ) -> torch.Tensor:
         b, c, h, w = images.shape
-        p, dev = self.padding, images.device
-        rows_map = _pad_index(h, p, self.padding_mode).to(dev)
-        cols_map = _pad_index(w, p, self.padding_mode).to(dev)
+        p, dev, mode = self.padding, images.device, self.padding_mode
+        rows_map = device_constant(f"pad {h} {p} {mode}", dev, lambda: _pad_index(h, p, mode))
+        cols_map = device_constant(f"pad {w} {p} {mode}", dev, lambda: _pad_index(w, p, mode))
         padded = images.index_select(2, rows_map.clamp(min=0))
         padded = padded.index_select(3, cols_map.clamp(min=0))
         if self.padding_mode == "constant" and p > 0:
@@ -442,16 +537,15 @@ class ColorJitter(BatchOp):
             ("saturation", adjust_saturation),
             ("hue", adjust_hue),
         ]
-        order = (host if host is not None else params)["order"].cpu()
+        order = params["order"]
+        host_order = (host if host is not None else params)["order"]
         out = images.clone()
         for step in range(4):
-            for k, (key, fn) in enumerate(fns):
+            for k, sel in groups(order[:, step], host_order[:, step], len(fns)):
                 if self.strength[k] == 0:
                     continue
-                sel = (order[:, step] == k).nonzero().squeeze(1)
-                if sel.numel():
-                    sel = sel.to(images.device, non_blocking=True)
-                    out[sel] = fn(out[sel], params[key][sel])
+                key, fn = fns[k]
+                out[sel] = fn(out[sel], params[key][sel])
         return out
 
 
@@ -471,9 +565,13 @@ def _box_mask(
 
 def _fill_value(value: str, images: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
     if value == "zero":
-        return torch.zeros((), dtype=torch.uint8, device=images.device)
+        return device_constant("zero_u8", images.device, lambda: torch.zeros((), dtype=torch.uint8))
     if value == "mean":
-        return torch.tensor(CIFAR100_MEAN_U8, dtype=torch.uint8, device=images.device).view(3, 1, 1)
+        return device_constant(
+            "cifar100_mean_u8",
+            images.device,
+            lambda: torch.tensor(CIFAR100_MEAN_U8, dtype=torch.uint8).view(3, 1, 1),
+        )
     assert fill is not None
     return fill
 
@@ -655,15 +753,30 @@ class AutoAugment(BatchOp):
         self, images: torch.Tensor, params: Params, host: Params | None = None
     ) -> torch.Tensor:
         dev = images.device
+        signed, table, op_table, prob = (
+            device_constant(f"autoaugment {name}", dev, table.clone)
+            for name, table in (
+                ("signed", self.signed),
+                ("mag", self.mag),
+                ("op", self.op),
+                ("prob", self.prob),
+            )
+        )
         pol = params["policy"]
-        sign = torch.where(self.signed.to(dev)[pol], params["sign"], 1.0)
-        mag = self.mag.to(dev)[pol] * sign
+        sign = torch.where(signed[pol], params["sign"], 1.0)
+        mag = table[pol] * sign
+        op, active = op_table[pol], params["draw"] <= prob[pol]
         drawn = host if host is not None else params
         pol_host = drawn["policy"].cpu()
-        op, active = self.op[pol_host], drawn["draw"].cpu() <= self.prob[pol_host]
+        op_host, active_host = self.op[pol_host], drawn["draw"].cpu() <= self.prob[pol_host]
         out = images
         for step in range(2):
-            out = run_ops(out, op[:, step], mag[:, step], active[:, step])
+            out = run_ops(
+                out,
+                (op[:, step], op_host[:, step]),
+                mag[:, step],
+                (active[:, step], active_host[:, step]),
+            )
         return out
 
 
@@ -682,11 +795,14 @@ class RandAugment(BatchOp):
     def apply(
         self, images: torch.Tensor, params: Params, host: Params | None = None
     ) -> torch.Tensor:
-        op = (host if host is not None else params)["op"]
+        op, op_host = params["op"], (host if host is not None else params)["op"]
         out = images
-        active = torch.ones(images.shape[0], dtype=torch.bool)
+        active = (
+            torch.ones(images.shape[0], dtype=torch.bool, device=images.device),
+            torch.ones(images.shape[0], dtype=torch.bool),
+        )
         for step in range(self.num_ops):
-            out = run_ops(out, op[:, step], params["mag"][:, step], active)
+            out = run_ops(out, (op[:, step], op_host[:, step]), params["mag"][:, step], active)
         return out
 
 
@@ -704,9 +820,12 @@ class TrivialAugment(BatchOp):
     def apply(
         self, images: torch.Tensor, params: Params, host: Params | None = None
     ) -> torch.Tensor:
-        op = (host if host is not None else params)["op"]
-        active = torch.ones(images.shape[0], dtype=torch.bool)
-        return run_ops(images, op, params["mag"], active)
+        op_host = (host if host is not None else params)["op"]
+        active = (
+            torch.ones(images.shape[0], dtype=torch.bool, device=images.device),
+            torch.ones(images.shape[0], dtype=torch.bool),
+        )
+        return run_ops(images, (params["op"], op_host), params["mag"], active)
 
 
 class AugMix(BatchOp):
@@ -734,15 +853,17 @@ class AugMix(BatchOp):
         self, images: torch.Tensor, params: Params, host: Params | None = None
     ) -> torch.Tensor:
         drawn = host if host is not None else params
-        op, depth = drawn["op"].cpu(), drawn["depth"].cpu()
+        op_host, depth_host = drawn["op"].cpu(), drawn["depth"].cpu()
+        op, depth = params["op"], params["depth"]
         m = params["m"].float()
         weights = params["weights"].float() * m[:, 1:2]
         mix = m[:, 0].view(-1, 1, 1, 1) * images
         for i in range(self.width):
             aug = images
             for step in range(op.shape[2]):
-                active = depth[:, i] > step
-                aug = run_ops(aug, op[:, i, step], params["mag"][:, i, step], active, "bilinear")
+                active = (depth[:, i] > step, depth_host[:, i] > step)
+                ops = (op[:, i, step], op_host[:, i, step])
+                aug = run_ops(aug, ops, params["mag"][:, i, step], active, "bilinear")
             mix.add_(weights[:, i].view(-1, 1, 1, 1) * aug)
         return mix.to(torch.uint8)
 

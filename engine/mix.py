@@ -60,7 +60,9 @@ class _Mix:
 
         n, _, h, w = images.shape
         dev = images.device
-        p = {k: v.to(dev) for k, v in params.items()}
+        from engine.augment_batch import to_device  # one non-blocking copy of all draws
+
+        p = to_device(params, dev)
         partner, lam, cutmix = p["partner"], p["lam"], p["cutmix"]
         other = images[partner]
         # CutMix box: side sqrt(1 - lam) of each dimension, centred at (cy, cx), clipped

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from engine.augment_batch import BATCH_AUGMENTATIONS, build_batch_pipeline
 from engine.config import LOADERS, load_config, parse_config
 from engine.data import ImageSet
+from engine.dispatch_count import DispatchCounter
 from engine.errors import ConfigError
 from engine.events import EventWriter, Step, read_events
 from engine.loader import (
@@ -49,20 +50,56 @@ def images_set(n: int = 96, seed: int = 0) -> ImageSet:
 # --------------------------------------------------------------------------- no host syncs
 
 
+def _counted(fn, *args):
+    """Run `fn` once to warm up (device constants are copied on first use), then count."""
+    fn(*args)
+    with DispatchCounter() as counter:
+        out = fn(*args)
+    return out, counter
+
+
 @pytest.mark.parametrize("name", BATCH_AUGMENTATIONS.names())
-def test_every_batched_op_runs_without_reading_device_data(name):
+def test_every_batched_op_runs_without_reading_or_copying_synchronously(name):
     images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8, device="meta")
-    out = build_batch_pipeline([(name, {})])(images, torch.Generator().manual_seed(0))
+    pipeline = build_batch_pipeline([(name, {})])
+    out, counter = _counted(pipeline, images, torch.Generator().manual_seed(0))
     assert out.shape == images.shape and out.dtype == torch.uint8 and out.is_meta
+    assert counter.transfers == 0, counter.where
+    assert counter.async_uploads <= 1  # the op's draws, in one non-blocking copy
 
 
 def test_writeup_pipeline_and_jsd_views_run_without_reading_device_data():
     images = torch.zeros(128, 3, 32, 32, dtype=torch.uint8, device="meta")
-    out = build_batch_pipeline(WRITEUP)(images, torch.Generator().manual_seed(1))
+    out, counter = _counted(build_batch_pipeline(WRITEUP), images, torch.Generator().manual_seed(1))
     assert out.is_meta and out.shape == images.shape
+    assert counter.transfers == 0, counter.where
     views = DeviceLoader._build([("hflip", {}), ("augmix", {"jsd": True}), ("cutout", {})])
-    out = views(images, torch.Generator().manual_seed(2))
+    out, counter = _counted(views, images, torch.Generator().manual_seed(2))
     assert out.is_meta and out.shape == (3 * 128, 3, 32, 32)
+    assert counter.transfers == 0, counter.where
+
+
+def test_the_transfer_counter_sees_what_a_gpu_would_wait_for():
+    meta = torch.device("meta")
+    host = torch.zeros(4)
+    with DispatchCounter() as counter:
+        torch.tensor([1.0, 2.0], device=meta)  # host data copied, blocking
+        host.to(meta)  # blocking copy
+        host.to(meta, non_blocking=True)  # asynchronous upload
+        torch.arange(4, device=meta).mul(2)  # device work only
+    assert (counter.transfers, counter.async_uploads) == (2, 1)
+    assert counter.ops == 4  # the two copies, arange, mul
+
+
+def test_mix_copies_its_draws_in_one_asynchronous_upload():
+    from engine.mix import MIXES
+
+    images = torch.zeros(32, 3, 32, 32, dtype=torch.uint8, device="meta")
+    labels = torch.zeros(32, dtype=torch.long, device="meta")
+    mixer = MIXES.build("mixup_cutmix")
+    (_, targets), counter = _counted(mixer, images, labels, 100, torch.Generator().manual_seed(0))
+    assert targets.shape == (32, 100)
+    assert (counter.transfers, counter.async_uploads) == (0, 1), counter.where
 
 
 # --------------------------------------------------------------------------- loaders
