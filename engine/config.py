@@ -85,8 +85,14 @@ class TrainConfig:
     device: str = field(
         default="auto", metadata=_meta("auto | cpu | cuda | cuda:N", pattern=_DEVICE_RE)
     )
-    bf16: bool = field(default=True, metadata=_meta("bf16 autocast on CUDA (CPU stays fp32)"))
-    channels_last: bool = field(default=True, metadata=_meta("channels_last memory on CUDA"))
+    bf16: bool | None = field(
+        default=None,
+        metadata=_meta("bf16 autocast: true | false | null (auto: on CUDA, not on the CPU)"),
+    )
+    channels_last: bool | None = field(
+        default=None,
+        metadata=_meta("channels_last memory: true | false | null (auto: on CUDA, not on the CPU)"),
+    )
     max_steps_per_epoch: int | None = field(
         default=None, metadata=_meta("cap on steps per epoch (smoke runs)", lo=1)
     )
@@ -183,11 +189,22 @@ def _unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
     )
 
 
+def fast_options(train: TrainConfig, device_type: str) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for a run on `device_type`: as set, else on for CUDA only
+    (on the CPU both are honoured when asked for, but slower for most models)."""
+    auto = device_type == "cuda"
+    bf16 = auto if train.bf16 is None else train.bf16
+    channels_last = auto if train.channels_last is None else train.channels_last
+    return bf16, channels_last
+
+
 def coerce(value: Any, annotation: str, key: str) -> Any:
     """Convert a YAML / --set value to the annotated type (`int`, `float | None`, ...)."""
     ann = annotation.replace(" ", "")
     if ann.endswith("|None") or ann.startswith("None|"):
         if value is None or value == "null" or value == "none":
+            return None
+        if ann in ("bool|None", "None|bool") and value == "auto":
             return None
         ann = ann.replace("|None", "").replace("None|", "")
     if ann.startswith(("tuple[", "list[")):

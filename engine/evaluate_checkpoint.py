@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoint import CheckpointError
-from engine.config import TrainConfig
+from engine.config import TrainConfig, fast_options
 from engine.errors import BadInputError, ConfigError
 from engine.tta import DEFAULT_VIEWS, unique_views
 
@@ -88,8 +88,7 @@ def evaluate_checkpoint(
         download=cfg.data.download,
         progress=progress,
     )
-    cuda = dev.type == "cuda"
-    channels_last = cuda and cfg.train.channels_last
+    amp, channels_last = fast_options(cfg.train, dev.type)
     model = build_component(
         MODELS, "model", cfg.model.name, len(data.class_names), **cfg.model.params
     )
@@ -115,7 +114,7 @@ def evaluate_checkpoint(
         normalize=normalize,
         device=dev,
         batch_size=size,
-        amp=cuda and cfg.train.bf16,
+        amp=amp,
     )
     loop = state.get("loop") or {}
     return {

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.config import RunConfig, parse_config, read_yaml
+from engine.config import RunConfig, fast_options, parse_config, read_yaml
 from engine.errors import BadInputError, ConfigError
 
 if TYPE_CHECKING:
@@ -310,9 +310,7 @@ def find_lr(
             f"data.batch_size = {d.batch_size} is larger than the training set "
             f"({len(data.train)} images)"
         )
-    cuda = device.type == "cuda"
-    amp = cuda and cfg.train.bf16
-    channels_last = cuda and cfg.train.channels_last
+    amp, channels_last = fast_options(cfg.train, device.type)
     num_classes = data.num_classes
     torch.manual_seed(cfg.train.seed)
     model = build_component(MODELS, "model", cfg.model.name, num_classes, **cfg.model.params)

@@ -18,10 +18,43 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer")
 
 
 def fast_step(model: nn.Module) -> dict[str, bool]:
-    """`fused=True` (one kernel for the whole update) when the model is on CUDA; elsewhere torch
-    picks its default (foreach where supported)."""
-    on_cuda = any(p.is_cuda for p in model.parameters())
-    return {"fused": True} if on_cuda else {}
+    """`fused=True` (one kernel for the whole update, and a device-side skip of a non-finite
+    step, see `skips_on_device`) where torch has fused kernels for the parameters' device (CUDA,
+    the CPU, ...); elsewhere torch's default (foreach where supported)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = {p.device.type for p in model.parameters()}
+    return {"fused": True} if devices <= set(_get_fused_kernels_supported_devices()) else {}
+
+
+def skips_on_device(optimizer: Any) -> bool:
+    """Whether `optimizer.step()` honours a `found_inf` tensor attribute (set to 1: the update
+    and the optimizer state are left untouched, decided on the device): torch's fused SGD, Adam
+    and AdamW read it, as GradScaler uses them."""
+    import torch
+
+    fused = getattr(optimizer, "defaults", {}).get("fused")
+    return bool(fused) and type(optimizer) in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+
+
+def init_momentum(optimizer: Any) -> None:
+    """Zero momentum buffers for SGD before the first step. Fused SGD creates them with
+    `empty_like` on its first step and fills them from the gradient; a first step skipped by
+    `found_inf` would leave that garbage behind. From zeros, the first update is the same
+    (buf = momentum * 0 + grad = grad, dampening 0)."""
+    import torch
+
+    if type(optimizer) is not torch.optim.SGD:
+        return
+    for group in optimizer.param_groups:
+        if group["momentum"] == 0:
+            continue
+        if group["dampening"] != 0:
+            raise ValueError("SGD with dampening cannot start from zero momentum buffers")
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -9,9 +9,13 @@ of (seed, epoch, position) (see `engine.loader`), and a checkpoint holds everyth
 optimizer, scheduler, RNG states, position within the epoch, partial epoch sums), so a run can
 stop after any step and continue bit-exactly.
 
-Inside the step nothing is read back to the host except the finite-loss check that decides whether
-the update is applied (one synchronisation per step); loss and accuracy sums stay on the device
-and are read when an event is due (a few times a second).
+Inside the step nothing is read back to the host. With a fused optimizer (SGD, Adam, AdamW) a
+non-finite loss is skipped on the device: the fused kernel takes a `found_inf` flag and leaves the
+weights and its state untouched, the EMA moves by zero, the sums leave the step out, and the
+per-step finite flags and losses are read with the sums when an event is due (a few times a
+second), where the `bad_step` events are emitted and divergence is decided. The optimizers that
+have no device-side skip (RAdam, Ranger, SAM's closure) and the data-parallel path read one flag
+per step (`_finite`).
 
 Data-parallel under torchrun (`engine.distributed`; a no-op for a single process): the step's
 network is wrapped in DistributedDataParallel, each rank trains on its slice of the global batch
@@ -43,7 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine import checkpoint, control, distributed, metrics, test_hooks
-from engine.config import RunConfig, config_hash, config_to_dict
+from engine.config import RunConfig, config_hash, config_to_dict, fast_options
 from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
 from engine.events import (
@@ -62,7 +66,7 @@ from engine.loss_functions import jensen_shannon
 from engine.losses import LOSSES
 from engine.mix import MIXES
 from engine.models import MODELS
-from engine.optim import OPTIMIZERS, SAM_VARIANTS
+from engine.optim import OPTIMIZERS, SAM_VARIANTS, init_momentum, skips_on_device
 from engine.registry import Registry
 from engine.runs import RunRegistry
 from engine.sam import frozen_bn_stats, needs_closure
@@ -232,9 +236,9 @@ class Trainer:
                 f"data.batch_size = {cfg.data.batch_size} is larger than the training set "
                 f"({len(self.data.train)} images)"
             )
-        cuda = self.device.type == "cuda"
-        self.amp = cuda and cfg.train.bf16
-        self.channels_last = cuda and cfg.train.channels_last
+        self.amp, self.channels_last = fast_options(cfg.train, self.device.type)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         self.num_classes = len(self.data.class_names)
         torch.manual_seed(cfg.train.seed)
         model = build_component(
@@ -274,6 +278,15 @@ class Trainer:
             **cfg.schedule.params,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.found_inf: torch.Tensor | None = None
+        if not world.distributed and skips_on_device(self.optimizer):
+            self.found_inf = torch.zeros((), device=self.device)
+            self.optimizer.found_inf = self.found_inf
+            init_momentum(self.optimizer)
+        self._step_finite = torch.ones(self.steps_per_epoch, dtype=torch.bool, device=self.device)
+        self._step_loss = torch.zeros(self.steps_per_epoch, device=self.device)
+        self._seen_per_step = cfg.data.batch_size  # global images per step
+        self._eval_sets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mixer = None
         if cfg.mix is not None:
             self.mixer = build_component(MIXES, "mix", cfg.mix.name, **cfg.mix.params)
@@ -327,10 +340,10 @@ class Trainer:
         kept = []
         size = self.cfg.eval.batch_size
         first, stop = distributed.shard(len(data), self.world)
+        on_device = self._on_device(data)
         for start in range(first, stop, size):
             end = min(start + size, stop)
-            images = data.images[start:end].to(self.device, non_blocking=True)
-            labels = data.labels[start:end].to(self.device, non_blocking=True)
+            images, labels = on_device[0][start:end], on_device[1][start:end]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = net(self.normalize(images)).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
@@ -358,6 +371,14 @@ class Trainer:
             count=int(count),
             logits=all_logits,
         )
+
+    def _on_device(self, data: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """`data`'s images and labels on the device, copied once per run (validation is read
+        every epoch)."""
+        key = id(data)
+        if key not in self._eval_sets:
+            self._eval_sets[key] = (data.images.to(self.device), data.labels.to(self.device))
+        return self._eval_sets[key]
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -536,6 +557,7 @@ class Trainer:
             self._next_event = segment_start + cfg.train.log_interval_s
             self.wait = WaitClock()
             self._epoch_loop_start = time.time()
+            self._checked_upto = st.epoch_step
             for images, labels in self.wait.timed(iter(self.loader)):
                 self._step(images, labels, loss_sum, correct)
                 if st.step == self._crash_at:
@@ -569,10 +591,38 @@ class Trainer:
         return "done"
 
     def _read_sums(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
-        """The epoch's loss and correct-count sums so far, over every rank, into the state."""
-        totals = distributed.sum_across(torch.stack([loss_sum, correct.double()]))
-        total_loss, total_correct = totals.tolist()
-        self.state.epoch_loss_sum, self.state.epoch_correct = total_loss, int(total_correct)
+        """The epoch's loss and correct-count sums so far, over every rank, into the state; with
+        the device-side skip also the steps' finite flags since the last read (`_check_steps`)."""
+        st = self.state
+        first = self._checked_upto
+        parts = [loss_sum.view(1), correct.double().view(1)]
+        if self.found_inf is not None and st.epoch_step > first:
+            window = slice(first, st.epoch_step)
+            parts += [self._step_finite[window].double(), self._step_loss[window].double()]
+        totals = distributed.sum_across(torch.cat(parts)).tolist()
+        st.epoch_loss_sum, st.epoch_correct = totals[0], int(totals[1])
+        if len(totals) > 2:
+            n = (len(totals) - 2) // 2
+            self._check_steps(first, totals[2 : 2 + n], totals[2 + n :])
+        self._checked_upto = st.epoch_step
+
+    def _check_steps(self, first: int, finite: list[float], losses: list[float]) -> None:
+        """Account for the steps the device skipped: `bad_step` events, the consecutive count,
+        their images out of the throughput counts, and divergence."""
+        st = self.state
+        for offset, (ok, loss) in enumerate(zip(finite, losses, strict=True)):
+            if ok:
+                st.bad_steps = 0
+                continue
+            st.bad_steps += 1
+            st.epoch_seen -= self._seen_per_step
+            st.images_seen -= self._seen_per_step
+            step = st.epoch * self.steps_per_epoch + first + offset + 1
+            self.events.emit(
+                BadStep(epoch=st.epoch + 1, step=step, loss=loss, consecutive=st.bad_steps)
+            )
+            if st.bad_steps >= self.cfg.train.max_bad_steps:
+                raise DivergedError
 
     def _agree_epoch_stop(self) -> bool:
         """Stop after this epoch (a signal, or a control request that only rank 0 reads)?"""
@@ -626,7 +676,9 @@ class Trainer:
         inputs = self.normalize(images)
         loss, logits = self._loss(inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        if self._finite(loss):
+        if self.found_inf is not None:
+            self._step_on_device(loss, logits, labels, loss_sum, correct)
+        elif self._finite(loss):
             loss.backward()
             if needs_closure(self.optimizer):
 
@@ -663,6 +715,33 @@ class Trainer:
         st.step += 1
         st.epoch_step += 1
 
+    def _step_on_device(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        loss_sum: torch.Tensor,
+        correct: torch.Tensor,
+    ) -> None:
+        """The update, skipped on the device when the loss is not finite (no host read)."""
+        st = self.state
+        assert self.found_inf is not None
+        value = loss.detach()
+        finite = torch.isfinite(value)
+        self.found_inf.copy_(~finite)
+        slot = st.epoch_step % self.steps_per_epoch  # (benchmarks step outside the epoch loop)
+        self._step_finite[slot] = finite
+        self._step_loss[slot] = value
+        loss.backward()
+        self.optimizer.step()  # fused: a no-op where found_inf is set
+        if self.ema is not None:
+            self._update_ema(finite)
+        loss_sum += torch.where(finite, value.double(), 0.0) * labels.shape[0]
+        correct += (logits.detach().argmax(dim=1) == labels).sum() * finite
+        seen = labels.shape[0] * self.world.size  # skipped steps are taken out when read
+        st.epoch_seen += seen
+        st.images_seen += seen
+
     def _loss(
         self, inputs: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -676,10 +755,13 @@ class Trainer:
         return loss, views[0]
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * weights; buffers (BN statistics) are copied."""
+    def _update_ema(self, finite: torch.Tensor | None = None) -> None:
+        """ema <- decay * ema + (1 - decay) * weights; buffers (BN statistics) are copied.
+        `finite` (a device flag): a skipped step moves the EMA by exactly zero."""
         assert self.ema is not None and self.cfg.train.ema_decay is not None
-        weight = 1.0 - self.cfg.train.ema_decay
+        weight: float | torch.Tensor = 1.0 - self.cfg.train.ema_decay
+        if finite is not None:
+            weight = finite.float() * weight
         for kept, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             kept.lerp_(live.detach(), weight)
         for kept_buffer, live_buffer in zip(self.ema.buffers(), self.model.buffers(), strict=True):

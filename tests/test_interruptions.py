@@ -303,3 +303,59 @@ def test_a_signal_while_the_engine_starts_up_stops_it_before_training(tmp_path, 
     last = read_events(run_dir / "events.jsonl")[-1]
     assert last.type == "failed" and last.status == "interrupted"
     assert not (run_dir / "last.pt").exists()
+
+
+def _snapshot(trainer: Trainer) -> tuple[dict, dict]:
+    """Parameters (and EMA parameters) and optimizer state; BatchNorm statistics are left out:
+    the forward pass updates them before the loss is known, as in any framework."""
+    weights = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    if trainer.ema is not None:
+        weights |= {f"ema.{k}": v.clone() for k, v in trainer.ema.named_parameters()}
+    state = {
+        (i, k): v.clone()
+        for i, s in enumerate(trainer.optimizer.state.values())
+        for k, v in s.items()
+        if torch.is_tensor(v)
+    }
+    return weights, state
+
+
+@pytest.mark.parametrize(
+    "optim", ["optim.name=sgd", "optim.name=adam", "optim.name=adamw", "train.ema_decay=0.9"]
+)
+@pytest.mark.parametrize("bad_step", [1, 3])
+def test_a_skipped_step_leaves_weights_and_optimizer_state_bit_for_bit(tmp_path, optim, bad_step):
+    """Fused SGD/Adam/AdamW skip a non-finite step on the device (no host read): the weights
+    (and EMA) and every optimizer state tensor after it equal those before it, also when the
+    very first step is skipped (SGD's momentum buffers start at zero, not `empty_like`)."""
+    trainer = _tiny_trainer(tmp_path, optim, "train.epochs=1")
+    _poison_loss(trainer, {bad_step})
+    trainer._setup()
+    assert trainer.found_inf is not None  # the device-side skip is in use
+    snapshots = []
+    original = trainer._step
+
+    def step(*args):
+        snapshots.append(_snapshot(trainer))
+        original(*args)
+        snapshots.append(_snapshot(trainer))
+        if trainer.state.step == bad_step + 1:
+            trainer.stop_signal = 2
+
+    trainer._setup = lambda: None  # type: ignore[method-assign]
+    trainer._step = step  # type: ignore[method-assign]
+    trainer.run()
+    before, after = snapshots[2 * (bad_step - 1)], snapshots[2 * bad_step - 1]
+    for part_before, part_after in zip(before, after, strict=True):
+        assert part_before.keys() <= part_after.keys()
+        for key in part_after:
+            if key in part_before:
+                assert torch.equal(part_before[key], part_after[key]), key
+            else:  # Adam creates its state on the first step: zeros are a fresh state
+                assert not part_after[key].any(), key
+    # the next step trains normally, from finite state
+    following = snapshots[2 * bad_step + 1][0]
+    assert any(not torch.equal(following[k], after[0][k]) for k in following)
+    assert all(torch.isfinite(v).all() for v in following.values())
+    bad = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "bad_step"]
+    assert [(e.step, e.consecutive) for e in bad] == [(bad_step, 1)]
