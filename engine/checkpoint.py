@@ -133,3 +133,89 @@ def load_with_fallback(
             raise
         state = load(prev, map_location)
         return state, prev, f"{first}; resuming from the previous checkpoint {prev}"
+
+
+def host_copy(value: Any) -> Any:
+    """A copy of a checkpoint state that shares no memory with training: tensors copied to the
+    CPU (cloned when already there), containers rebuilt, other values kept (immutable or fresh)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return value.clone() if value.device.type == "cpu" else value.to("cpu")
+    if isinstance(value, dict):
+        return {k: host_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(host_copy(v) for v in value)
+    return value
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files of writes that never finished (a kill during a write); the
+    checkpoints themselves are untouched. Call it before a run folder's engine writes."""
+    stale = sorted(Path(folder).glob(".*.pt.tmp-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+class BackgroundWriter:
+    """Writes checkpoints off the training thread, one at a time.
+
+    `submit(state, targets)` takes a `host_copy` of the state (the only time the training
+    thread is blocked), then a thread writes it to each (path, keep_previous) target with
+    `save_atomic`, in order. A second submit first waits for the write in flight; `wait()`
+    returns once nothing is in flight and raises the error a write met (an OSError names the
+    file and says the previous checkpoint is intact). `done()` hands out the targets written
+    since the last call, for the caller's events."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._written: list[tuple[Path, Any]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, state: dict[str, Any], targets: list[tuple[Path, bool]], tag: Any) -> None:
+        import threading
+
+        self.wait()
+        copy = host_copy(state)
+        self._thread = threading.Thread(
+            target=self._write, args=(copy, targets, tag), name="checkpoint-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _write(self, state: dict[str, Any], targets: list[tuple[Path, bool]], tag: Any) -> None:
+        for path, keep_previous in targets:
+            try:
+                save_atomic(state, path, keep_previous)
+            except OSError as exc:
+                self._error = OSError(
+                    exc.errno,
+                    f"could not write {path} ({exc.strerror or exc}); "
+                    "the previous checkpoint is intact",
+                )
+                return
+            except BaseException as exc:  # surfaced on the training thread by wait()
+                self._error = exc
+                return
+            with self._lock:
+                self._written.append((path, tag))
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def done(self) -> list[tuple[Path, Any]]:
+        with self._lock:
+            written, self._written = self._written, []
+        return written

@@ -31,6 +31,7 @@ test pass reads best.pt on every rank).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -201,6 +202,7 @@ class Trainer:
         self.best_val_top1: float | None = None
         self.best_epoch: int | None = None
         self.state = LoopState()
+        self.writer = checkpoint.BackgroundWriter()
         self._last_heartbeat = time.time()
         self._last_save = time.time()
         self._next_event = math.inf  # when the next step event is due
@@ -415,20 +417,30 @@ class Trainer:
             },
         }
 
-    def _save(self, kind: str) -> None:
+    def _save(self, *kinds: str) -> None:
+        """Checkpoint the current state as `last.pt` and/or `best.pt`, in the background: the
+        training thread only copies the state to host memory (`checkpoint.BackgroundWriter`).
+        The `checkpoint` events follow once the files are on disk (`_emit_saved`)."""
         if not self.world.is_main:  # rank 0 writes; every rank holds the same state
             return
-        path = self.run_dir / f"{kind}.pt"
-        try:
-            checkpoint.save_atomic(self._checkpoint_state(), path, keep_previous=kind == "last")
-        except OSError as exc:
-            raise OSError(
-                f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is intact"
-            ) from exc
+        self._emit_saved()  # waits for the write in flight and reports it
+        targets = [(self.run_dir / f"{kind}.pt", kind == "last") for kind in kinds]
+        tag = (self.state.epoch, self.state.step)
+        self.writer.submit(self._checkpoint_state(), targets, tag)
         self._last_save = time.time()
-        self.events.emit(
-            CheckpointSaved(epoch=self.state.epoch, step=self.state.step, kind=kind, path=str(path))
-        )
+
+    def _flush_checkpoints(self) -> None:
+        """Wait until every checkpoint asked for is on disk, then report them."""
+        if self.world.is_main:
+            self.writer.wait()
+            self._emit_saved()
+
+    def _emit_saved(self) -> None:
+        if not self.writer.busy():
+            self.writer.wait()  # raises what a finished write met
+        for path, (epoch, step) in self.writer.done():
+            kind = path.stem
+            self.events.emit(CheckpointSaved(epoch=epoch, step=step, kind=kind, path=str(path)))
 
     def _restore(self) -> None:
         # loaded to the CPU: load_state_dict copies weights and optimizer state onto the
@@ -462,6 +474,8 @@ class Trainer:
         """Train, evaluate, write summary.json; returns the summary (status done/interrupted)."""
         self._session_start = time.time()
         self._wall_before = 0.0
+        if self.world.is_main:  # a write cut short by a kill left its temp file behind
+            checkpoint.remove_stale_temp_files(self.run_dir)
         self._setup()
         if self.resume:
             self._restore()
@@ -473,6 +487,12 @@ class Trainer:
             status = self._train_epochs()
         except DivergedError:
             status = "diverged"
+        except BaseException:
+            with contextlib.suppress(BaseException):  # let a write in flight finish
+                self.writer.wait()
+            raise
+        self._flush_checkpoints()  # best.pt is read by the test pass; nothing left in flight
+        distributed.barrier()
         summary = self._summary(status)
         if status == "done" and cfg.eval.test:
             summary.update(self._test())
@@ -576,6 +596,7 @@ class Trainer:
                     self._read_sums(loss_sum, correct)
                     self._emit_step(epoch)
                     self._heartbeat()
+                    self._emit_saved()
                     self._poll_control()
                     if now - self._last_save > cfg.train.checkpoint_every_s:
                         self._save("last")
@@ -813,10 +834,9 @@ class Trainer:
         epoch_img_per_s = st.epoch_seen / max(st.epoch_time, 1e-9)
         st.epoch, st.epoch_step = epoch, 0
         st.epoch_loss_sum, st.epoch_correct, st.epoch_seen, st.epoch_time = 0.0, 0, 0, 0.0
-        self._save("last")
-        if val is None or self.best_epoch == epoch:
-            self._save("best")
-        distributed.barrier()  # the checkpoints are written before any rank goes on
+        kinds = ("last", "best") if val is None or self.best_epoch == epoch else ("last",)
+        self._save(*kinds)
+        distributed.barrier()  # every rank has the same state; rank 0 writes it
         self.events.emit(
             EpochEnd(
                 epoch=epoch,
