@@ -1,4 +1,4 @@
-"""Checkpoints written off the training thread: what the thread waits for, and what a kill leaves."""
+"""Checkpoints written off the training thread: what training waits for, what a kill leaves."""
 
 from __future__ import annotations
 
