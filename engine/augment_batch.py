@@ -952,12 +952,23 @@ def augmix(
     return AugMix(severity, width, depth, alpha)
 
 
+def build_ops(components: list[tuple[str, dict[str, Any]]]) -> list[BatchOp]:
+    return [BATCH_AUGMENTATIONS.build(name, **params) for name, params in components]
+
+
+def draw_params(op: BatchOp, n: int, h: int, w: int, g: torch.Generator) -> Params:
+    """`op`'s parameters for n images of h x w, drawn from `g` as `op(images, g)` draws them."""
+    if isinstance(op, RandomErasing):
+        return op.params_hw(n, g, h, w)
+    return op.params(n, g)
+
+
 def build_batch_pipeline(
     components: list[tuple[str, dict[str, Any]]],
 ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Compose the listed augmentations, in order, into one batched transform
     (uint8 [B, 3, H, W], generator) -> uint8 [B, 3, H, W]."""
-    ops = [BATCH_AUGMENTATIONS.build(name, **params) for name, params in components]
+    ops = build_ops(components)
 
     def pipeline(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         _check_batch(images)

@@ -68,6 +68,13 @@ class DataConfig:
         default=None, metadata=_meta("train on only N training images (stratified)", lo=1)
     )
     num_workers: int = field(default=2, metadata=_meta("DataLoader worker processes", lo=0, hi=64))
+    augment_chunk: int = field(
+        default=4096,
+        metadata=_meta(
+            "device loader: augment this many images at once (whole batches, at least one)",
+            lo=1,
+        ),
+    )
     loader: str = field(
         default="device",
         metadata=_meta(

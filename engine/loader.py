@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from engine.augment import build_pipeline
-from engine.augment_batch import build_batch_pipeline
+from engine.augment_batch import Params, build_batch_pipeline, build_ops, draw_params, upload
 from engine.config import RunConfig
 from engine.data import ImageSet
 
@@ -83,7 +83,60 @@ class Loader(Protocol):
 # --------------------------------------------------------------------------- device (fast path)
 
 
+class ChunkPlan:
+    """The batched pipeline of `components`, split into draws and application so that many
+    batches are augmented in one pass: `draw(n, g)` takes one batch's parameters from its
+    generator in exactly the order the per-batch pipeline (`DeviceLoader._build`) takes them,
+    and `apply(images, params, host)` runs every op once on a chunk of batches whose parameters
+    are concatenated. Every op is per-sample, so a chunk gives each image what its own batch
+    would have given it; a chunk can start at any step (exact resume mid-chunk)."""
+
+    def __init__(self, components: Components) -> None:
+        split = jsd_split(components)
+        self.jsd = split is not None
+        if split is None:
+            self.before, self.augmix, self.after = build_ops(components), [], []
+        else:
+            self.before, self.after = build_ops(split.before), build_ops(split.after)
+            self.augmix = build_ops(split.augmix)
+
+    def views(self) -> int:
+        return 3 if self.jsd else 1
+
+    def draw(self, n: int, h: int, w: int, g: torch.Generator) -> list[Params]:
+        drawn = [draw_params(op, n, h, w, g) for op in self.before]
+        if self.jsd:
+            for _ in range(2):  # the second and third views
+                drawn += [draw_params(op, n, h, w, g) for op in self.augmix]
+            drawn += [draw_params(op, 3 * n, h, w, g) for op in self.after]
+        return drawn
+
+    def apply(
+        self, images: torch.Tensor, params: list[Params], host: list[Params], batches: int
+    ) -> torch.Tensor:
+        """`images` [K*B, ...] (K batches), parameters per op concatenated over the batches ->
+        [K*V*B, ...]: batch k's V views (view-major within the batch) at rows k*V*B.."""
+        ops = [*self.before, *self.augmix, *self.augmix, *self.after]
+        pairs = iter(zip(ops, params, host, strict=True))
+
+        def run(x: torch.Tensor, count: int) -> torch.Tensor:
+            for _ in range(count):
+                op, p, h = next(pairs)
+                x = op.apply(x, p, h)
+            return x
+
+        clean = run(images, len(self.before))
+        if not self.jsd:
+            return clean
+        second, third = run(clean, len(self.augmix)), run(clean, len(self.augmix))
+        per_batch = torch.stack([clean, second, third]).unflatten(1, (batches, -1))
+        stacked = per_batch.transpose(0, 1).flatten(0, 2)  # [K, 3, B, ...] -> [K*3*B, ...]
+        return run(stacked, len(self.after))
+
+
 class DeviceLoader:
+    """The fast path; `chunk` images (whole batches, at least one) are augmented at once."""
+
     def __init__(
         self,
         data: ImageSet,
@@ -95,16 +148,19 @@ class DeviceLoader:
         num_workers: int = 0,  # unused: no worker processes on this path
         rank: int = 0,
         world_size: int = 1,
+        chunk: int = 4096,
     ) -> None:
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.batch_size, self.steps, self.seed, self.device = batch_size, steps, seed, device
         self.rows = rank_rows(batch_size, rank, world_size)
         self.epoch, self.first_step = 1, 0
-        self.augment = self._build(components)
+        self.plan = ChunkPlan(components)
+        self.chunk_steps = max(1, chunk // batch_size)
 
     @staticmethod
     def _build(components: Components) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+        """The per-batch pipeline the chunks reproduce (the definition of what a batch gets)."""
         split = jsd_split(components)
         if split is None:
             return build_batch_pipeline(components)
@@ -126,18 +182,35 @@ class DeviceLoader:
     def __len__(self) -> int:
         return self.steps - self.first_step
 
+    def _chunk(self, order: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+        """Steps first..stop-1 augmented at once: [K*V*B, ...]; one upload of all the draws."""
+        b, (_, _, h, w) = self.batch_size, self.images.shape
+        drawn = [
+            self.plan.draw(b, h, w, batch_generator(self.seed, self.epoch, step))
+            for step in range(first, stop)
+        ]
+        host_params = [
+            {key: torch.cat([d[i][key] for d in drawn]) for key in drawn[0][i]}
+            for i in range(len(drawn[0]))
+        ]
+        params = upload(host_params, self.device)
+        images = self.images[order[first * b : stop * b]]
+        return self.plan.apply(images, params, host_params, stop - first)
+
     def __iter__(self) -> Iterator[Batch]:
         order = torch.randperm(len(self.labels), generator=epoch_generator(self.seed, self.epoch))
-        order = order.to(self.device, non_blocking=True)
-        b = self.batch_size
-        for step in range(self.first_step, self.steps):
-            index = order[step * b : (step + 1) * b]
-            g = batch_generator(self.seed, self.epoch, step)
-            images, labels = self.augment(self.images[index], g), self.labels[index]
-            if self.rows is not None:  # this rank's rows of each view [V*B, ...] -> [V*b, ...]
-                views = images.unflatten(0, (-1, b))[:, self.rows]
-                images, labels = views.flatten(0, 1), labels[self.rows]
-            yield images, labels
+        order = upload([{"order": order}], self.device)[0]["order"]
+        b, rows = self.batch_size, self.batch_size * self.plan.views()
+        for first in range(self.first_step, self.steps, self.chunk_steps):
+            stop = min(first + self.chunk_steps, self.steps)
+            chunk = self._chunk(order, first, stop)
+            for k, step in enumerate(range(first, stop)):
+                images = chunk[k * rows : (k + 1) * rows]
+                labels = self.labels[order[step * b : (step + 1) * b]]
+                if self.rows is not None:  # this rank's rows of each view [V*B, ...] -> [V*b, ...]
+                    views = images.unflatten(0, (-1, b))[:, self.rows]
+                    images, labels = views.flatten(0, 1), labels[self.rows]
+                yield images, labels
 
 
 # ------------------------------------------------------------------------ torchvision (reference)
@@ -278,6 +351,7 @@ def build_loader(
         num_workers=cfg.data.num_workers,
         rank=rank,
         world_size=world_size,
+        **({"chunk": cfg.data.augment_chunk} if cfg.data.loader == "device" else {}),
     )
     return loader
 

@@ -146,6 +146,53 @@ def test_device_batches_are_the_batched_pipeline_under_the_batch_generator():
         assert torch.equal(a, b) and torch.equal(la, lb)
 
 
+CHUNKED = {
+    "writeup": WRITEUP,
+    "colour+policies": [
+        ("color_jitter", {}),
+        ("randaugment", {}),
+        ("trivialaugment", {}),
+        ("gridmask", {"rotate": 30}),
+    ],
+    "augmix": [("augmix", {}), ("random_erasing", {"value": "random"})],
+    "jsd": [("hflip", {}), ("augmix", {"jsd": True}), ("cutout", {})],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHUNKED))
+@pytest.mark.parametrize("chunk", [16, 48, 4096])
+def test_chunks_of_batches_give_every_image_what_its_own_batch_gives_it(name, chunk):
+    """Augmenting several batches at once is the per-batch pipeline under each batch's own
+    generator, bit for bit, also for a chunk that starts mid-epoch (resume) or ends early."""
+    components = CHUNKED[name]
+    data = images_set(n=96)
+    loader = DeviceLoader(data, components, 16, 5, seed=4, device=CPU, chunk=chunk)
+    assert loader.chunk_steps == max(1, chunk // 16)
+    pipeline = DeviceLoader._build(components)
+    order = torch.randperm(96, generator=torch.Generator().manual_seed(4 * 1_000_003 + 3))
+    for first in (0, 2):
+        loader.start(3, step=first)
+        batches = list(loader)
+        assert len(batches) == 5 - first
+        for step, (images, labels) in enumerate(batches, start=first):
+            index = order[step * 16 : (step + 1) * 16]
+            expect = pipeline(data.images[index], batch_generator(4, 3, step))
+            assert torch.equal(images, expect), (name, chunk, step)
+            assert torch.equal(labels, data.labels[index])
+
+
+def test_a_chunk_is_augmented_with_one_upload_and_no_blocking_transfer():
+    data = images_set(n=128)
+    meta = torch.device("meta")
+    loader = DeviceLoader(data, WRITEUP, 16, 8, seed=0, device=meta, chunk=64)
+    list(loader)  # warm-up: constants are copied to the device once
+    with DispatchCounter() as counter:
+        batches = list(loader)
+    assert len(batches) == 8 and all(x.is_meta and x.shape[0] == 16 for x, _ in batches)
+    assert counter.transfers == 0, counter.where
+    assert counter.async_uploads == 1 + 2  # the epoch's order, then one per chunk of 4 batches
+
+
 def test_device_and_torchvision_paths_agree_statistically():
     """Crop + flip over one image repeated: the mean image and the share of flipped copies."""
     image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
