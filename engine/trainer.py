@@ -307,6 +307,12 @@ class Trainer:
         self._crash_at = distributed.crash_step()  # test hooks: inert unless asked for
         self._pause_at = test_hooks.pause_steps()
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast when asked for; otherwise nothing (any device type, `meta` too)."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def _heartbeat(self) -> None:
         """Tell the registry this run is alive (rate-limited), so it never reads as crashed."""
         now = time.time()
@@ -346,7 +352,7 @@ class Trainer:
         for start in range(first, stop, size):
             end = min(start + size, stop)
             images, labels = on_device[0][start:end], on_device[1][start:end]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            with self._autocast():
                 logits = net(self.normalize(images)).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
             correct += metrics.topk_correct(logits, labels, (1, 5))
@@ -767,7 +773,7 @@ class Trainer:
         self, inputs: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits of the first view); with AugMix's JSD the batch holds three views."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with self._autocast():
             logits = self.net(inputs).float()
         if self.jsd_weight is None:
             return self.loss_fn(logits, targets), logits

@@ -359,3 +359,22 @@ def test_compile_wraps_the_step_network_and_checkpoints_stay_plain(tmp_path, mon
     trainer._session_start, trainer._wall_before = 0.0, 0.0
     state = trainer._checkpoint_state()["model"]
     assert list(state) == list(trainer.model.state_dict())
+
+
+def test_step_profile_measures_on_a_tiny_model(tmp_path):
+    from bench import step_profile
+
+    tiny = ["model.name=wrn", "model.depth=10", "model.width=1"]
+    result = step_profile.measure(tiny, [32], chunk=64, workdir=tmp_path)
+    assert [(r["augment"], r["batch"]) for r in result["rows"]] == [("preset", 32), ("full", 32)]
+    for row in result["rows"]:
+        assert row["chunk_steps"] == 2
+        assert row["transfers_per_step"] == 0, row["transfers_at"]
+        assert 0 < row["async_uploads_per_step"] <= 0.5  # one upload per chunk of two steps
+        assert row["plain_ops_per_step"] > 50
+        assert 1.0 < row["ops_ratio"] < 3.0  # the engine does more than a plain step, not 3x
+    full, preset = result["rows"][1], result["rows"][0]
+    assert full["engine_ops_per_step"] > preset["engine_ops_per_step"]
+    assert result["checkpoint_sync_ms"] > 0 and result["checkpoint_blocking_ms"] > 0
+    checks = step_profile.meets_targets(result, 32)
+    assert set(checks) >= {"transfers preset b32", "ops_ratio full b32 <= 1.35"}
