@@ -1,19 +1,27 @@
-"""For a lent GPU machine: model-only vs end-to-end throughput, then a real training run.
+"""For a lent GPU machine, one call: what the engine's step costs against a plain step, then the
+resnet18 preset on the real data and a live resume on CUDA.
 
-    CIFAR_TUI_DATA=shared_data python -m bench.gpu_check --out $OUT/gpu_check.json [--budget-s 470]
+    CIFAR_TUI_DATA=/tmp/data python -m bench.gpu_check --out $OUT/gpu_check.json [--budget-s 500]
+    python -m bench.gpu_check --out /tmp/x.json --cpu-smoke   # the same code, tiny, on the CPU
 
-For resnet18, resnet50, wrn28_10 and wrn40_10 (bf16 autocast, channels_last, batch 512, SGD as
-the recipe sets it, fused), side by side in this one process:
-  - model only: the training step on a batch already on the device (the ceiling);
-  - fast path: the engine's own step fed by the device loader (`data.loader: device`) with the
-    write-up's full augmentation (crop 4, flip, rotation 15, AutoAugment, random erasing);
-  - per-image path: the same step fed by the torchvision reference (`data.loader: torchvision`,
-    DataLoader workers = CPU count);
-  - compiled: the fast path with `train.compile: true` (compile time reported separately);
-and the ratios fast/model-only and fast/per-image. Then it trains the `resnet18` preset on the real
-data for as many epochs as fit in the time left (the schedule compressed to that many epochs) and
-reports test top-1 against wall time. Everything is written to one JSON file as it goes (a run cut
-short keeps what it measured); a short table is printed last.
+Side by side in this one process, for resnet18 (bf16 autocast, channels_last, fused SGD):
+  - `plain`: a hand-written step (forward, cross-entropy, backward, fused SGD) on one batch
+    already on the device, the ceiling, at batch 128 and 512;
+  - `engine`: the Trainer's own step fed by its device loader, with the preset's augmentation
+    (crop, flip, rotation) and the write-up's full one (+ AutoAugment, random erasing), at both
+    batches, eager; at batch 512 also `train.compile` and `compile_mode: reduce-overhead`
+    (CUDA graphs of forward and backward); `engine / plain` is the share of the ceiling kept;
+  - host synchronisations per engine step, counted by `torch.cuda.set_sync_debug_mode`;
+  - the resnet18 preset (its own config) for one probe epoch, then trained for as many epochs as
+    the time left allows (the schedule compressed to them), with the projected wall time of its
+    200 epochs from the measured steady epoch time;
+  - a live resume: `python -m engine run` interrupted by SIGINT after its first checkpoint, then
+    `--resume` to the end, on CUDA.
+
+The training set is `CIFAR_TUI_DATA`'s CIFAR-100 when present, else the synthetic set (marked).
+Run folders go to a temporary folder outside `--out`'s; the JSON is rewritten after every
+measurement, and each measurement is guarded: one that fails records its error and the rest go
+on. A table is printed last.
 """
 
 from __future__ import annotations
@@ -21,8 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +45,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from engine.config import apply_override, config_to_dict, load_config, parse_config  # noqa: E402
-from engine.events import EventWriter  # noqa: E402
+from engine.config import config_to_dict, dump_config, load_config, parse_config  # noqa: E402
+from engine.events import EventWriter, read_events  # noqa: E402
+from engine.optim import init_momentum, param_groups  # noqa: E402
+from engine.runs import create_run_dir  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
-MODELS = ["resnet18", "resnet50", "wrn28_10", "wrn40_10"]
-FULL_AUGMENT = [
-    "augment.0.name=random_crop",
-    "augment.0.padding=4",
-    "augment.1.name=hflip",
-    "augment.2.name=rotation",
-    "augment.2.degrees=15",
+PRESET_AUGMENT: list[dict[str, Any]] = [
+    {"name": "random_crop", "padding": 4},
+    {"name": "hflip"},
+    {"name": "rotation", "degrees": 15},
 ]
-EXTRA_AUGMENT = [{"name": "autoaugment"}, {"name": "random_erasing"}]
+FULL_AUGMENT = [*PRESET_AUGMENT, {"name": "autoaugment"}, {"name": "random_erasing"}]
+AUGMENTS = {"preset": PRESET_AUGMENT, "full": FULL_AUGMENT}
+MODES = {"eager": [], "compiled": ["train.compile=true"]}
+MODES["cuda_graphs"] = ["train.compile=true", "train.compile_mode=reduce-overhead"]
 
 
 def sync(device: torch.device) -> None:
@@ -51,33 +69,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def trainer_for(
-    model: str,
-    loader: str,
-    compile_: bool,
-    batch: int,
-    workdir: Path,
-    device: str = "cuda",
-    extra: list[str] = (),  # type: ignore[assignment]
+def data_overrides(data_dir: Path | None, subset: int | None) -> list[str]:
+    """The real CIFAR-100 where it is, else the synthetic set."""
+    real = data_dir is not None and (data_dir / "cifar-100-python" / "train").is_file()
+    keys = [f"data.data_dir={data_dir}", "data.download=false"] if real else []
+    keys += [] if real else ["data.dataset=synthetic"]
+    return keys + ([f"data.subset={subset}"] if subset else [])
+
+
+def engine_trainer(
+    augment: list[dict[str, Any]], batch: int, mode: list[str], workdir: Path, base: list[str]
 ) -> Trainer:
-    """The engine's trainer, set up on the real training set with the write-up's augmentation."""
-    cfg = load_config("resnet18", FULL_AUGMENT)
+    cfg = load_config("resnet18", [f"data.batch_size={batch}", "data.val_size=0", *base, *mode])
     raw = config_to_dict(cfg)
-    raw["augment"] = raw["augment"] + EXTRA_AUGMENT
-    for key in [
-        f"model.name={model}",
-        f"data.batch_size={batch}",
-        f"data.loader={loader}",
-        f"data.num_workers={min(os.cpu_count() or 4, 16)}",
-        "data.val_size=0",
-        f"train.compile={str(compile_).lower()}",
-        f"train.device={device}",
-        *extra,
-    ]:
-        apply_override(raw, key)
+    raw["augment"] = augment
     cfg = parse_config(raw)
-    run_dir = workdir / f"{model}-{loader}-{int(compile_)}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(dir=workdir))
     trainer = Trainer(cfg, run_dir, run_dir.name, "gpu_check", EventWriter(run_dir / "ev.jsonl"))
     trainer._setup()
     return trainer
@@ -85,14 +92,14 @@ def trainer_for(
 
 def timed_steps(trainer: Trainer, seconds: float, warmup: int = 5) -> dict[str, float]:
     """img/s of the engine's step fed by its loader; the first `warmup` steps (compilation,
-    cuDNN autotuning, worker start-up) are timed separately as `warmup_s`."""
+    cuDNN autotuning, CUDA graph capture) are timed apart as `warmup_s`."""
     dev = trainer.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
     steps = images = 0
-    epoch = 1
     t0 = time.perf_counter()
-    start = 0.0
+    start = t0
+    epoch = 1
     while True:
         trainer.loader.start(epoch)
         for x, y in trainer.loader:
@@ -110,132 +117,268 @@ def timed_steps(trainer: Trainer, seconds: float, warmup: int = 5) -> dict[str, 
         epoch += 1
 
 
-def model_only(trainer: Trainer, seconds: float) -> dict[str, float]:
-    """The same step on one batch already on the device, again and again (no input pipeline)."""
-    x, y = next(iter(trainer.loader))
+def syncs_per_step(trainer: Trainer, steps: int = 20) -> float | None:
+    """Host synchronisations per engine step (CUDA's sync debug mode warns on each)."""
+    if trainer.device.type != "cuda":
+        return None
     dev = trainer.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
-    for _ in range(5):
-        trainer._step(x, y, loss_sum, correct)
+    trainer.loader.start(1)
+    batches = iter(trainer.loader)
+    trainer._step(*next(batches), loss_sum, correct)  # warm-up
     sync(dev)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                trainer._step(*next(batches), loss_sum, correct)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / steps
+
+
+def plain_step(batch: int, device: torch.device, seconds: float, model: str) -> dict[str, float]:
+    """The ceiling: a hand-written step on one batch already on the device (bf16 autocast and
+    channels_last on CUDA, as the engine's defaults)."""
+    from engine.models import MODELS
+
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    net = MODELS.build(model, 100).to(device, memory_format=fmt)
+    opt = torch.optim.SGD(param_groups(net, 5e-4), lr=0.1, momentum=0.9, fused=True)
+    init_momentum(opt)
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 100, (batch,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(5 if cuda else 1):
+        step()
+    sync(device)
     start, images = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        for _ in range(10):
-            trainer._step(x, y, loss_sum, correct)
-            images += y.shape[0]
-        sync(dev)
+        for _ in range(10 if cuda else 1):
+            step()
+            images += batch
+        sync(device)
     return {"img_per_s": images / (time.perf_counter() - start)}
 
 
-def train_resnet18(budget_s: float, workdir: Path, epoch_s: float) -> dict[str, Any]:
-    """The resnet18 preset for as many epochs as fit in `budget_s` (measured epoch time)."""
-    epochs = max(1, min(200, int(budget_s / max(epoch_s, 1e-3))))
-    cfg = load_config("resnet18", [f"train.epochs={epochs}", "train.device=cuda"])
-    run_dir = workdir / "resnet18-train"
-    run_dir.mkdir(parents=True, exist_ok=True)
+def preset_run(
+    workdir: Path, budget_s: float, base: list[str], max_epochs: int = 200
+) -> dict[str, Any]:
+    """The resnet18 preset, its own config: one probe epoch, then as many as fit (compressed)."""
+    probe_cfg = load_config("resnet18", [*base, "train.epochs=1", "eval.test=false"])
+    probe_dir = Path(tempfile.mkdtemp(dir=workdir))
+    t0 = time.perf_counter()
+    probe = Trainer(probe_cfg, probe_dir, "probe", "resnet18", EventWriter(probe_dir / "ev.jsonl"))
+    probe.run()
+    probe_s = time.perf_counter() - t0
+    epoch_s = probe.history[-1]["epoch_s"]
+    left = budget_s - probe_s
+    epochs = max(1, min(max_epochs, int((left - 20) / max(epoch_s * 1.15, 1e-3))))
+    cfg = load_config("resnet18", [*base, f"train.epochs={epochs}"])
+    run_dir = Path(tempfile.mkdtemp(dir=workdir))
     start = time.perf_counter()
-    summary = Trainer(cfg, run_dir, "train", "resnet18", EventWriter(run_dir / "ev.jsonl")).run()
+    trainer = Trainer(cfg, run_dir, "train", "resnet18", EventWriter(run_dir / "ev.jsonl"))
+    summary = trainer.run()
+    wall = time.perf_counter() - start
+    steady = [h["epoch_s"] for h in trainer.history[1:]] or [epoch_s]
+    trained = sum(h["epoch_s"] for h in trainer.history) or 1e-9
+    overhead = wall / trained  # validation, checkpoints and the test pass, spread over epochs
     return {
+        "dataset": summary.get("dataset"),
+        "probe_epoch_s": epoch_s,
         "epochs": epochs,
-        "wall_s": time.perf_counter() - start,
-        "test_top1": summary.get("test_top1"),
-        "test_top1_last": summary.get("test_top1_last"),
+        "wall_s": wall,
+        "steady_epoch_s": sum(steady) / len(steady),
+        "overhead": overhead,
+        "projected_200_epochs_s": 200 * sum(steady) / len(steady) * overhead,
         "img_per_s": summary.get("img_per_s"),
-        "best_epoch": summary.get("best_epoch"),
+        "test_top1": summary.get("test_top1"),
+        "best_val_top1": summary.get("best_val_top1"),
     }
 
 
-def main() -> None:
+def _stopped(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def live_resume(workdir: Path, base: list[str], device: str) -> dict[str, Any]:
+    """`python -m engine run` stopped by SIGINT early in its second epoch (after the first
+    epoch's checkpoint), then `--resume` to the end. The engine pauses itself at that step (a
+    test hook), so the SIGINT lands there however fast the device is."""
+    from engine.test_hooks import PAUSE_ENV
+
+    cfg = load_config(
+        "resnet18",
+        [
+            *base,
+            "train.epochs=2",
+            "eval.test=false",
+            "train.max_steps_per_epoch=20",
+            f"train.device={device}",
+        ],
+    )
+    run_id, run_dir = create_run_dir(workdir / "runs", "resnet18", dump_config(cfg))
+    train_size = (cfg.data.subset or 50_000) - cfg.data.val_size
+    spe = min(20, train_size // cfg.data.batch_size)
+    command = [sys.executable, "-m", "engine", "run", str(run_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pause_env = {**env, PAUSE_ENV: str(spe + 2)}
+    proc = subprocess.Popen(command, cwd=ROOT, env=pause_env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not _stopped(proc.pid):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
+    first_rc = proc.wait(timeout=120)
+    second = subprocess.run(
+        [*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    events = read_events(run_dir / "events.jsonl")
+    resumed = [e for e in events if e.type == "resumed"]
+    return {
+        "interrupted_rc": first_rc,
+        "resume_rc": second.returncode,
+        "resumed_at_step": resumed[0].step if resumed else None,
+        "expected_step": spe + 2,
+        "final": events[-1].type if events else None,
+        "status": getattr(events[-1], "status", None) if events else None,
+        "ok": second.returncode == 0 and bool(resumed) and events[-1].type == "finished",
+        "stderr": second.stderr.strip().splitlines()[-3:],
+    }
+
+
+def guarded(
+    result: dict[str, Any], key: str, save: Callable[[], None], fn: Callable[[], Any]
+) -> Any:
+    """Run one measurement; a failure records its error (the rest go on)."""
+    start = time.perf_counter()
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001 - every measurement is independent
+        value = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+        traceback.print_exc()
+    if isinstance(value, dict):
+        value["measured_in_s"] = round(time.perf_counter() - start, 1)
+    result[key] = value
+    save()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return value
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--budget-s", type=float, default=470.0, help="stop everything by then")
+    ap.add_argument("--budget-s", type=float, default=500.0, help="stop everything by then")
     ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement")
-    ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--models", nargs="*", default=MODELS)
-    ap.add_argument("--compile-models", nargs="*", default=["resnet18", "wrn28_10"])
-    ap.add_argument("--train-share", type=float, default=0.45, help="budget share of the run")
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("gpu_check: no CUDA device")
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny model and sizes on the CPU")
+    args = ap.parse_args(argv)
+    smoke = args.cpu_smoke
+    if not smoke and not torch.cuda.is_available():
+        sys.exit("gpu_check: no CUDA device (use --cpu-smoke to check the code on the CPU)")
+    device = torch.device("cpu" if smoke else "cuda")
     t_start = time.perf_counter()
     deadline = t_start + args.budget_s
-    workdir = args.out.parent / "gpu_check_runs"
+    data_env = os.environ.get("CIFAR_TUI_DATA")
+    data_dir = Path(data_env) if data_env else None
+    model = "wrn10_2" if smoke else "resnet18"
+    base = [f"model.name={model}", f"train.device={device.type}", "data.num_workers=0"]
+    base += data_overrides(data_dir, 256 if smoke else None)
+    base += ["data.val_size=64", "data.batch_size=32"] if smoke else []
+    batches = [32] if smoke else [128, 512]
+    seconds = 0.2 if smoke else args.seconds
+    workdir = Path(tempfile.mkdtemp(prefix="gpu_check_"))  # never inside --out's folder
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
-        "batch": args.batch,
-        "models": {},
+        "data": "real" if "data.dataset=synthetic" not in base else "synthetic",
+        "plain": {},
+        "engine": {},
     }
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    train_reserve = args.budget_s * args.train_share
-    for name in args.models:
-        row: dict[str, Any] = result["models"].setdefault(name, {})
-        for loader in ("device", "torchvision"):
-            if time.perf_counter() + train_reserve > deadline:
-                row["skipped"] = "time budget"
-                break
-            trainer = trainer_for(name, loader, False, args.batch, workdir)
-            if loader == "device":
-                row["model_only"] = model_only(trainer, args.seconds)["img_per_s"]
-                row["fast"] = timed_steps(trainer, args.seconds)["img_per_s"]
-            else:
-                row["per_image"] = timed_steps(trainer, args.seconds)["img_per_s"]
-            del trainer
-            torch.cuda.empty_cache()
-            save()
-        if name in args.compile_models and time.perf_counter() + train_reserve + 90 < deadline:
-            trainer = trainer_for(name, "device", True, args.batch, workdir)
-            measured = timed_steps(trainer, args.seconds, warmup=3)
-            row["compiled"] = measured["img_per_s"]
-            row["compile_warmup_s"] = measured["warmup_s"]
-            del trainer
-            torch.cuda.empty_cache()
-        if "model_only" in row and "fast" in row:
-            row["fast_over_model_only"] = row["fast"] / row["model_only"]
-        if "per_image" in row and "fast" in row:
-            row["fast_over_per_image"] = row["fast"] / row["per_image"]
-        save()
+    reserve = 0.1 if smoke else 0.4 * args.budget_s  # for the preset run and the resume
+    try:
+        for batch in batches:
+            guarded(
+                result["plain"],
+                str(batch),
+                save,
+                lambda b=batch: plain_step(b, device, seconds, model),
+            )
+        for aug_name, augment in AUGMENTS.items():
+            for batch in batches:
+                for mode, keys in MODES.items():
+                    if mode != "eager" and (batch != batches[-1] or smoke):
+                        continue  # compiled modes at the large batch, and not in the smoke run
+                    if time.perf_counter() + reserve > deadline:
+                        result["engine"][f"{aug_name} b{batch} {mode}"] = {"skipped": "time"}
+                        continue
 
-    # the real run: measure one epoch's time at the preset's own batch, then fit the budget
-    left = deadline - time.perf_counter() - 30  # evaluation and set-up
-    probe = trainer_for("resnet18", "device", False, 128, workdir)
-    per_s = timed_steps(probe, 3.0)["img_per_s"]
-    del probe
-    epoch_s = 45_000 / per_s + 0.3  # + validation
-    result["resnet18_run"] = {"probe_img_per_s": per_s}
-    save()
-    result["resnet18_run"].update(train_resnet18(left, workdir, epoch_s))
-    result["total_s"] = time.perf_counter() - t_start
-    save()
+                    def measure(a=augment, b=batch, k=keys, m=mode) -> dict[str, Any]:
+                        trainer = engine_trainer(a, b, k, workdir, base)
+                        out = timed_steps(trainer, seconds, warmup=1 if smoke else 5)
+                        if m == "eager":
+                            out["syncs_per_step"] = syncs_per_step(trainer)
+                        plain = result["plain"].get(str(b), {}).get("img_per_s")
+                        if plain:
+                            out["engine_over_plain"] = out["img_per_s"] / plain
+                        return out
 
-    print(
-        f"\n{result['device']}, torch {result['torch']}, batch {args.batch}, bf16 + channels_last"
-    )
-    print(
-        f"{'model':<10} {'model-only':>11} {'fast':>9} {'per-image':>10} {'compiled':>9} "
-        f"{'fast/model':>11} {'fast/per-img':>13}"
-    )
-    for name, row in result["models"].items():
-
-        def cell(key: str, fmt: str = "{:>9.0f}", row: dict[str, Any] = row) -> str:
-            return fmt.format(row[key]) if key in row else f"{'-':>9}"
-
-        print(
-            f"{name:<10} {cell('model_only', '{:>11.0f}')} {cell('fast')} "
-            f"{cell('per_image', '{:>10.0f}')} {cell('compiled')} "
-            f"{cell('fast_over_model_only', '{:>11.2f}')} "
-            f"{cell('fast_over_per_image', '{:>13.2f}')}"
+                    guarded(result["engine"], f"{aug_name} b{batch} {mode}", save, measure)
+        left = deadline - time.perf_counter() - (30 if smoke else 150)
+        last = 1 if smoke else 200
+        guarded(
+            result, "resnet18_preset", save, lambda: preset_run(workdir, max(left, 1), base, last)
         )
-    run = result["resnet18_run"]
-    print(
-        f"resnet18 preset: {run['epochs']} epochs in {run['wall_s']:.0f} s, "
-        f"test top-1 {run['test_top1']}"
-    )
+        guarded(result, "live_resume", save, lambda: live_resume(workdir, base, device.type))
+    finally:
+        result["total_s"] = time.perf_counter() - t_start
+        save()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(result)
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{result['device']}, torch {result['torch']}, {result['data']} data")
+    for batch, row in result["plain"].items():
+        print(f"plain b{batch:<5} {row.get('img_per_s', 0):>10.0f} img/s {row.get('error', '')}")
+    print(f"{'engine':<28} {'img/s':>9} {'of plain':>9} {'syncs':>6} {'warm-up s':>10}")
+    for name, row in result["engine"].items():
+        if "img_per_s" not in row:
+            print(f"{name:<28} {row}")
+            continue
+        ratio = row.get("engine_over_plain")
+        syncs = row.get("syncs_per_step")
+        print(
+            f"{name:<28} {row['img_per_s']:>9.0f} {ratio if ratio is None else f'{ratio:.2f}':>9} "
+            f"{'-' if syncs is None else f'{syncs:.1f}':>6} {row.get('warmup_s', 0):>10.1f}"
+        )
+    run = result.get("resnet18_preset", {})
+    if "epochs" in run:
+        print(
+            f"resnet18 preset ({run['dataset']}): {run['epochs']} epochs in {run['wall_s']:.0f} s, "
+            f"test top-1 {run['test_top1']}, "
+            f"200 epochs projected {run['projected_200_epochs_s']:.0f} s"
+        )
+    else:
+        print(f"resnet18 preset: {run}")
+    print(f"live resume: {result.get('live_resume')}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ of tensor data on the host (`.item()`, `.tolist()`, `nonzero`, boolean indexing,
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -30,6 +34,7 @@ from engine.loader import (
 )
 from engine.loss_functions import jensen_shannon
 from engine.trainer import Trainer
+from tests.conftest import ROOT
 
 WRITEUP = [
     ("random_crop", {"padding": 4}),
@@ -310,25 +315,33 @@ def test_step_events_report_input_wait_and_memory(tmp_path):
         assert event.memory_mb is None  # CPU: no device memory to report
 
 
-def test_gpu_check_measurements_run_on_cpu(tmp_path):
-    """bench/gpu_check.py needs a GPU for its numbers; its measuring code must not rot meanwhile."""
-    from bench import gpu_check
-
-    tiny = ["data.dataset=synthetic", "data.subset=64", "data.num_workers=0"]
-    for loader in ("device", "torchvision"):
-        trainer = gpu_check.trainer_for(
-            loader=loader,
-            compile_=False,
-            batch=16,
-            workdir=tmp_path,
-            model="wrn10_2",
-            device="cpu",
-            extra=tiny,
-        )
-        assert len(trainer.cfg.augment) == 5  # the write-up's full augmentation
-        measured = gpu_check.timed_steps(trainer, 0.2, warmup=1)
-        assert measured["img_per_s"] > 0 and measured["steps"] >= 2
-    assert gpu_check.model_only(trainer, 0.2)["img_per_s"] > 0
+def test_gpu_check_runs_its_cpu_mode_end_to_end(tmp_path):
+    """bench/gpu_check.sh needs a GPU for its numbers; its CPU mode runs the same code, tiny:
+    every measurement, the preset run and the live resume, one JSON, nothing left behind."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "CIFAR_TUI_DATA": ""}
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--cpu-smoke", "--budget-s", "120"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.log"]
+    result = json.loads((out / "gpu_check.json").read_text())
+    assert result["data"] == "synthetic" and result["device"] == "cpu"
+    assert all(row["img_per_s"] > 0 for row in result["plain"].values())
+    assert set(result["engine"]) == {"preset b32 eager", "full b32 eager"}
+    assert all(
+        row["img_per_s"] > 0 and "engine_over_plain" in row for row in result["engine"].values()
+    ), result["engine"]
+    assert result["resnet18_preset"]["epochs"] >= 1
+    assert result["resnet18_preset"]["projected_200_epochs_s"] > 0
+    resume = result["live_resume"]
+    assert resume["ok"] and resume["interrupted_rc"] == 130, resume
+    assert "live resume" in (out / "gpu_check.log").read_text()
 
 
 def test_compile_wraps_the_step_network_and_checkpoints_stay_plain(tmp_path, monkeypatch):

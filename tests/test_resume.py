@@ -138,3 +138,27 @@ def test_restore_onto_another_device_keeps_rng_states_on_the_cpu(tmp_path, monke
     for group_state in resumed.optimizer.state.values():
         assert all(v.is_meta for v in group_state.values() if torch.is_tensor(v) and v.ndim)
     assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+
+
+def test_bf16_channels_last_fused_and_compiled_on_the_cpu_trains_and_resumes_exactly(tmp_path):
+    """The CUDA options on the CPU, for real: bf16 autocast, channels_last, fused SGD with the
+    device-side skip and torch.compile (inductor); stopped mid-epoch and resumed, it ends with
+    the uninterrupted run's weights bit for bit."""
+    fast = ["train.bf16=true", "train.channels_last=true", "train.compile=true"]
+    fast += ["model.dropout=0.0", "train.epochs=1", "data.subset=200"]
+    reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
+    for folder in (reference_dir, resumed_dir):
+        folder.mkdir()
+    uninterrupted = _trainer(reference_dir, fast)
+    assert uninterrupted.run()["status"] == "done"
+    assert uninterrupted.amp and uninterrupted.channels_last and uninterrupted.found_inf is not None
+    assert uninterrupted.net is not uninterrupted.model  # the step ran the compiled network
+    assert uninterrupted.optimizer.defaults["fused"]
+    first = _trainer(resumed_dir, fast)
+    _stop_after(first, 2)
+    assert first.run()["status"] == "interrupted"
+    assert _trainer(resumed_dir, fast, resume=True).run()["status"] == "done"
+    expected, got = _final_weights(reference_dir), _final_weights(resumed_dir)
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert any(v.dtype == torch.float32 for v in got.values())  # weights stay fp32 under autocast
