@@ -109,3 +109,21 @@ async def test_palette_launches_the_edited_setup_or_the_preset_as_saved(tmp_path
         (edited_name, edited), (saved_name, saved) = launched
         assert edited_name == saved_name == "tiny"
         assert edited.optim.name == "adamw" and saved.optim.name == "sgd"
+
+
+@run_async
+async def test_auto_true_false_fields_are_menus_that_reach_the_config(tmp_path, checkpoints):
+    """train.bf16 / train.channels_last: null means auto (CUDA only); the form offers all three."""
+    write_tiny_preset(tmp_path / "presets")
+    app = CifarApp(checkpoints=checkpoints, presets_dir=tmp_path / "presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        setup = await _setup_ready(app, pilot)
+        bf16 = _control(setup, ("train", "bf16"), Select)
+        assert bf16.value == "auto"
+        assert [str(option[0]) for option in bf16._options] == ["auto", "true", "false"]
+        bf16.value = "true"
+        await pilot.pause()
+        assert setup.config().train.bf16 is True
+        bf16.value = "auto"
+        await pilot.pause()
+        assert setup.config().train.bf16 is None

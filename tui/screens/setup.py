@@ -123,6 +123,10 @@ def _control(path: Path_, value: Any, annotation: str, choices: tuple[str, ...] 
         widget = Select(options, value=value, allow_blank=value is None, compact=True)
     elif annotation.replace(" ", "") == "bool":
         widget = Checkbox(value=bool(value), compact=True)
+    elif annotation.replace(" ", "") in ("bool|None", "None|bool"):  # null means auto
+        current = "auto" if value is None else _text(bool(value))
+        options = [(c, c) for c in ("auto", "true", "false")]
+        widget = Select(options, value=current, allow_blank=False, compact=True)
     else:
         widget = Input(_text(value), placeholder=annotation, compact=True)
     widget.cfg_path = path  # type: ignore[attr-defined]
