@@ -326,7 +326,9 @@ def find_lr(
         )
         return opt
 
-    normalize = Normalizer(data.mean, data.std, device, channels_last)
+    normalize = Normalizer(
+        data.mean, data.std, device, channels_last, torch.bfloat16 if amp else torch.float32
+    )
     batches = training_batches(
         cfg, data.train.images.to(device), data.train.labels.to(device), num_classes, normalize
     )

@@ -132,7 +132,9 @@ def seed_everything(seed: int) -> None:
 
 
 class Normalizer:
-    """uint8 [B, 3, H, W] -> float [B, 3, H, W] normalised by the training mean/std, on device."""
+    """uint8 [B, 3, H, W] -> normalised by the training mean/std, on the device, in one kernel
+    (addcmul into an output already in the step's memory format and dtype: channels_last and
+    bf16 under autocast, so the first layer needs no conversion)."""
 
     def __init__(
         self,
@@ -140,15 +142,19 @@ class Normalizer:
         std: tuple[float, ...],
         device: torch.device,
         channels_last: bool,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
-        std_t = torch.tensor(std, device=device)
-        self.scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1)
-        self.shift = (torch.tensor(mean, device=device) / std_t).view(1, 3, 1, 1)
+        std_t = torch.tensor(std)
+        self.scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1).to(device)
+        self.bias = (-torch.tensor(mean) / std_t).view(1, 3, 1, 1).to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.dtype = dtype
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() * self.scale - self.shift
-        return x.contiguous(memory_format=self.memory_format)
+        out = torch.empty(
+            images.shape, dtype=self.dtype, device=images.device, memory_format=self.memory_format
+        )
+        return torch.addcmul(self.bias, images, self.scale, out=out)
 
 
 @dataclass
@@ -255,7 +261,13 @@ class Trainer:
         self.ema: nn.Module | None = None
         if cfg.train.ema_decay is not None:
             self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.normalize = Normalizer(self.data.mean, self.data.std, self.device, self.channels_last)
+        self.normalize = Normalizer(
+            self.data.mean,
+            self.data.std,
+            self.device,
+            self.channels_last,
+            torch.bfloat16 if self.amp else torch.float32,
+        )
         class_counts = torch.bincount(self.data.train.labels, minlength=self.num_classes).tolist()
         self.loss_fn = build_component(
             LOSSES, "loss", cfg.loss.name, self.num_classes, class_counts, **cfg.loss.params
