@@ -327,7 +327,7 @@ def find_lr(
         return opt
 
     normalize = Normalizer(
-        data.mean, data.std, device, channels_last, torch.bfloat16 if amp else torch.float32
+        data.mean, data.std, device, channels_last, torch.bfloat16 if amp else None
     )
     batches = training_batches(
         cfg, data.train.images.to(device), data.train.labels.to(device), num_classes, normalize

@@ -142,13 +142,13 @@ class Normalizer:
         std: tuple[float, ...],
         device: torch.device,
         channels_last: bool,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> None:
         std_t = torch.tensor(std)
         self.scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1).to(device)
         self.bias = (-torch.tensor(mean) / std_t).view(1, 3, 1, 1).to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.dtype = dtype
+        self.dtype = dtype or torch.get_default_dtype()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         out = torch.empty(
@@ -266,7 +266,7 @@ class Trainer:
             self.data.std,
             self.device,
             self.channels_last,
-            torch.bfloat16 if self.amp else torch.float32,
+            torch.bfloat16 if self.amp else None,
         )
         class_counts = torch.bincount(self.data.train.labels, minlength=self.num_classes).tolist()
         self.loss_fn = build_component(
