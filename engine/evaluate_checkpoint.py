@@ -105,9 +105,7 @@ def evaluate_checkpoint(
     import torch
 
     model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    normalize = Normalizer(
-        data.mean, data.std, dev, channels_last, torch.bfloat16 if amp else None
-    )
+    normalize = Normalizer(data.mean, data.std, dev, channels_last, torch.bfloat16 if amp else None)
     size = batch_size or cfg.eval.batch_size
     result = evaluate_tta(
         model,
