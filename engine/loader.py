@@ -85,11 +85,11 @@ class Loader(Protocol):
 
 class ChunkPlan:
     """The batched pipeline of `components`, split into draws and application so that many
-    batches are augmented in one pass: `draw(n, g)` takes one batch's parameters from its
+    batches are augmented in one pass: `draw(n, h, w, g)` takes one batch's parameters from its
     generator in exactly the order the per-batch pipeline (`DeviceLoader._build`) takes them,
-    and `apply(images, params, host)` runs every op once on a chunk of batches whose parameters
-    are concatenated. Every op is per-sample, so a chunk gives each image what its own batch
-    would have given it; a chunk can start at any step (exact resume mid-chunk)."""
+    and `apply(images, params, host, batches)` runs every op once on a chunk of batches whose
+    parameters are concatenated. Every op is per-sample, so a chunk gives each image what its own
+    batch would have given it; a chunk can start at any step (exact resume mid-chunk)."""
 
     def __init__(self, components: Components) -> None:
         split = jsd_split(components)
