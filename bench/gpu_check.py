@@ -45,21 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
+from bench.common import AUGMENTS, plain_step  # noqa: E402
 from engine.config import config_to_dict, dump_config, load_config, parse_config  # noqa: E402
 from engine.events import EventWriter, read_events  # noqa: E402
-from engine.optim import init_momentum, param_groups  # noqa: E402
 from engine.runs import create_run_dir  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
-PRESET_AUGMENT: list[dict[str, Any]] = [
-    {"name": "random_crop", "padding": 4},
-    {"name": "hflip"},
-    {"name": "rotation", "degrees": 15},
-]
-FULL_AUGMENT = [*PRESET_AUGMENT, {"name": "autoaugment"}, {"name": "random_erasing"}]
-AUGMENTS = {"preset": PRESET_AUGMENT, "full": FULL_AUGMENT}
 MODES = {"eager": [], "compiled": ["train.compile=true"]}
 MODES["cuda_graphs"] = ["train.compile=true", "train.compile_mode=reduce-overhead"]
 
@@ -139,7 +131,9 @@ def syncs_per_step(trainer: Trainer, steps: int = 20) -> float | None:
     return sum("synchroniz" in str(w.message) for w in caught) / steps
 
 
-def plain_step(batch: int, device: torch.device, seconds: float, model: str) -> dict[str, float]:
+def plain_img_per_s(
+    batch: int, device: torch.device, seconds: float, model: str
+) -> dict[str, float]:
     """The ceiling: a hand-written step on one batch already on the device (bf16 autocast and
     channels_last on CUDA, as the engine's defaults)."""
     from engine.models import MODELS
@@ -147,17 +141,8 @@ def plain_step(batch: int, device: torch.device, seconds: float, model: str) -> 
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format
     net = MODELS.build(model, 100).to(device, memory_format=fmt)
-    opt = torch.optim.SGD(param_groups(net, 5e-4), lr=0.1, momentum=0.9, fused=True)
-    init_momentum(opt)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 100, (batch,), device=device)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    step = plain_step(net, x, torch.randint(0, 100, (batch,), device=device), amp=cuda)
 
     for _ in range(5 if cuda else 1):
         step()
@@ -207,16 +192,11 @@ def preset_run(
     }
 
 
-def _stopped(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
-
-
 def live_resume(workdir: Path, base: list[str], device: str) -> dict[str, Any]:
     """`python -m engine run` stopped by SIGINT early in its second epoch (after the first
     epoch's checkpoint), then `--resume` to the end. The engine pauses itself at that step (a
     test hook), so the SIGINT lands there however fast the device is."""
-    from engine.test_hooks import PAUSE_ENV
+    from engine.test_hooks import PAUSE_ENV, is_paused
 
     cfg = load_config(
         "resnet18",
@@ -236,7 +216,7 @@ def live_resume(workdir: Path, base: list[str], device: str) -> dict[str, Any]:
     pause_env = {**env, PAUSE_ENV: str(spe + 2)}
     proc = subprocess.Popen(command, cwd=ROOT, env=pause_env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not _stopped(proc.pid):
+    while time.time() < deadline and proc.poll() is None and not is_paused(proc.pid):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGCONT)
@@ -318,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result["plain"],
                 str(batch),
                 save,
-                lambda b=batch: plain_step(b, device, seconds, model),
+                lambda b=batch: plain_img_per_s(b, device, seconds, model),
             )
         for aug_name, augment in AUGMENTS.items():
             for batch in batches:

@@ -35,25 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import AUGMENTS, plain_step  # noqa: E402
 from engine import checkpoint  # noqa: E402
 from engine import trainer as trainer_module  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from engine.config import config_to_dict, load_config, parse_config  # noqa: E402
 from engine.dispatch_count import DispatchCounter, meta_fused_optimizers  # noqa: E402
 from engine.events import EventWriter  # noqa: E402
-from engine.optim import init_momentum, param_groups  # noqa: E402
 
-PRESET_AUGMENT: list[dict[str, Any]] = [
-    {"name": "random_crop", "padding": 4},
-    {"name": "hflip"},
-    {"name": "rotation", "degrees": 15},
-]
-FULL_AUGMENT = [*PRESET_AUGMENT, {"name": "autoaugment"}, {"name": "random_erasing"}]
-AUGMENTS = {"preset": PRESET_AUGMENT, "full": FULL_AUGMENT}
 TARGETS = {"transfers_per_step": 0, "ops_ratio": {"preset": 1.15, "full": 1.35}, "blocking": 0.10}
 
 
@@ -74,8 +66,6 @@ def _trainer(
             "train.bf16=false",
         ],
     )
-    from engine.config import config_to_dict, parse_config
-
     raw = config_to_dict(cfg)
     raw["augment"] = augment
     cfg = parse_config(raw)
@@ -128,17 +118,8 @@ def engine_counts(trainer: trainer_module.Trainer) -> dict[str, float]:
 def plain_ops(model: torch.nn.Module, batch: int) -> float:
     """A plain step: channels_last input, forward, cross-entropy, backward, fused SGD."""
     dev = next(model.parameters()).device
-    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.1, momentum=0.9, fused=True)
-    init_momentum(opt)
     x = torch.zeros(batch, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
-    y = torch.zeros(batch, dtype=torch.long, device=dev)
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = plain_step(model, x, torch.zeros(batch, dtype=torch.long, device=dev), amp=False)
     step()
     with DispatchCounter() as counter:
         step()

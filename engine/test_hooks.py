@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 PAUSE_ENV = "CIFAR_TUI_TEST_PAUSE_AT_STEPS"  # comma-separated global steps
 
@@ -17,3 +18,10 @@ def pause_steps() -> frozenset[int]:
 
 def pause() -> None:
     os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def is_paused(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP): the state field of /proc/PID/stat is T
+    (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")

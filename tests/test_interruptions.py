@@ -65,12 +65,6 @@ def _wait_for_log(ck: Path, timeout: float = 90) -> Path:
     raise AssertionError(f"no run folder appeared under {ck}")
 
 
-def _stopped(pid: int) -> bool:
-    """Whether the process is stopped (SIGSTOP): the state field of /proc/PID/stat is T."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
-
-
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(run_dir / "last.pt")["model"]
 
@@ -109,7 +103,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         pid = [e for e in events if e.type in ("run_started", "resumed")][-1].pid
         # ... then kill it after a random delay, or as soon as it stopped at its deadline
         kill_at = time.time() + rng.uniform(0.0, 1.5)
-        while time.time() < kill_at and not _stopped(pid):
+        while time.time() < kill_at and not test_hooks.is_paused(pid):
             time.sleep(0.01)
         assert proc.poll() is None, proc.communicate()
         os.kill(pid, signal.SIGKILL)
