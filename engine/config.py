@@ -211,8 +211,16 @@ def coerce(value: Any, annotation: str, key: str) -> Any:
     if ann.endswith("|None") or ann.startswith("None|"):
         if value is None or value == "null" or value == "none":
             return None
-        if ann in ("bool|None", "None|bool") and value == "auto":
-            return None
+        if ann in ("bool|None", "None|bool"):
+            if value == "auto":
+                return None
+            if not isinstance(value, bool) and str(value).lower() not in (
+                "true",
+                "false",
+                "yes",
+                "no",
+            ):
+                raise ConfigError(f"{key} must be true, false or auto (null), got {value!r}")
         ann = ann.replace("|None", "").replace("None|", "")
     if ann.startswith(("tuple[", "list[")):
         inner = ann[ann.index("[") + 1 : -1].split(",")

@@ -99,6 +99,7 @@ def test_unknown_component_name_suggests_nearest():
         ("train.epochs=ten", r"train\.epochs must be an integer, got 'ten'"),
         ("train.epochs=2.5", r"train\.epochs must be an integer"),
         ("optim.nesterov=3", r"optim\.nesterov must be true or false"),
+        ("train.bf16=maybe", r"train\.bf16 must be true, false or auto \(null\), got 'maybe'"),
         ("optim.lr=fast", r"optim\.lr must be a number"),
         ("data.dataset=cifar10", r"data\.dataset = 'cifar10' is not one of cifar100, synthetic"),
         ("train.device=tpu", r"train\.device = 'tpu' is not valid"),
@@ -179,3 +180,13 @@ def test_yaml_1_1_exponent_without_a_dot_is_read_as_the_number(tmp_path):
     path.write_text("optim: {name: adam, lr: 1e-3, weight_decay: 5e-4}\n")
     cfg = load_config(str(path))
     assert cfg.optim.params["lr"] == 0.001 and cfg.optim.params["weight_decay"] == 0.0005
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), ("null", None), ("true", True)])
+def test_auto_true_false_options_and_where_they_apply(value, expected):
+    from engine.config import fast_options
+
+    train = load_config("quickstart", [f"train.bf16={value}"]).train
+    assert train.bf16 is expected
+    on_cpu, on_cuda = fast_options(train, "cpu"), fast_options(train, "cuda")
+    assert on_cpu == (expected is True, False) and on_cuda == (expected is not False, True)
