@@ -122,8 +122,6 @@ async def test_auto_true_false_fields_are_menus_that_reach_the_config(tmp_path, 
         assert bf16.value == "auto"
         assert [str(option[0]) for option in bf16._options] == ["auto", "true", "false"]
         bf16.value = "true"
-        await pilot.pause()
-        assert setup.config().train.bf16 is True
+        await wait_for(pilot, lambda: setup.config().train.bf16 is True, 10, "bf16 = true")
         bf16.value = "auto"
-        await pilot.pause()
-        assert setup.config().train.bf16 is None
+        await wait_for(pilot, lambda: setup.config().train.bf16 is None, 10, "bf16 = auto")
