@@ -657,3 +657,26 @@ def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monk
     todo = {run.key: how for run, how in runner.todo()}
     assert first.key not in todo
     assert len(todo) == len(plan.runs) - 1 and set(todo.values()) == {"start"}
+
+
+def test_a_followed_run_that_finishes_before_its_turn_is_not_resumed(tmp_path, monkeypatch):
+    """todo() found the run's engine alive ("follow"); by the time the run is started the engine
+    has written `finished` and exited: its result is taken as it is, no second session (seen in
+    the full suite: a third `resumed` session re-ran a done run's test pass)."""
+    from engine.events import EventWriter, Finished
+
+    plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
+    runner = sweeps.SweepRunner(plan, tmp_path, sweeps.Console(file=io.StringIO()))
+    first = plan.runs[0]
+    run_dir = tmp_path / "20261127-000000-resnet18-bbbb"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"checkpoint")
+    EventWriter(run_dir / "events.jsonl").emit(Finished(status="done", summary={}))
+    runner.state.set_run_id(first.key, run_dir.name)
+    started = []
+    monkeypatch.setattr(sweeps, "live_engine", lambda path: None)  # it has exited
+    monkeypatch.setattr(sweeps, "start_engine", lambda *a, **k: started.append(a))
+    job = runner._start(first, "follow", 0)
+    assert started == [] and job.run_dir == run_dir
+    assert job.process.poll() == 0 and job.process.wait() == 0
+    job.process.send_signal(2)  # signals nothing: it has no process

@@ -626,8 +626,17 @@ class EngineProcess:
         return 0
 
     def send_signal(self, signum: int) -> None:
+        if self.returncode is not None:  # gone: its pid may be someone else's by now
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
+
+    @classmethod
+    def ended(cls) -> EngineProcess:
+        """An engine that has already exited (no pid is ever signalled)."""
+        process = cls(pid=-1)
+        process.returncode = 0
+        return process
 
 
 Process = subprocess.Popen[bytes] | EngineProcess  # an engine the sweep watches
@@ -756,6 +765,12 @@ class SweepRunner:
             run_dir = self.root / old_id
             offset = (run_dir / EVENTS_FILE).stat().st_size
             return self._job(run, run_dir, EngineProcess(pid), offset, slot)
+        if how == "follow" and old_id is not None and run_status(self.root / old_id) in FINISHED:
+            # the engine it was to follow wrote `finished` and exited since the plan was made:
+            # a result, taken as it is (resuming it would run its test pass a second time)
+            run_dir = self.root / old_id
+            offset = (run_dir / EVENTS_FILE).stat().st_size
+            return self._job(run, run_dir, EngineProcess.ended(), offset, slot)
         if how in ("resume", "follow") and old_id is not None:
             try:
                 run_dir, _ = prepare_resume(
