@@ -11,7 +11,9 @@ PAUSE_ENV = "CIFAR_TUI_TEST_PAUSE_AT_STEPS"  # comma-separated global steps
 
 def pause_steps() -> frozenset[int]:
     """With CIFAR_TUI_TEST_PAUSE_AT_STEPS=8,14 the engine stops itself (SIGSTOP) right after
-    each of those global steps, so a test can kill it at a known point before the run ends."""
+    each of those global steps, so a test can kill it at a known point before the run ends. The
+    trainer first waits for the checkpoints it has asked for (and reports them), so what a test
+    sees there does not depend on how fast the background writer is."""
     value = os.environ.get(PAUSE_ENV, "")
     return frozenset(int(s) for s in value.split(",") if s.strip())
 

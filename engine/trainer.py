@@ -600,7 +600,8 @@ class Trainer:
                 self._step(images, labels, loss_sum, correct)
                 if st.step == self._crash_at:
                     distributed.crash()
-                if st.step in self._pause_at:
+                if st.step in self._pause_at:  # checkpoints asked for are on disk, then stop
+                    self._flush_checkpoints()
                     test_hooks.pause()
                 now = time.time()
                 st.epoch_time += now - segment_start
