@@ -136,7 +136,7 @@ def plain_img_per_s(
 ) -> dict[str, float]:
     """The ceiling: a hand-written step on one batch already on the device (bf16 autocast and
     channels_last on CUDA, as the engine's defaults)."""
-    from engine.models import MODELS
+    from engine.catalog import MODELS
 
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format

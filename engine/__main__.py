@@ -24,9 +24,10 @@ from types import FrameType
 from engine import distributed
 from engine.card import write_card_safely
 from engine.checkpoint import CheckpointError, load_with_fallback, previous_path
-from engine.config import parse_config, read_yaml
+from engine.config import parse_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
+from engine.presets import read_yaml
 from engine.runs import RunRegistry, read_run_meta
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3

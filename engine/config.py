@@ -1,41 +1,39 @@
 """Typed run configuration: YAML presets, `--set key=value` overrides, validation, resolution.
 
 A config has fixed sections (`data`, `train`, `eval`: dataclasses) and component sections
-(`model`, `optim`, `schedule`, `loss`, and the ordered list `augment`): a registry `name` plus
-that builder's keyword-only parameters. Everything is checked before a run starts: unknown keys
-(with the nearest valid key), wrong types and out-of-range values raise `ConfigError`.
+(`model`, `optim`, `schedule`, `loss`, `sam`, `mix`, and the ordered list `augment`): a catalog
+`name` plus that spec's parameters (`engine.catalog`). Everything is checked before a run
+starts: unknown keys (with the nearest valid key), wrong types and out-of-range values raise
+`ConfigError`.
 
-This module and the registries it reads are torch-free, so the dashboard can use them.
+This module and the catalogs it reads are torch-free, so the dashboard can use them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
-import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from engine.augment import AUGMENTATIONS
-from engine.datafiles import DATASETS
+from engine.catalog import (
+    AUGMENTATIONS,
+    COMPONENTS,
+    DATASETS,
+    LOADERS,
+    MIXES,
+    SAM_VARIANTS,
+    Catalog,
+)
+from engine.config_values import check_choice, check_range, coerce, nearest, unknown_key
 from engine.errors import ConfigError
-from engine.losses import LOSSES
-from engine.mix import MIXES
-from engine.models import MODELS
-from engine.optim import OPTIMIZERS, SAM_VARIANTS
-from engine.registry import Registry
-from engine.schedule import SCHEDULES
-from engine.tta import unique_views
+from engine.presets import preset_path, read_yaml
+from engine.tta_views import unique_views
 
-LOADERS = ("device", "torchvision")  # engine.loader.LOADER_CLASSES implements each
-
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -53,7 +51,8 @@ def _meta(
 @dataclass
 class DataConfig:
     dataset: str = field(
-        default="cifar100", metadata=_meta("cifar100 | synthetic", choices=DATASETS)
+        default="cifar100",
+        metadata=_meta("cifar100 | synthetic", choices=tuple(DATASETS.names())),
     )
     data_dir: str | None = field(
         default=None,
@@ -80,7 +79,7 @@ class DataConfig:
         metadata=_meta(
             "device: the dataset on the training device, batched augmentation there (fast path) "
             "| torchvision: per-image transforms in DataLoader workers (reference)",
-            choices=LOADERS,
+            choices=tuple(LOADERS.names()),
         ),
     )
 
@@ -145,7 +144,7 @@ class EvalConfig:
 
 @dataclass
 class Component:
-    """A registry entry chosen by `name`, with its resolved keyword parameters."""
+    """A catalog entry chosen by `name`, with every one of its parameters resolved."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -167,33 +166,10 @@ class RunConfig:
 
 
 SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
-COMPONENT_REGISTRIES: dict[str, Registry[Any]] = {
-    "model": MODELS,
-    "optim": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "loss": LOSSES,
-    "augment": AUGMENTATIONS,
-    "sam": SAM_VARIANTS,
-    "mix": MIXES,
-}
-TOP_LEVEL = ["description", *COMPONENT_REGISTRIES, *SECTION_CLASSES]
+TOP_LEVEL = ["description", *COMPONENTS, *SECTION_CLASSES]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _nearest(word: str, options: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    return close[0] if close else None
-
-
-def _unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
-    near = _nearest(key, valid)
-    prefix = f"{path}." if path else ""
-    hint = f"; did you mean {prefix}{near}?" if near else ""
-    return ConfigError(
-        f"unknown key {prefix}{key}{hint} (valid keys: {', '.join(prefix + v for v in valid)})"
-    )
 
 
 def fast_options(train: TrainConfig, device_type: str) -> tuple[bool, bool]:
@@ -205,142 +181,44 @@ def fast_options(train: TrainConfig, device_type: str) -> tuple[bool, bool]:
     return bf16, channels_last
 
 
-def coerce(value: Any, annotation: str, key: str) -> Any:
-    """Convert a YAML / --set value to the annotated type (`int`, `float | None`, ...)."""
-    ann = annotation.replace(" ", "")
-    if ann.endswith("|None") or ann.startswith("None|"):
-        if value is None or value == "null" or value == "none":
-            return None
-        if ann in ("bool|None", "None|bool"):
-            if value == "auto":
-                return None
-            if not isinstance(value, bool) and str(value).lower() not in (
-                "true",
-                "false",
-                "yes",
-                "no",
-            ):
-                raise ConfigError(f"{key} must be true, false or auto (null), got {value!r}")
-        ann = ann.replace("|None", "").replace("None|", "")
-    if ann.startswith(("tuple[", "list[")):
-        inner = ann[ann.index("[") + 1 : -1].split(",")
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        if ann.startswith("tuple[") and len(value) != len(inner):
-            raise ConfigError(f"{key} must have {len(inner)} values, got {len(value)}")
-        item_ann = inner[0]
-        out = [coerce(v, item_ann, f"{key}[{i}]") for i, v in enumerate(value)]
-        return out
-    if ann == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if ann == "int":
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-            else:
-                if number.is_integer():
-                    return int(number)
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if ann == "float":
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if ann == "str":
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported type {annotation}")
-
-
-def check_range(
-    value: Any, key: str, lo: float | None, hi: float | None, *, open_lo: bool = False
-) -> None:
-    if value is None or isinstance(value, bool | str):
-        return
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        too_low = lo is not None and (v <= lo if open_lo else v < lo)
-        if too_low or (hi is not None and v > hi):
-            lo_txt = "-inf" if lo is None else f"{lo:g}"
-            hi_txt = "inf" if hi is None else f"{hi:g}"
-            bracket = "(" if open_lo or lo is None else "["
-            raise ConfigError(f"{key} = {v!r} is out of range {bracket}{lo_txt}, {hi_txt}]")
-
-
-def _check_choice(value: Any, key: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        near = _nearest(str(value), list(allowed))
-        hint = f"; did you mean {near!r}?" if near else ""
-        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}{hint}")
-
-
 # --------------------------------------------------------------------------- components
 
 
-def component_params(registry: Registry[Any], name: str) -> dict[str, inspect.Parameter]:
-    """The keyword-only parameters of a registered builder: what a config may set."""
-    sig = inspect.signature(registry.get(name))
-    return {p.name: p for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def _parse_component(raw: Any, path: str, registry: Registry[Any]) -> Component:
+def _parse_component(raw: Any, path: str, catalog: Catalog) -> Component:
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping with a 'name' key, got {raw!r}")
     if "name" not in raw:
-        raise ConfigError(f"{path}.name is missing (valid: {', '.join(registry.names())})")
+        raise ConfigError(f"{path}.name is missing (valid: {', '.join(catalog.names())})")
     name = raw["name"]
-    if name not in registry:
-        near = _nearest(str(name), registry.names())
+    if name not in catalog:
+        near = nearest(str(name), catalog.names())
         hint = f"; did you mean {near!r}?" if near else ""
         raise ConfigError(
-            f"{path}.name: unknown {registry.kind} {name!r}{hint} "
-            f"(valid: {', '.join(registry.names())})"
+            f"{path}.name: unknown {catalog.kind} {name!r}{hint} "
+            f"(valid: {', '.join(catalog.names())})"
         )
-    spec = component_params(registry, name)
-    limits = registry.limits(name)
-    params: dict[str, Any] = {}
-    for key, param in spec.items():
-        params[key] = param.default
+    spec = catalog.get(name)
+    params = spec.resolve({})
     for key, value in raw.items():
         if key == "name":
             continue
-        if key not in spec:
-            raise _unknown_key(path, key, ["name", *spec])
-        ann = spec[key].annotation
-        ann_text = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
-        params[key] = coerce(value, ann_text, f"{path}.{key}")
-    for key, (lo, hi, open_lo) in limits.items():
-        check_range(params.get(key), f"{path}.{key}", lo, hi, open_lo=open_lo)
-    for key, allowed in registry.choices(name).items():
-        _check_choice(params.get(key), f"{path}.{key}", allowed)
+        param = spec.param(key)
+        if param is None:
+            raise unknown_key(path, key, ["name", *params])
+        params[key] = coerce(value, param.type, f"{path}.{key}")
+    for param in spec.params:
+        if param.limit is not None:
+            lo, hi, open_lo = param.limit
+            check_range(params[param.name], f"{path}.{param.name}", lo, hi, open_lo=open_lo)
+        if param.choices is not None:
+            check_choice(params[param.name], f"{path}.{param.name}", param.choices)
     return Component(str(name), params)
 
 
-def _optional_component(raw: Any, path: str, registry: Registry[Any]) -> Component | None:
-    return None if raw in (None, "none") else _parse_component(raw, path, registry)
+def _optional_component(raw: Any, path: str, catalog: Catalog) -> Component | None:
+    return None if raw in (None, "none") else _parse_component(raw, path, catalog)
 
 
 def _parse_section(raw: Any, path: str, cls: type) -> Any:
@@ -352,14 +230,14 @@ def _parse_section(raw: Any, path: str, cls: type) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
-            raise _unknown_key(path, str(key), list(fields))
+            raise unknown_key(path, str(key), list(fields))
         f = fields[key]
         key_path = f"{path}.{key}"
         v = coerce(value, str(f.type), key_path)
         meta = f.metadata
         check_range(v, key_path, meta.get("lo"), meta.get("hi"))
         if meta.get("choices"):
-            _check_choice(v, key_path, meta["choices"])
+            check_choice(v, key_path, meta["choices"])
         if meta.get("pattern") is not None and v is not None and not meta["pattern"].match(v):
             raise ConfigError(f"{key_path} = {v!r} is not valid ({meta['doc']})")
         values[key] = v
@@ -374,7 +252,7 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
     for key in raw:
         if key not in TOP_LEVEL:
-            raise _unknown_key("", str(key), TOP_LEVEL)
+            raise unknown_key("", str(key), TOP_LEVEL)
     cfg = RunConfig()
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -383,7 +261,7 @@ def parse_config(raw: Any) -> RunConfig:
     for section in ("model", "optim", "schedule", "loss"):
         default = getattr(cfg, section)
         cfg_raw = raw.get(section, {"name": default.name})
-        setattr(cfg, section, _parse_component(cfg_raw, section, COMPONENT_REGISTRIES[section]))
+        setattr(cfg, section, _parse_component(cfg_raw, section, COMPONENTS[section]))
     augment = raw.get("augment", []) or []
     if not isinstance(augment, list):
         raise ConfigError("augment must be a list of {name: ..., param: value} entries")
@@ -446,12 +324,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
             node = node[int(key)]
             continue
         if i == 0 and key not in TOP_LEVEL:
-            raise _unknown_key("", key, TOP_LEVEL)
+            raise unknown_key("", key, TOP_LEVEL)
         child = node.get(key)
         if child is None:
             child = [] if key == "augment" else {}
             node[key] = child
-        elif isinstance(child, str) and key in COMPONENT_REGISTRIES:
+        elif isinstance(child, str) and key in COMPONENTS:
             child = {"name": child}
             node[key] = child
         node = child
@@ -462,56 +340,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         node[int(last)] = value
     else:
         if len(keys) == 1 and last not in TOP_LEVEL:
-            raise _unknown_key("", last, TOP_LEVEL)
-        if last == "name" and len(keys) == 2 and keys[0] in COMPONENT_REGISTRIES:
+            raise unknown_key("", last, TOP_LEVEL)
+        if last == "name" and len(keys) == 2 and keys[0] in COMPONENTS:
             node.clear()  # a new component starts from its own defaults
         node[last] = value
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-
-
-def preset_path(preset: str) -> Path:
-    """A preset name from presets/ or a path to a YAML file."""
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist")
-        return path
-    candidate = PRESETS_DIR / f"{preset}.yaml"
-    if candidate.is_file():
-        return candidate
-    names = preset_names()
-    near = _nearest(preset, names)
-    hint = f"; did you mean {near!r}?" if near else ""
-    raise ConfigError(f"unknown preset {preset!r}{hint} (available: {', '.join(names)})")
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(path: Path) -> Any:
-    """Safe YAML (no Python tags) with duplicate keys refused; errors name the file and line."""
-    try:
-        return yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        one_line = " ".join(str(exc).split())
-        raise ConfigError(f"{path} is not valid YAML: {one_line}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def load_config(preset: str, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
@@ -577,10 +409,3 @@ def recipe_summary(cfg: RunConfig) -> dict[str, str]:
         "augmentation": augment,
         "epochs": str(cfg.train.epochs),
     }
-
-
-def preset_description(path: Path) -> str:
-    raw = read_yaml(path)
-    if isinstance(raw, dict) and isinstance(raw.get("description"), str):
-        return raw["description"].strip().splitlines()[0]
-    return ""

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.catalog import DATASETS
 from engine.datafiles import (
     ARCHIVE_NAME,
-    DATASETS,
     FOLDER_NAME,
     REQUIRED_FILES,
     find_cifar100,
@@ -603,6 +603,29 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
+def read_cifar100_source(
+    data_dir: str | os.PathLike[str] | None, *, download: bool, progress: bool
+) -> Loaded:
+    """CIFAR-100 from `data_dir` (else $CIFAR_TUI_DATA, ./data), downloaded when missing and
+    allowed."""
+    root = resolve_data_dir(data_dir)
+    folder = find_cifar100(root)
+    if folder is None:
+        if not download:
+            raise DataError(
+                f"CIFAR-100 not found in {root} and downloading is off: {put_files_hint(root)}"
+            )
+        folder = download_cifar100(root, progress=progress)
+    return read_cifar100(folder)
+
+
+def read_synthetic_source(
+    data_dir: str | os.PathLike[str] | None, *, download: bool, progress: bool
+) -> Loaded:
+    """The synthetic dataset (always generated with seed 0; the arguments are not used)."""
+    return make_synthetic(0)
+
+
 def load_data(
     dataset: str,
     data_dir: str | os.PathLike[str] | None = None,
@@ -620,20 +643,10 @@ def load_data(
     test set is always complete. The synthetic dataset is the same for every `seed` (it is
     generated with seed 0); `seed` only chooses the split.
     """
-    if dataset == "cifar100":
-        root = resolve_data_dir(data_dir)
-        folder = find_cifar100(root)
-        if folder is None:
-            if not download:
-                raise DataError(
-                    f"CIFAR-100 not found in {root} and downloading is off: {put_files_hint(root)}"
-                )
-            folder = download_cifar100(root, progress=progress)
-        train_all, test, names, coarse, mapping = read_cifar100(folder)
-    elif dataset == "synthetic":
-        train_all, test, names, coarse, mapping = make_synthetic(0)
-    else:
-        raise DataError(f"unknown dataset {dataset!r} (valid: {', '.join(DATASETS)})")
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r} (valid: {', '.join(DATASETS.names())})")
+    source = DATASETS.get(dataset).load()
+    train_all, test, names, coarse, mapping = source(data_dir, download=download, progress=progress)
 
     n = len(train_all)
     val_size = _check_int("val_size", val_size)

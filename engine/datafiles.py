@@ -7,7 +7,6 @@ from pathlib import Path
 
 from engine.errors import DataError
 
-DATASETS = ("cifar100", "synthetic")
 FOLDER_NAME = "cifar-100-python"
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 REQUIRED_FILES = ("train", "test", "meta")

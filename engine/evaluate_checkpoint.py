@@ -23,7 +23,7 @@ from typing import Any
 from engine.checkpoint import CheckpointError
 from engine.config import TrainConfig, fast_options
 from engine.errors import BadInputError, ConfigError
-from engine.tta import DEFAULT_VIEWS, unique_views
+from engine.tta_views import DEFAULT_VIEWS, unique_views
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -60,9 +60,9 @@ def evaluate_checkpoint(
         raise ConfigError(f"--batch-size = {batch_size} is out of range [1, inf]")
 
     from engine import checkpoint
+    from engine.catalog import MODELS
     from engine.config import parse_config
     from engine.data import load_data
-    from engine.models import MODELS
     from engine.trainer import Normalizer, build_component, resolve_device
     from engine.tta import evaluate_tta
 

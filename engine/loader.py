@@ -34,7 +34,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from engine.augment import build_pipeline
-from engine.augment_batch import Params, build_batch_pipeline, build_ops, draw_params, upload
+from engine.augment_batch import build_batch_pipeline, build_ops, draw_params
+from engine.batch_base import Params, upload
+from engine.catalog import LOADERS
 from engine.config import RunConfig
 from engine.data import ImageSet
 
@@ -339,9 +341,9 @@ def build_loader(
     rank: int = 0,
     world_size: int = 1,
 ) -> Loader:
-    """The loader `data.loader` names (see `engine.config.LOADERS`), for `rank` of `world_size`."""
+    """The loader `data.loader` names (see `engine.catalog.loaders`), for `rank` of `world_size`."""
     components = [(a.name, a.params) for a in cfg.augment]
-    loader: Loader = LOADER_CLASSES[cfg.data.loader](
+    loader: Loader = LOADERS.get(cfg.data.loader).load()(
         data,
         components,
         cfg.data.batch_size,
@@ -354,9 +356,6 @@ def build_loader(
         **({"chunk": cfg.data.augment_chunk} if cfg.data.loader == "device" else {}),
     )
     return loader
-
-
-LOADER_CLASSES: dict[str, type] = {"device": DeviceLoader, "torchvision": TorchvisionLoader}
 
 
 class WaitClock:

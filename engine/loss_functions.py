@@ -1,4 +1,4 @@
-"""Loss implementations behind the registry in `engine.losses` (this module imports torch).
+"""Loss modules behind the builders in `engine.losses`.
 
 Every loss takes `logits` [B, C] and a `target` that is either int64 class indices [B] or soft
 targets [B, C] (floating point, rows summing to 1, e.g. from MixUp/CutMix), and returns the mean

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.config import RunConfig, fast_options, parse_config, read_yaml
+from engine.config import RunConfig, fast_options, parse_config
 from engine.errors import BadInputError, ConfigError
+from engine.presets import read_yaml
 
 if TYPE_CHECKING:
     import torch
@@ -245,7 +246,7 @@ def training_batches(
     import torch
 
     from engine.augment_batch import build_batch_pipeline
-    from engine.mix import MIXES
+    from engine.catalog import MIXES
     from engine.trainer import build_component
 
     try:
@@ -285,10 +286,8 @@ def find_lr(
     """
     import torch
 
+    from engine.catalog import LOSSES, MODELS, OPTIMIZERS
     from engine.data import load_data
-    from engine.losses import LOSSES
-    from engine.models import MODELS
-    from engine.optim import OPTIMIZERS
     from engine.trainer import Normalizer, build_component, resolve_device, seed_everything
 
     say = log or (lambda _msg: None)

@@ -15,17 +15,16 @@ W centred at a uniform pixel and clipped at the border (Yun et al. 2019), and it
 corrected to the area actually kept. MixUp's pixel mix is rounded to uint8 (<= 0.5/255 off the
 label weight).
 
-This module imports no torch at load time, so the config layer can validate a `mix:` section
-against `MIXES` (names, options, limits) without it.
+Names, options, defaults and limits are `engine.catalog.mixes`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.registry import Registry
+import torch
 
-MIXES: Registry[Any] = Registry("mix")
+from engine.batch_base import to_device
 
 
 class _Mix:
@@ -36,7 +35,6 @@ class _Mix:
     switch_prob = 0.0  # probability that a sample uses CutMix rather than MixUp
 
     def params(self, n: int, h: int, w: int, g: Any) -> dict[str, Any]:
-        import torch
 
         def beta(alpha: float) -> Any:
             a = torch.full((n, 2), float(alpha), dtype=torch.float64, device=g.device)
@@ -56,11 +54,9 @@ class _Mix:
     def apply(
         self, images: Any, labels: Any, num_classes: int, params: dict[str, Any]
     ) -> tuple[Any, Any]:
-        import torch
 
         n, _, h, w = images.shape
         dev = images.device
-        from engine.augment_batch import to_device  # one non-blocking copy of all draws
 
         p = to_device(params, dev)
         partner, lam, cutmix = p["partner"], p["lam"], p["cutmix"]
@@ -105,22 +101,13 @@ class MixUpCutMix(_Mix):
         self.switch_prob = switch_prob
 
 
-@MIXES.register("mixup", "MixUp: blend with a partner image and label", limits={"alpha": "> 0"})
-def mixup(*, alpha: float = 1.0) -> _Mix:
+def mixup(*, alpha: float) -> _Mix:
     return MixUp(alpha)
 
 
-@MIXES.register("cutmix", "CutMix: paste a partner's box, labels by area", limits={"alpha": "> 0"})
-def cutmix(*, alpha: float = 1.0) -> _Mix:
+def cutmix(*, alpha: float) -> _Mix:
     return CutMix(alpha)
 
 
-@MIXES.register(
-    "mixup_cutmix",
-    "per sample, CutMix with probability switch_prob, else MixUp",
-    limits={"mixup_alpha": "> 0", "cutmix_alpha": "> 0", "switch_prob": "0..1"},
-)
-def mixup_cutmix(
-    *, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: float = 0.5
-) -> _Mix:
+def mixup_cutmix(*, mixup_alpha: float, cutmix_alpha: float, switch_prob: float) -> _Mix:
     return MixUpCutMix(mixup_alpha, cutmix_alpha, switch_prob)

@@ -1,37 +1,35 @@
-"""Optimizer registry. Builders take the model and return a torch optimizer.
+"""The optimizers: each takes the model and returns a torch optimizer; SAM variants wrap one.
 
 Weight decay is applied only to weights of dimension >= 2 (conv and linear kernels), never to
 biases or normalisation parameters, for every optimizer (see `param_groups`).
-Torch is imported inside the builders so that this registry stays torch-free for the dashboard.
+Names, options, defaults and limits are `engine.catalog.optimizers`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.registry import Registry
+import torch
+from torch import nn, optim
+from torch.utils import _foreach_utils
 
-if TYPE_CHECKING:
-    from torch import nn, optim
-
-OPTIMIZERS: Registry[Any] = Registry("optimizer")
+from engine.lookahead import Lookahead
+from engine.sam import SAM
 
 
 def fast_step(model: nn.Module) -> dict[str, bool]:
     """`fused=True` (one kernel for the whole update, and a device-side skip of a non-finite
     step, see `skips_on_device`) where torch has fused kernels for the parameters' device (CUDA,
     the CPU, ...); elsewhere torch's default (foreach where supported)."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
     devices = {p.device.type for p in model.parameters()}
-    return {"fused": True} if devices <= set(_get_fused_kernels_supported_devices()) else {}
+    supported = set(_foreach_utils._get_fused_kernels_supported_devices())  # looked up per call
+    return {"fused": True} if devices <= supported else {}
 
 
 def skips_on_device(optimizer: Any) -> bool:
     """Whether `optimizer.step()` honours a `found_inf` tensor attribute (set to 1: the update
     and the optimizer state are left untouched, decided on the device): torch's fused SGD, Adam
     and AdamW read it, as GradScaler uses them."""
-    import torch
 
     fused = getattr(optimizer, "defaults", {}).get("fused")
     return bool(fused) and type(optimizer) in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
@@ -42,7 +40,6 @@ def init_momentum(optimizer: Any) -> None:
     `empty_like` on its first step and fills them from the gradient; a first step skipped by
     `found_inf` would leave that garbage behind. From zeros, the first update is the same
     (buf = momentum * 0 + grad = grad, dampening 0)."""
-    import torch
 
     if type(optimizer) is not torch.optim.SGD:
         return
@@ -71,20 +68,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-@OPTIMIZERS.register(
-    "sgd",
-    "SGD with momentum (optionally Nesterov); no weight decay on biases and norm layers",
-    limits={"lr": "> 0", "momentum": "0..1", "weight_decay": ">= 0"},
-)
 def sgd(
-    model: nn.Module,
-    *,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    nesterov: bool = False,
-    weight_decay: float = 5e-4,
+    model: nn.Module, *, lr: float, momentum: float, nesterov: bool, weight_decay: float
 ) -> optim.Optimizer:
-    import torch
 
     if nesterov and momentum == 0:
         raise ValueError("nesterov needs momentum > 0")
@@ -98,7 +84,7 @@ def sgd(
 
 
 def _check_betas(name: str, beta1: float, beta2: float) -> tuple[float, float]:
-    # the registry's limits are inclusive at 1; a moment decay of exactly 1 never forgets
+    # the catalog's limits are inclusive at 1; a moment decay of exactly 1 never forgets
     for key, value in (("beta1", beta1), ("beta2", beta2)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name}: {key} must be in [0, 1), got {value!r}")
@@ -108,23 +94,17 @@ def _check_betas(name: str, beta1: float, beta2: float) -> tuple[float, float]:
 _ADAM_LIMITS = {"lr": "> 0", "beta1": "0..1", "beta2": "0..1", "eps": "> 0", "weight_decay": ">= 0"}
 
 
-@OPTIMIZERS.register(
-    "adam",
-    "Adam (Kingma & Ba 2015) with L2 weight decay added to the gradient, as torch.optim.Adam",
-    limits=_ADAM_LIMITS,
-)
 def adam(
     model: nn.Module,
     *,
-    lr: float = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 5e-4,
-    amsgrad: bool = False,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
 ) -> optim.Optimizer:
     """Weight decay defaults to the recipe's 5e-4 (the write-up swapped only the optimizer)."""
-    import torch
 
     betas = _check_betas("adam", beta1, beta2)
     return torch.optim.Adam(
@@ -137,25 +117,19 @@ def adam(
     )
 
 
-@OPTIMIZERS.register(
-    "adamw",
-    "AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay",
-    limits=_ADAM_LIMITS,
-)
 def adamw(
     model: nn.Module,
     *,
-    lr: float = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.05,
-    amsgrad: bool = False,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
 ) -> optim.Optimizer:
     """Decoupled decay shrinks weights by lr * weight_decay per step: 1e-3 * 0.05 = 5e-5, the same
     per-step shrink as the recipe's SGD (0.1 * 5e-4); 0.05 is also the usual AdamW value for
     ViT/ConvNeXt-style training. (5e-4 would be 100x weaker than the SGD recipe's decay.)"""
-    import torch
 
     betas = _check_betas("adamw", beta1, beta2)
     return torch.optim.AdamW(
@@ -178,7 +152,6 @@ def _radam(
     weight_decay: float,
     decoupled_weight_decay: bool,
 ) -> optim.Optimizer:
-    import torch
 
     betas = _check_betas(name, beta1, beta2)
     return torch.optim.RAdam(
@@ -190,43 +163,32 @@ def _radam(
     )
 
 
-@OPTIMIZERS.register(
-    "radam",
-    "RAdam (Liu et al. 2020): Adam with the variance of the adaptive rate rectified",
-    limits=_ADAM_LIMITS,
-)
 def radam(
     model: nn.Module,
     *,
-    lr: float = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 5e-4,
-    decoupled_weight_decay: bool = False,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
 ) -> optim.Optimizer:
     return _radam(model, "radam", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
 
 
-@OPTIMIZERS.register(
-    "ranger",
-    "Ranger: RAdam + Lookahead (k fast steps, then slow += alpha * (fast - slow))",
-    limits={**_ADAM_LIMITS, "k": ">= 1", "alpha": "(0, 1]"},
-)
 def ranger(
     model: nn.Module,
     *,
-    lr: float = 1e-3,
-    beta1: float = 0.95,
-    beta2: float = 0.999,
-    eps: float = 1e-5,
-    weight_decay: float = 5e-4,
-    decoupled_weight_decay: bool = False,
-    k: int = 6,
-    alpha: float = 0.5,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    k: int,
+    alpha: float,
 ) -> optim.Optimizer:
     """beta1 0.95 and eps 1e-5 are Ranger's defaults (lessw2020/Ranger-Deep-Learning-Optimizer)."""
-    from engine.lookahead import Lookahead
 
     base = _radam(model, "ranger", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
     return Lookahead(base, k=k, alpha=alpha)
@@ -235,25 +197,14 @@ def ranger(
 # --------------------------------------------------------------------------- SAM
 
 # Wrappers over whichever optimizer OPTIMIZERS built: SAM_VARIANTS.build(name, optimizer, **opts).
-SAM_VARIANTS: Registry[Any] = Registry("SAM variant")
 
 
-@SAM_VARIANTS.register(
-    "sam", "sharpness-aware minimisation (Foret et al. 2021): two passes per step", {"rho": "> 0"}
-)
-def sam(optimizer: optim.Optimizer, *, rho: float = 0.05) -> optim.Optimizer:
-    from engine.sam import SAM
+def sam(optimizer: optim.Optimizer, *, rho: float) -> optim.Optimizer:
 
     return SAM(optimizer, rho=rho, adaptive=False)
 
 
-@SAM_VARIANTS.register(
-    "asam",
-    "adaptive SAM (Kwon et al. 2021): the neighbourhood scales with |w|; the write-up's 'SAM'",
-    {"rho": "> 0"},
-)
-def asam(optimizer: optim.Optimizer, *, rho: float = 2.0) -> optim.Optimizer:
+def asam(optimizer: optim.Optimizer, *, rho: float) -> optim.Optimizer:
     """rho 2.0: the write-up's setting and the davda54/sam example's for the adaptive variant."""
-    from engine.sam import SAM
 
     return SAM(optimizer, rho=rho, adaptive=True)

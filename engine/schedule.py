@@ -1,19 +1,16 @@
 """Learning-rate schedules, updated every iteration.
 
-A schedule builder takes (total_steps, steps_per_epoch) and returns `factor(step) -> float`, the
+A schedule takes (total_steps, steps_per_epoch) and returns `factor(step) -> float`, the
 multiplier of the base learning rate at optimizer step `step` (0-based). The trainer wraps it in
 `torch.optim.lr_scheduler.LambdaLR` so that its state is checkpointed with everything else.
+Names, options, defaults and limits are `engine.catalog.schedules`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
-from engine.registry import Registry
-
-SCHEDULES: Registry[Any] = Registry("schedule")
 Factor = Callable[[int], float]
 
 
@@ -21,13 +18,8 @@ def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) 
     return min(round(warmup_epochs * steps_per_epoch), total_steps)
 
 
-@SCHEDULES.register(
-    "cosine",
-    "linear warmup, then cosine decay to min_lr_ratio x lr",
-    limits={"warmup_epochs": ">= 0", "min_lr_ratio": "0..1"},
-)
 def cosine(
-    total_steps: int, steps_per_epoch: int, *, warmup_epochs: float = 5.0, min_lr_ratio: float = 0.0
+    total_steps: int, steps_per_epoch: int, *, warmup_epochs: float, min_lr_ratio: float
 ) -> Factor:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
@@ -41,10 +33,7 @@ def cosine(
     return factor
 
 
-@SCHEDULES.register(
-    "constant", "linear warmup, then a constant rate", limits={"warmup_epochs": ">= 0"}
-)
-def constant(total_steps: int, steps_per_epoch: int, *, warmup_epochs: float = 0.0) -> Factor:
+def constant(total_steps: int, steps_per_epoch: int, *, warmup_epochs: float) -> Factor:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step: int) -> float:
@@ -53,18 +42,13 @@ def constant(total_steps: int, steps_per_epoch: int, *, warmup_epochs: float = 0
     return factor
 
 
-@SCHEDULES.register(
-    "step",
-    "linear warmup, then the rate times gamma every step_epochs epochs",
-    limits={"warmup_epochs": ">= 0", "step_epochs": "> 0", "gamma": "0..1"},
-)
 def step(
     total_steps: int,
     steps_per_epoch: int,
     *,
-    warmup_epochs: float = 0.0,
-    step_epochs: float = 60.0,
-    gamma: float = 0.2,
+    warmup_epochs: float,
+    step_epochs: float,
+    gamma: float,
 ) -> Factor:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     every = max(round(step_epochs * steps_per_epoch), 1)
@@ -75,18 +59,13 @@ def step(
     return factor
 
 
-@SCHEDULES.register(
-    "multistep",
-    "linear warmup, then the rate times gamma at each milestone epoch",
-    limits={"warmup_epochs": ">= 0", "milestones": ">= 0", "gamma": "0..1"},
-)
 def multistep(
     total_steps: int,
     steps_per_epoch: int,
     *,
-    warmup_epochs: float = 0.0,
-    milestones: list[float] = [60.0, 120.0, 160.0],  # noqa: B006 (read only)
-    gamma: float = 0.2,
+    warmup_epochs: float,
+    milestones: list[float],
+    gamma: float,
 ) -> Factor:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     marks = sorted(round(m * steps_per_epoch) for m in milestones)
@@ -99,18 +78,13 @@ def multistep(
     return factor
 
 
-@SCHEDULES.register(
-    "onecycle",
-    "one-cycle (Smith 2018): cosine up from lr/div_factor to lr, then down to lr/final_div",
-    limits={"pct_start": "0..1", "div_factor": ">= 1", "final_div_factor": ">= 1"},
-)
 def onecycle(
     total_steps: int,
     steps_per_epoch: int,
     *,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
+    pct_start: float,
+    div_factor: float,
+    final_div_factor: float,
 ) -> Factor:
     """The same phases and cosine annealing as torch.optim.lr_scheduler.OneCycleLR."""
     start = 1.0 / div_factor

@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine import checkpoint, control, distributed, metrics, test_hooks
+from engine.catalog import LOSSES, MIXES, MODELS, OPTIMIZERS, SAM_VARIANTS, SCHEDULES, Catalog
 from engine.config import RunConfig, config_hash, config_to_dict, fast_options
 from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
@@ -64,14 +65,9 @@ from engine.events import (
 )
 from engine.loader import WaitClock, build_loader, jsd_split
 from engine.loss_functions import jensen_shannon
-from engine.losses import LOSSES
-from engine.mix import MIXES
-from engine.models import MODELS
-from engine.optim import OPTIMIZERS, SAM_VARIANTS, init_momentum, skips_on_device
-from engine.registry import Registry
+from engine.optim import init_momentum, skips_on_device
 from engine.runs import RunRegistry
 from engine.sam import frozen_bn_stats, needs_closure
-from engine.schedule import SCHEDULES
 
 HEARTBEAT_EVERY_S = 10.0
 CHECKPOINT_FORMAT = 2
@@ -115,12 +111,10 @@ def rank_device(device: torch.device, world: distributed.World) -> torch.device:
     return device
 
 
-def build_component(
-    registry: Registry[Any], section: str, name: str, *args: Any, **params: Any
-) -> Any:
-    """Build a registry entry; a builder's ValueError about its parameters is a config error."""
+def build_component(catalog: Catalog, section: str, name: str, *args: Any, **params: Any) -> Any:
+    """Build a catalog entry; its ValueError about the parameters is a config error."""
     try:
-        return registry.build(name, *args, **params)
+        return catalog.build(name, *args, **params)
     except ValueError as exc:
         raise ConfigError(f"{section} {name!r}: {exc}") from None
 

@@ -9,7 +9,6 @@ step can grow by the next factor); AugMix <= 1 level (float mix, then truncation
 
 from __future__ import annotations
 
-import inspect
 import pickle
 
 import numpy as np
@@ -19,9 +18,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from engine import augment_batch as B
+from engine import augment_policies as policies
 from engine import autoaugment as aa
-from engine.augment import AUGMENTATIONS, _Cutout, _GridMask
-from engine.mix import MIXES
+from engine import batch_pixels as pixels
+from engine.augment import CIFAR100_MEAN_U8, _Cutout, _GridMask
+from engine.catalog import AUGMENTATIONS, MIXES
 from tests.conftest import REAL_CIFAR, ROOT
 
 N = 48
@@ -65,25 +66,12 @@ def per_image(fn, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
     return torch.stack([fn(x[i], *(float(a[i]) for a in args)) for i in range(len(x))])
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- every op
 
 
-def test_names_options_and_defaults_match_the_per_image_registry():
-    assert B.BATCH_AUGMENTATIONS.names() == AUGMENTATIONS.names()
-    for name in B.BATCH_AUGMENTATIONS.names():
-        batched = inspect.signature(B.BATCH_AUGMENTATIONS.get(name)).parameters
-        single = inspect.signature(AUGMENTATIONS.get(name)).parameters
-        assert list(batched) == list(single), name
-        for key, p in batched.items():
-            assert p.kind is inspect.Parameter.KEYWORD_ONLY, (name, key)
-            assert p.default == single[key].default, (name, key)
-    for name in ("mixup", "cutmix", "mixup_cutmix"):
-        assert name in MIXES
-
-
-@pytest.mark.parametrize("name", B.BATCH_AUGMENTATIONS.names())
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_shape_dtype_determinism_and_per_sample_randomness(name, images):
-    op = B.BATCH_AUGMENTATIONS.build(name)
+    op = AUGMENTATIONS.build(name)
     same = images[:1].expand(16, -1, -1, -1).contiguous()
     a, b, c = op(same, gen(1)), op(same, gen(1)), op(same, gen(2))
     assert a.dtype == torch.uint8 and a.shape == same.shape and a.device == same.device
@@ -92,7 +80,7 @@ def test_shape_dtype_determinism_and_per_sample_randomness(name, images):
     # one draw per sample, not per batch: copies of one image come out differently
     assert len({bytes(t.numpy()) for t in a}) > 1
     # the per-image path accepts the same options and runs on the same image
-    assert AUGMENTATIONS.build(name)(images[0]).shape == (3, 32, 32)
+    assert AUGMENTATIONS.build_reference(name)(images[0]).shape == (3, 32, 32)
 
 
 def test_pipeline_composes_in_order_and_is_seeded(images):
@@ -110,7 +98,7 @@ def test_pipeline_composes_in_order_and_is_seeded(images):
     g = gen(3)
     manual = images
     for name, params in comps:
-        manual = B.BATCH_AUGMENTATIONS.build(name, **params)(manual, g)
+        manual = AUGMENTATIONS.build(name, **params)(manual, g)
     assert torch.equal(out, manual)
     assert torch.equal(B.build_batch_pipeline([])(images, gen(0)), images)
     with pytest.raises(ValueError):
@@ -175,11 +163,11 @@ def test_rotation_angles_uniform():
 @pytest.mark.parametrize(
     "kernel, reference, lo, hi",
     [
-        (B.adjust_brightness, F.adjust_brightness, 0.0, 2.0),
-        (B.adjust_contrast, F.adjust_contrast, 0.0, 2.0),
-        (B.adjust_saturation, F.adjust_saturation, 0.0, 2.0),
-        (B.adjust_sharpness, F.adjust_sharpness, 0.0, 2.0),
-        (B.adjust_hue, F.adjust_hue, -0.5, 0.5),
+        (pixels.adjust_brightness, F.adjust_brightness, 0.0, 2.0),
+        (pixels.adjust_contrast, F.adjust_contrast, 0.0, 2.0),
+        (pixels.adjust_saturation, F.adjust_saturation, 0.0, 2.0),
+        (pixels.adjust_sharpness, F.adjust_sharpness, 0.0, 2.0),
+        (pixels.adjust_hue, F.adjust_hue, -0.5, 0.5),
     ],
 )
 def test_colour_kernels_match_torchvision(kernel, reference, lo, hi, images):
@@ -229,7 +217,7 @@ def test_random_erasing_matches_erase(value, images):
             v = params["noise"][i, :, t : t + h, l_ : l_ + w]
         else:
             v = torch.tensor(
-                (0, 0, 0) if value == "zero" else B.CIFAR100_MEAN_U8, dtype=torch.uint8
+                (0, 0, 0) if value == "zero" else CIFAR100_MEAN_U8, dtype=torch.uint8
             ).view(3, 1, 1)
         assert torch.equal(out[i], F.erase(images[i], t, l_, h, w, v))
 
@@ -345,7 +333,7 @@ def test_each_policy_op_matches_torchvision(op, mode, images):
         images,
         mags,
     )
-    assert_close(B.apply_op(op, images, mags, mode, None), ref, 0)
+    assert_close(pixels.apply_op(op, images, mags, mode, None), ref, 0)
 
 
 def _replay(images, steps, mode="nearest"):
@@ -364,7 +352,7 @@ def _replay(images, steps, mode="nearest"):
 
 
 def test_autoaugment_groups_reproduce_per_image_policy(images):
-    op = B.AutoAugment()
+    op = policies.AutoAugment()
     params = op.params(N, gen(18))
     out = op.apply(images, params)
     pol = params["policy"]
@@ -384,7 +372,7 @@ def test_autoaugment_groups_reproduce_per_image_policy(images):
 
 def test_autoaugment_subpolicy_and_step_frequencies():
     n = 25000
-    op = B.AutoAugment()
+    op = policies.AutoAugment()
     params = op.params(n, gen(19))
     counts = torch.bincount(params["policy"], minlength=25)
     assert len(counts) == 25 and (counts - 1000).abs().max() < 150
@@ -396,28 +384,28 @@ def test_autoaugment_subpolicy_and_step_frequencies():
 
 
 def test_randaugment_and_trivialaugment_reproduce_per_image(images):
-    ra = B.RandAugment(2, 9)
+    ra = policies.RandAugment(2, 9)
     p = ra.params(N, gen(20))
     steps = [(p["op"][:, s], p["mag"][:, s], torch.ones(N, dtype=torch.bool)) for s in range(2)]
     assert_close(ra.apply(images, p), _replay(images, steps), 0)
-    ta = B.TrivialAugment()
+    ta = policies.TrivialAugment()
     p = ta.params(N, gen(21))
     steps = [(p["op"], p["mag"], torch.ones(N, dtype=torch.bool))]
     assert_close(ta.apply(images, p), _replay(images, steps), 0)
 
 
 def test_policy_op_draws_uniform():
-    p = B.TrivialAugment().params(28000, gen(22))
+    p = policies.TrivialAugment().params(28000, gen(22))
     counts = torch.bincount(p["op"], minlength=len(aa.OPS))
     used = counts[[aa.OPS.index(n) for n in aa.TRIVIALAUGMENT_SPACE]]
     assert (used - 2000).abs().max() < 250 and counts.sum() == used.sum()
-    ra = B.RandAugment(2, 9).params(14000, gen(23))["op"]
+    ra = policies.RandAugment(2, 9).params(14000, gen(23))["op"]
     counts = torch.bincount(ra.flatten(), minlength=len(aa.OPS))
     assert (counts[[aa.OPS.index(n) for n in aa.RANDAUGMENT_SPACE]] - 2000).abs().max() < 250
 
 
 def test_augmix_reproduces_per_image_mix(images):
-    op = B.AugMix(3, 3, -1, 1.0)
+    op = policies.AugMix(3, 3, -1, 1.0)
     p = op.params(N, gen(24))
     out = op.apply(images, p)
     m = p["m"].float()
@@ -488,11 +476,12 @@ def test_mix_draws_are_seeded_and_per_sample():
     assert abs(lam.mean().item() - 0.5) < 0.02
 
 
-def test_mix_module_loads_without_torch():
+def test_the_mix_catalog_loads_without_torch():
+    """The config layer validates a `mix:` section against it (engine.mix itself is torch)."""
     import subprocess
     import sys
 
-    code = "import sys, engine.mix; print('torch' in sys.modules)"
+    code = "import sys, engine.catalog.mixes; print('torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )

@@ -13,9 +13,9 @@ from engine.config import (
     dump_config,
     load_config,
     parse_config,
-    preset_names,
 )
 from engine.errors import ConfigError
+from engine.presets import preset_names
 
 
 def test_every_bundled_preset_loads_and_validates():

@@ -18,14 +18,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.augment_batch import BATCH_AUGMENTATIONS, build_batch_pipeline
-from engine.config import LOADERS, load_config, parse_config
+from engine.augment_batch import build_batch_pipeline
+from engine.catalog import AUGMENTATIONS, LOADERS
+from engine.config import load_config, parse_config
 from engine.data import ImageSet
 from engine.dispatch_count import DispatchCounter
 from engine.errors import ConfigError
 from engine.events import EventWriter, Step, read_events
 from engine.loader import (
-    LOADER_CLASSES,
     AugmentedImages,
     DeviceLoader,
     TorchvisionLoader,
@@ -63,7 +63,7 @@ def _counted(fn, *args):
     return out, counter
 
 
-@pytest.mark.parametrize("name", BATCH_AUGMENTATIONS.names())
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_every_batched_op_runs_without_reading_or_copying_synchronously(name):
     images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8, device="meta")
     pipeline = build_batch_pipeline([(name, {})])
@@ -97,7 +97,7 @@ def test_the_transfer_counter_sees_what_a_gpu_would_wait_for():
 
 
 def test_mix_copies_its_draws_in_one_asynchronous_upload():
-    from engine.mix import MIXES
+    from engine.catalog import MIXES
 
     images = torch.zeros(32, 3, 32, 32, dtype=torch.uint8, device="meta")
     labels = torch.zeros(32, dtype=torch.long, device="meta")
@@ -110,9 +110,10 @@ def test_mix_copies_its_draws_in_one_asynchronous_upload():
 # --------------------------------------------------------------------------- loaders
 
 
-def test_loader_registry_matches_the_config_choices():
-    assert set(LOADER_CLASSES) == set(LOADERS)
+def test_every_catalogued_loader_is_a_config_choice():
     assert load_config("quickstart").data.loader == "device"
+    for name in LOADERS.names():
+        assert load_config("quickstart", [f"data.loader={name}"]).data.loader == name
 
 
 def test_both_loaders_draw_the_same_batches_of_images():
@@ -205,8 +206,8 @@ def test_device_and_torchvision_paths_agree_statistically():
     data = ImageSet(image.expand(2048, -1, -1, -1).clone(), torch.zeros(2048, dtype=torch.long))
     components = [("random_crop", {"padding": 4}), ("hflip", {})]
     means = {}
-    for name, cls in LOADER_CLASSES.items():
-        loader = cls(data, components, 256, 8, 0, CPU, num_workers=0)
+    for name in LOADERS.names():
+        loader = LOADERS.get(name).load()(data, components, 256, 8, 0, CPU, num_workers=0)
         loader.start(1)
         batch = torch.cat([x for x, _ in loader]).float()
         means[name] = batch.mean(0)

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from engine import metrics
-from engine.augment import AUGMENTATIONS, build_pipeline
-from engine.losses import LOSSES
-from engine.optim import OPTIMIZERS, param_groups
-from engine.schedule import SCHEDULES
+from engine.augment import build_pipeline
+from engine.catalog import AUGMENTATIONS, LOSSES, OPTIMIZERS, SCHEDULES
+from engine.optim import param_groups
 
 # --------------------------------------------------------------------------- schedule
 
@@ -190,7 +189,7 @@ def test_absent_class_gets_nan_not_a_crash():
 def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
     torch.manual_seed(0)
     img = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8)  # no zeros inside the image
-    crop = AUGMENTATIONS.build("random_crop", padding=4)
+    crop = AUGMENTATIONS.build_reference("random_crop", padding=4)
     padded = torch.zeros(3, 40, 40, dtype=torch.uint8)
     padded[:, 4:36, 4:36] = img
     windows = {(i, j): padded[:, i : i + 32, j : j + 32] for i in range(9) for j in range(9)}
@@ -206,10 +205,10 @@ def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
 def test_hflip_flips_half_the_time_and_exactly():
     torch.manual_seed(0)
     img = torch.arange(3 * 32 * 32, dtype=torch.int64).reshape(3, 32, 32).to(torch.uint8)
-    flip = AUGMENTATIONS.build("hflip")
+    flip = AUGMENTATIONS.build_reference("hflip")
     flipped = sum(torch.equal(flip(img), img.flip(-1)) for _ in range(400))
     assert 150 < flipped < 250
-    assert torch.equal(AUGMENTATIONS.build("hflip", p=1.0)(img), img.flip(-1))
+    assert torch.equal(AUGMENTATIONS.build_reference("hflip", p=1.0)(img), img.flip(-1))
 
 
 def test_empty_pipeline_is_the_identity():
@@ -219,7 +218,7 @@ def test_empty_pipeline_is_the_identity():
 
 def test_rotation_by_zero_degrees_is_identity_and_keeps_dtype():
     img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    out = AUGMENTATIONS.build("rotation", degrees=0.0)(img)
+    out = AUGMENTATIONS.build_reference("rotation", degrees=0.0)(img)
     assert out.dtype == torch.uint8 and torch.equal(out, img)
     pipeline = build_pipeline(
         [("random_crop", {"padding": 4}), ("hflip", {}), ("rotation", {"degrees": 15})]
@@ -303,7 +302,7 @@ def test_onecycle_matches_torch_onecycle_lr():
 
 
 def test_vit_uses_64_patch_tokens_and_has_the_formula_parameter_count():
-    from engine.models import MODELS
+    from engine.catalog import MODELS
 
     def formula(dim: int, depth: int, p: int = 4, classes: int = 100, mlp: float = 4.0) -> int:
         n, hidden = (32 // p) ** 2, int(dim * mlp)

@@ -5,7 +5,6 @@ case, torch's own implementation where one exists, or a slow per-sample loop."""
 from __future__ import annotations
 
 import copy
-import inspect
 import io
 import math
 import warnings
@@ -16,11 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.catalog import LOSSES, OPTIMIZERS, SAM_VARIANTS, Catalog
 from engine.config import ConfigError, parse_config
 from engine.lookahead import Lookahead
-from engine.losses import LOSSES
-from engine.optim import OPTIMIZERS, SAM_VARIANTS
-from engine.registry import Registry
 from engine.sam import SAM, frozen_bn_stats, needs_closure
 
 # --------------------------------------------------------------------------- helpers
@@ -120,9 +117,9 @@ def test_adam_family_matches_the_papers_update_rules(name, options, decoupled, r
     model = _Quadratic()
     opt = OPTIMIZERS.build(name, model, **options)
     _train(model, opt, steps)
-    defaults = inspect.signature(OPTIMIZERS.get(name)).parameters
-    o = {k: options.get(k, defaults[k].default) for k in ("lr", "beta1", "beta2", "eps")}
-    wd = options.get("weight_decay", defaults["weight_decay"].default)
+    resolved = OPTIMIZERS.get(name).resolve(options)
+    o = {k: resolved[k] for k in ("lr", "beta1", "beta2", "eps")}
+    wd = resolved["weight_decay"]
     w, b = _adam_by_hand(
         steps, o["lr"], o["beta1"], o["beta2"], o["eps"], wd, decoupled, rectified=rectified
     )
@@ -665,47 +662,26 @@ def test_ohem_keeps_the_hardest_fraction_sorted_by_hand():
     assert int((x.grad.abs().sum(1) > 0).sum()) == 3
 
 
-# --------------------------------------------------------------------------- registry contracts
+# --------------------------------------------------------------------------- catalog contracts
 
 
 ANNOTATIONS = {"int", "float", "bool", "str", "list[float] | None"}  # the list: focal's alpha
 
 
-def _user_options(registry: Registry, name: str, positional: list[str]):
-    params = list(inspect.signature(registry.get(name)).parameters.values())
-    assert [p.name for p in params[: len(positional)]] == positional, name
-    for p in params[: len(positional)]:
-        assert p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD), (name, p.name)
-    options = params[len(positional) :]
-    for p in options:
-        assert p.kind is p.KEYWORD_ONLY, (name, p.name)
-        assert p.default is not p.empty, (name, p.name)
-        assert p.annotation in ANNOTATIONS, (name, p.name, p.annotation)
-    return options
-
-
 @pytest.mark.parametrize(
-    ("registry", "positional"),
-    [
-        (OPTIMIZERS, ["model"]),
-        (LOSSES, ["num_classes", "class_counts"]),
-        (SAM_VARIANTS, ["optimizer"]),
-    ],
-    ids=["optimizers", "losses", "sam_variants"],
+    "catalog", [OPTIMIZERS, LOSSES, SAM_VARIANTS], ids=["optimizers", "losses", "sam_variants"]
 )
-def test_every_option_is_keyword_only_with_a_default_limit_or_choice(registry, positional):
-    for name in registry.names():
-        limits, choices = registry.limits(name), registry.choices(name)
-        options = {p.name: p for p in _user_options(registry, name, positional)}
-        assert set(limits) <= set(options) and set(choices) <= set(options), name
-        for key, p in options.items():
-            if p.annotation in ("int", "float"):
-                assert key in limits, f"{name}.{key} has no limit"
-                lo, hi, open_lo = limits[key]
-                assert lo is None or (p.default > lo if open_lo else p.default >= lo), key
-                assert hi is None or p.default <= hi, key
-            if p.annotation == "str":
-                assert key in choices and p.default in choices[key], f"{name}.{key}"
+def test_every_number_has_a_limit_and_every_string_its_choices(catalog: Catalog):
+    for spec in catalog.entries():
+        for p in spec.params:
+            assert p.type in ANNOTATIONS, (spec.name, p.name, p.type)
+            if p.type in ("int", "float"):
+                assert p.limit is not None, f"{spec.name}.{p.name} has no limit"
+                lo, hi, open_lo = p.limit
+                assert lo is None or (p.default > lo if open_lo else p.default >= lo), p.name
+                assert hi is None or p.default <= hi, p.name
+            if p.type == "str":
+                assert p.choices is not None and p.default in p.choices, f"{spec.name}.{p.name}"
 
 
 def test_every_entry_builds_with_its_defaults_and_works():

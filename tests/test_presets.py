@@ -12,8 +12,9 @@ import math
 import pytest
 import torch
 
-from engine.config import load_config, preset_names
+from engine.config import load_config
 from engine.events import EventWriter
+from engine.presets import preset_names
 from engine.trainer import Trainer
 
 TINY_DATA = [

@@ -26,16 +26,8 @@ from engine.evaluate_checkpoint import main as engine_eval_main
 from engine.events import EventWriter, TTAEvaluated, parse_event, read_events
 from engine.runs import RUN_META_FILE
 from engine.trainer import Trainer
-from engine.tta import (
-    DEFAULT_VIEWS,
-    PAD,
-    View,
-    all_view_names,
-    apply_view,
-    evaluate_tta,
-    parse_view,
-    unique_views,
-)
+from engine.tta import apply_view, evaluate_tta
+from engine.tta_views import DEFAULT_VIEWS, PAD, View, all_view_names, parse_view, unique_views
 from tests.conftest import cli
 from tui.evaldata import tta_scores
 from tui.headless import HeadlessPrinter, summary_table

@@ -13,15 +13,10 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from engine.checkpoint import CheckpointError
-from engine.config import (
-    PRESETS_DIR,
-    load_config,
-    preset_description,
-    preset_names,
-    recipe_summary,
-)
+from engine.config import load_config, recipe_summary
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
+from engine.presets import PRESETS_DIR, preset_description, preset_names
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
 from engine.runs import find_run as find_run_dir
 from tui.headless import duration

@@ -23,7 +23,7 @@ from engine.checkpoint import CheckpointError, read_verified
 from engine.errors import BadInputError
 from engine.evaluate_checkpoint import check_device
 from engine.runs import RUN_META_FILE, checkpoints_root, find_run
-from engine.tta import DEFAULT_VIEWS, unique_views
+from engine.tta_views import DEFAULT_VIEWS, unique_views
 
 BEST = "best.pt"
 

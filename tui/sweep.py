@@ -58,7 +58,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.checkpoint import CheckpointError
-from engine.config import RunConfig, apply_override, dump_config, preset_path, read_yaml
+from engine.config import RunConfig, apply_override, dump_config
 from engine.errors import BadInputError, ConfigError
 from engine.events import (
     EVENTS_FILE,
@@ -69,6 +69,7 @@ from engine.events import (
     RunStarted,
     parse_event,
 )
+from engine.presets import preset_path, read_yaml
 from engine.runs import RunRegistry, create_run_dir
 from tui.headless import HeadlessPrinter, duration
 from tui.launcher import (

@@ -110,7 +110,7 @@ class PreActResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def build_preact_resnet(depth: int, num_classes: int = 100) -> PreActResNet:
+def build_preact_resnet(num_classes: int, *, depth: int) -> PreActResNet:
     """A CIFAR pre-activation ResNet of the given depth (18, 34, 50, 101 or 152)."""
     if depth not in RESNET_CONFIGS:
         valid = ", ".join(str(d) for d in RESNET_CONFIGS)

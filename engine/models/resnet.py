@@ -135,7 +135,7 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_resnet(depth: int, num_classes: int = 100) -> ResNet:
+def build_resnet(num_classes: int, *, depth: int) -> ResNet:
     """A CIFAR ResNet of the given depth (18, 34, 50, 101 or 152)."""
     if depth not in RESNET_CONFIGS:
         valid = ", ".join(str(d) for d in RESNET_CONFIGS)

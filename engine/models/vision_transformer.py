@@ -34,13 +34,13 @@ class VisionTransformer(nn.Module):
         self,
         num_classes: int,
         *,
+        patch_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
         image_size: int = 32,
-        patch_size: int = 4,
-        dim: int = 384,
-        depth: int = 6,
-        heads: int = 6,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if image_size % patch_size:

@@ -89,7 +89,5 @@ class WideResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def build_wrn(
-    depth: int = 28, width: int = 10, dropout: float = 0.0, num_classes: int = 100
-) -> WideResNet:
+def build_wrn(num_classes: int, *, depth: int, width: int, dropout: float) -> WideResNet:
     return WideResNet(depth=depth, width=width, dropout=dropout, num_classes=num_classes)

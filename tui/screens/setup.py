@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -25,27 +24,23 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from engine.catalog import COMPONENTS
 from engine.config import (
-    COMPONENT_REGISTRIES,
-    PRESETS_DIR,
     SECTION_CLASSES,
     RunConfig,
-    component_params,
     config_to_dict,
     dump_config,
     load_config,
     parse_config,
-    preset_description,
 )
 from engine.errors import ConfigError
+from engine.presets import PRESETS_DIR, preset_description
 from tui.screens.common import ConfirmScreen, PromptScreen, TitleBar
 
 NONE = "none"  # the menu entry of an optional component left out (e.g. no SAM)
-# single-component sections, in the registries' order; the label is the registry's own kind
+# single-component sections, in the catalogs' order; the label is the catalog's own kind
 COMPONENT_TITLES = {
-    section: registry.kind
-    for section, registry in COMPONENT_REGISTRIES.items()
-    if section != "augment"
+    section: catalog.kind for section, catalog in COMPONENTS.items() if section != "augment"
 }
 OPTIONAL_SECTIONS = {
     f.name
@@ -54,10 +49,6 @@ OPTIONAL_SECTIONS = {
 }
 PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Path_ = tuple[Any, ...]  # a key path into the raw config, e.g. ("augment", 0, "p")
-
-
-def _ann_text(annotation: Any) -> str:
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
 
 
 def _text(value: Any) -> str:
@@ -386,7 +377,7 @@ class SetupScreen(Screen[None]):
         if path is None or event.value is Select.BLANK:
             return
         if path[-1] == "name" and (path[0] in COMPONENT_TITLES or path[0] == "augment"):
-            registry = COMPONENT_REGISTRIES[path[0]]
+            catalog = COMPONENTS[path[0]]
             node: Any = self.raw
             for key in path[:-2]:
                 node = node[key]
@@ -396,8 +387,7 @@ class SetupScreen(Screen[None]):
             if event.value == NONE:
                 node[path[-2]] = None
             else:  # a new component starts from its own defaults
-                params = component_params(registry, event.value)
-                defaults = {k: p.default for k, p in params.items()}
+                defaults = catalog.get(str(event.value)).resolve({})
                 node[path[-2]] = {"name": event.value, **defaults}
             if path[0] == "augment":
                 await self.rebuild_augs()
@@ -440,11 +430,11 @@ class SetupScreen(Screen[None]):
         await self.rebuild_augs(focus=focus)
 
     async def action_add_aug(self) -> None:
-        registry = COMPONENT_REGISTRIES["augment"]
+        catalog = COMPONENTS["augment"]
         used = {a.get("name") for a in self.raw.get("augment") or []}
-        names = registry.names()
+        names = catalog.names()
         name = next((n for n in names if n not in used), names[0])
-        defaults = {k: p.default for k, p in component_params(registry, name).items()}
+        defaults = catalog.get(name).resolve({})
         self.raw.setdefault("augment", []).append({"name": name, **defaults})
         await self.rebuild_augs()
         last = len(self.raw["augment"]) - 1
@@ -545,7 +535,7 @@ class SetupScreen(Screen[None]):
 
 
 def _name_select(section: str, path: Path_, name: str | None) -> Select:
-    options = [(e.name, e.name) for e in COMPONENT_REGISTRIES[section].entries()]
+    options = [(e.name, e.name) for e in COMPONENTS[section].entries()]
     if section in OPTIONAL_SECTIONS:
         options.insert(0, (NONE, NONE))
     select = Select(options, value=name, allow_blank=False, compact=True)
@@ -554,28 +544,26 @@ def _name_select(section: str, path: Path_, name: str | None) -> Select:
 
 
 def _param_widgets(section: str, path: Path_, comp: dict[str, Any]) -> list[Widget]:
-    """The entry's description, then one row per keyword parameter of its builder."""
-    registry = COMPONENT_REGISTRIES[section]
+    """The entry's description, then one row per parameter of its spec."""
+    catalog = COMPONENTS[section]
     name = comp.get("name")
-    if name not in registry:
+    if name not in catalog:
         return []
-    entry = next(e for e in registry.entries() if e.name == name)
-    widgets: list[Widget] = [Static(entry.description, classes="doc")]
-    choices = registry.choices(name)
-    limits = registry.limits(name)
-    for key, param in component_params(registry, name).items():
+    spec = catalog.get(str(name))
+    widgets: list[Widget] = [Static(spec.description, classes="doc")]
+    for param in spec.params:
+        key = param.name
         value = comp.get(key, param.default)
-        ann = _ann_text(param.annotation)
-        control = _control((*path, key), value, ann, choices.get(key))
+        ann = param.type
+        control = _control((*path, key), value, ann, param.choices)
         tip = f"{key}: {ann}"
-        if key in limits:
-            lo, hi, open_lo = limits[key]
+        if param.limit is not None:
+            lo, hi, open_lo = param.limit
             bracket = "(" if open_lo or lo is None else "["
             lo_t = "-inf" if lo is None else f"{lo:g}"
             hi_t = "inf" if hi is None else f"{hi:g}"
             tip += f" in {bracket}{lo_t}, {hi_t}]"
-        if param.default is not inspect.Parameter.empty:
-            tip += f" (default {param.default!r})"
+        tip += f" (default {param.default!r})"
         control.tooltip = tip
         widgets.append(FieldRow(Label(key), control))
     return widgets

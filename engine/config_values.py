@@ -1,0 +1,117 @@
+"""Checking one config value: its type (`coerce`), range and choices, and the nearest valid key.
+
+Shared by the run config, the component catalogs' parameters and the sweep files; torch-free.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import yaml
+
+from engine.errors import ConfigError
+
+
+def nearest(word: str, options: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
+    near = nearest(key, valid)
+    prefix = f"{path}." if path else ""
+    hint = f"; did you mean {prefix}{near}?" if near else ""
+    return ConfigError(
+        f"unknown key {prefix}{key}{hint} (valid keys: {', '.join(prefix + v for v in valid)})"
+    )
+
+
+def coerce(value: Any, annotation: str, key: str) -> Any:
+    """Convert a YAML / --set value to the annotated type (`int`, `float | None`, ...)."""
+    ann = annotation.replace(" ", "")
+    if ann.endswith("|None") or ann.startswith("None|"):
+        if value is None or value == "null" or value == "none":
+            return None
+        if ann in ("bool|None", "None|bool"):
+            if value == "auto":
+                return None
+            if not isinstance(value, bool) and str(value).lower() not in (
+                "true",
+                "false",
+                "yes",
+                "no",
+            ):
+                raise ConfigError(f"{key} must be true, false or auto (null), got {value!r}")
+        ann = ann.replace("|None", "").replace("None|", "")
+    if ann.startswith(("tuple[", "list[")):
+        inner = ann[ann.index("[") + 1 : -1].split(",")
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        if ann.startswith("tuple[") and len(value) != len(inner):
+            raise ConfigError(f"{key} must have {len(inner)} values, got {len(value)}")
+        item_ann = inner[0]
+        out = [coerce(v, item_ann, f"{key}[{i}]") for i, v in enumerate(value)]
+        return out
+    if ann == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if ann == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number.is_integer():
+                    return int(number)
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if ann == "float":
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if ann == "str":
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def check_range(
+    value: Any, key: str, lo: float | None, hi: float | None, *, open_lo: bool = False
+) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        too_low = lo is not None and (v <= lo if open_lo else v < lo)
+        if too_low or (hi is not None and v > hi):
+            lo_txt = "-inf" if lo is None else f"{lo:g}"
+            hi_txt = "inf" if hi is None else f"{hi:g}"
+            bracket = "(" if open_lo or lo is None else "["
+            raise ConfigError(f"{key} = {v!r} is out of range {bracket}{lo_txt}, {hi_txt}]")
+
+
+def check_choice(value: Any, key: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        near = nearest(str(value), list(allowed))
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}{hint}")
