@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check engine tui tests
 	$(BIN)/ruff format --check engine tui tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ from types import FrameType
 
 from engine import distributed
 from engine.card import write_card_safely
-from engine.checkpoint import CheckpointError, load_with_fallback, previous_path
+from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import parse_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
@@ -43,6 +43,8 @@ def run(
     if world.restart and (last.exists() or previous_path(last).exists()):
         resume = True  # torchrun restarted the group after a failure: continue from last.pt
     if resume:  # a refused checkpoint must leave the run folder exactly as it was
+        from engine.checkpoint import load_with_fallback  # torch: after the cheap checks
+
         try:
             load_with_fallback(run_dir / "last.pt")
         except CheckpointError as exc:

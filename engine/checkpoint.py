@@ -1,33 +1,23 @@
-"""Checkpoint files: atomic, checksummed, loaded with `weights_only=True` only.
+"""Checkpoints: written atomically (in the background), loaded with `weights_only=True` only.
 
-File layout: one header line `cifar-tui-checkpoint v1 sha256=<hex> size=<bytes>\n`, then the
-`torch.save` payload. The header lets anything (even torch-free code) verify a file before
-trusting it; a file that fails is refused with its path. Writes go to a temp file in the same
-folder, are fsynced, renamed over the target, and the folder is fsynced. The previous `last.pt`
-is kept as `last.prev.pt`, so a damaged `last.pt` falls back to the one before.
+The file format and its torch-free verification are `engine.checkpoint_files`. Writes go to a
+temp file in the same folder, are fsynced, renamed over the target, and the folder is fsynced.
+The previous `last.pt` is kept as `last.prev.pt`, so a damaged `last.pt` falls back to it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import re
+import pickle
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
-MAGIC = b"cifar-tui-checkpoint v1"
-_HEADER = re.compile(rb"^cifar-tui-checkpoint v1 sha256=([0-9a-f]{64}) size=(\d+)$")
-MAX_HEADER = 160
+import torch
 
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, damaged or not ours; the message names its path."""
-
-
-def previous_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
+from engine.checkpoint_files import CheckpointError, fsync_dir, header, previous_path, read_verified
 
 
 def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) -> None:
@@ -35,20 +25,13 @@ def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) 
 
     With `keep_previous`, the file being replaced is first kept as `<stem>.prev.pt`.
     """
-    import torch
-
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
-    header = b"%s sha256=%s size=%d\n" % (
-        MAGIC,
-        hashlib.sha256(payload).hexdigest().encode(),
-        len(payload),
-    )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with tmp.open("wb") as f:
-            f.write(header)
+            f.write(header(payload))
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -57,48 +40,11 @@ def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_verified(path: Path) -> bytes:
-    """The payload of a checkpoint whose header and checksum match; torch-free."""
-    try:
-        with Path(path).open("rb") as f:
-            header = f.readline(MAX_HEADER)
-            payload = f.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
-    match = _HEADER.match(header.rstrip(b"\n"))
-    if not header:
-        raise CheckpointError(f"checkpoint {path} is empty")
-    if match is None:
-        raise CheckpointError(f"checkpoint {path} is not a cifar-tui checkpoint (bad header)")
-    digest, size = match.group(1).decode(), int(match.group(2))
-    if len(payload) != size:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated ({len(payload)} of {size} bytes): refused"
-        )
-    if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(f"checkpoint {path} fails its checksum (damaged): refused")
-    return payload
+    fsync_dir(path.parent)
 
 
 def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Verify, then load with `weights_only=True` (tensors and plain values only)."""
-    import pickle
-
-    import torch
-
     payload = read_verified(path)
     try:
         with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol
@@ -138,8 +84,6 @@ def load_with_fallback(
 def host_copy(value: Any) -> Any:
     """A copy of a checkpoint state that shares no memory with training: tensors copied to the
     CPU (cloned when already there), containers rebuilt, other values kept (immutable or fresh)."""
-    import torch
-
     if isinstance(value, torch.Tensor):
         value = value.detach()
         return value.clone() if value.device.type == "cpu" else value.to("cpu")
@@ -148,15 +92,6 @@ def host_copy(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(host_copy(v) for v in value)
     return value
-
-
-def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files of writes that never finished (a kill during a write); the
-    checkpoints themselves are untouched. Call it before a run folder's engine writes."""
-    stale = sorted(Path(folder).glob(".*.pt.tmp-*"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 class BackgroundWriter:
@@ -170,16 +105,12 @@ class BackgroundWriter:
     since the last call, for the caller's events."""
 
     def __init__(self) -> None:
-        import threading
-
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._written: list[tuple[Path, Any]] = []
         self._lock = threading.Lock()
 
     def submit(self, state: dict[str, Any], targets: list[tuple[Path, bool]], tag: Any) -> None:
-        import threading
-
         self.wait()
         copy = host_copy(state)
         self._thread = threading.Thread(

@@ -181,6 +181,13 @@ def fast_options(train: TrainConfig, device_type: str) -> tuple[bool, bool]:
     return bf16, channels_last
 
 
+def check_device(name: str) -> str:
+    """The forms `train.device` accepts (auto | cpu | cuda | cuda:N | mps); ConfigError else."""
+    if not _DEVICE_RE.match(name):
+        raise ConfigError(f"--device {name!r} is not valid (auto | cpu | cuda | cuda:N)")
+    return name
+
+
 # --------------------------------------------------------------------------- components
 
 

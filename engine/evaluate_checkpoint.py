@@ -12,7 +12,6 @@ Torch is imported when `evaluate_checkpoint` runs, not at import.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -20,22 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import CheckpointError
-from engine.config import TrainConfig, fast_options
+from engine.checkpoint_files import CheckpointError
+from engine.config import check_device, fast_options
 from engine.errors import BadInputError, ConfigError
 from engine.tta_views import DEFAULT_VIEWS, unique_views
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 COMPILED_PREFIX = "_orig_mod."  # what torch.compile puts before a wrapped module's keys
-
-
-def check_device(name: str) -> str:
-    """The forms `train.device` accepts (auto | cpu | cuda | cuda:N | mps); ConfigError else."""
-    meta = next(f.metadata for f in dataclasses.fields(TrainConfig) if f.name == "device")
-    if not meta["pattern"].match(name):
-        raise ConfigError(f"--device {name!r} is not valid ({meta['doc']})")
-    return name
 
 
 def evaluate_checkpoint(

@@ -16,7 +16,7 @@ Suggestion rule ("lr_min / 10", Smith 2017 / fastai v1): the learning rate at th
 smoothed loss, divided by 10, rounded to 3 significant digits. At the minimum the loss is about to
 blow up, so a tenth of it is a large rate that still descends steadily.
 
-This module imports torch only inside its functions, so the torch-free CLI can use `check_sweep`.
+The sweep's settings and their checks are torch-free, in `engine.lr_sweep`.
 """
 
 from __future__ import annotations
@@ -34,45 +34,23 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import RunConfig, fast_options, parse_config
 from engine.errors import BadInputError, ConfigError
+from engine.lr_sweep import (
+    DEFAULT_DIVERGE,
+    DEFAULT_END,
+    DEFAULT_SMOOTHING,
+    DEFAULT_START,
+    DEFAULT_STEPS,
+    SUGGESTION_RULE,
+    check_sweep,
+    sweep_lrs,
+)
 from engine.presets import read_yaml
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DEFAULT_START = 1e-5
-DEFAULT_END = 10.0
-DEFAULT_STEPS = 100
-DEFAULT_SMOOTHING = 0.98
-DEFAULT_DIVERGE = 4.0
-SUGGESTION_RULE = "lr at the minimum of the smoothed loss / 10 (3 significant digits)"
-
 Batch = tuple["torch.Tensor", "torch.Tensor"]
-
-
-def check_sweep(
-    start: float,
-    end: float,
-    steps: int,
-    smoothing: float = DEFAULT_SMOOTHING,
-    diverge: float = DEFAULT_DIVERGE,
-) -> None:
-    """Refuse sweep settings that cannot work (ConfigError with a one-line message)."""
-    if not (math.isfinite(start) and start > 0):
-        raise ConfigError(f"--start must be a positive learning rate, got {start!r}")
-    if not (math.isfinite(end) and end > start):
-        raise ConfigError(f"--end must be larger than --start ({start:g}), got {end!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ConfigError(f"--steps must be an integer >= 2, got {steps!r}")
-    if not 0.0 <= smoothing < 1.0:
-        raise ConfigError(f"smoothing must be in [0, 1), got {smoothing!r}")
-    if not diverge > 1.0:
-        raise ConfigError(f"diverge must be > 1, got {diverge!r}")
-
-
-def sweep_lrs(start: float, end: float, steps: int) -> list[float]:
-    """The sweep's learning rates: `steps` points from `start` to `end`, evenly spaced in log."""
-    return [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
 
 
 class Smoother:

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine import checkpoint, control, distributed, metrics, test_hooks
+from engine import checkpoint, checkpoint_files, control, distributed, metrics, test_hooks
 from engine.catalog import LOSSES, MIXES, MODELS, OPTIMIZERS, SAM_VARIANTS, SCHEDULES, Catalog
 from engine.config import RunConfig, config_hash, config_to_dict, fast_options
 from engine.data import DataBundle, ImageSet, load_data
@@ -487,7 +487,7 @@ class Trainer:
         self._session_start = time.time()
         self._wall_before = 0.0
         if self.world.is_main:  # a write cut short by a kill left its temp file behind
-            checkpoint.remove_stale_temp_files(self.run_dir)
+            checkpoint_files.remove_stale_temp_files(self.run_dir)
         self._setup()
         if self.resume:
             self._restore()

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from engine import checkpoint
+from engine import checkpoint, checkpoint_files
 
 
 def test_submit_returns_while_the_write_runs_and_the_copy_shares_no_memory(tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_a_write_cut_short_leaves_the_previous_checkpoint_and_its_temp_file_is_r
     stale = tmp_path / ".last.pt.tmp-12345"  # what a SIGKILL during a write leaves
     stale.write_bytes(b"cifar-tui-checkpoint v1 sha256=")
     assert checkpoint.load(tmp_path / "last.pt")["model"]["w"].sum() == 3
-    assert checkpoint.remove_stale_temp_files(tmp_path) == [stale]
+    assert checkpoint_files.remove_stale_temp_files(tmp_path) == [stale]
     assert not stale.exists() and (tmp_path / "last.pt").exists()
 
 

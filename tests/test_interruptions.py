@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engine import __main__ as engine_main
-from engine import checkpoint, test_hooks
+from engine import checkpoint, checkpoint_files, test_hooks
 from engine.config import dump_config, load_config
 from engine.events import EventWriter, read_events
 from engine.runs import RunRegistry, create_run_dir
@@ -263,7 +263,7 @@ def test_any_damaged_byte_is_refused(tmp_path, flip_at):
     data = bytearray(path.read_bytes())
     data[flip_at] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(checkpoint.CheckpointError, match=str(path)):
+    with pytest.raises(checkpoint_files.CheckpointError, match=str(path)):
         checkpoint.load(path)
 
 

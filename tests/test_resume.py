@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from engine import checkpoint
+from engine import checkpoint, checkpoint_files
 from engine import trainer as trainer_module
 from engine.config import load_config
 from engine.events import EventWriter, read_events
@@ -106,7 +106,7 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, refere
     data = bytearray(last.read_bytes())
     data[-100] ^= 0xFF  # one flipped bit pattern in the payload
     last.write_bytes(bytes(data))
-    with pytest.raises(checkpoint.CheckpointError, match="fails its checksum"):
+    with pytest.raises(checkpoint_files.CheckpointError, match="fails its checksum"):
         checkpoint.load(last)
     _trainer(tmp_path, [], resume=True).run()
     (resumed,) = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "resumed"]

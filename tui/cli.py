@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from engine.checkpoint import CheckpointError
+from engine.checkpoint_files import CheckpointError
 from engine.config import load_config, recipe_summary
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished

@@ -19,9 +19,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from engine.checkpoint import CheckpointError, read_verified
+from engine.checkpoint_files import CheckpointError, read_verified
+from engine.config import check_device
 from engine.errors import BadInputError
-from engine.evaluate_checkpoint import check_device
 from engine.runs import RUN_META_FILE, checkpoints_root, find_run
 from engine.tta_views import DEFAULT_VIEWS, unique_views
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.checkpoint import CheckpointError, previous_path, read_verified
+from engine.checkpoint_files import CheckpointError, previous_path, read_verified
 from engine.config import RunConfig, config_to_dict, dump_config, load_config
 from engine.datafiles import check_cifar100_files
 from engine.errors import BadInputError, ConfigError

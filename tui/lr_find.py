@@ -24,7 +24,7 @@ import yaml
 
 from engine.config import config_to_dict, dump_config, load_config
 from engine.errors import BadInputError
-from engine.lr_finder import check_sweep
+from engine.lr_sweep import check_sweep
 from tui.launcher import resolve_config
 
 EXIT_NO_SUGGESTION = 3

@@ -57,7 +57,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from engine.checkpoint import CheckpointError
+from engine.checkpoint_files import CheckpointError
 from engine.config import RunConfig, apply_override, dump_config
 from engine.errors import BadInputError, ConfigError
 from engine.events import (
