@@ -14,6 +14,7 @@ DEFAULT_SMOOTHING = 0.98
 DEFAULT_DIVERGE = 4.0
 SUGGESTION_RULE = "lr at the minimum of the smoothed loss / 10 (3 significant digits)"
 
+
 def check_sweep(
     start: float,
     end: float,

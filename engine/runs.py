@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.events import Finished
+from engine.outcome import RunStatus, read_outcome
+
 DB_FILE = "runs.sqlite"
-HEARTBEAT_STALE_S = 120.0  # a "running" row not touched for this long belongs to a dead process
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -173,41 +175,41 @@ class RunRegistry:
             )
 
     def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
-        fields = (
-            "wall_s",
-            "best_val_top1",
-            "best_epoch",
-            "test_top1",
-            "test_top5",
-            "test_top1_last",
-            "img_per_s",
-        )
+        values = _finish_values(summary)
         with self._connect() as db:
             db.execute(
                 "UPDATE runs SET status = ?, heartbeat = ?, "
-                + ", ".join(f"{f} = ?" for f in fields)
+                + ", ".join(f"{f} = ?" for f in values)
                 + " WHERE run_id = ?",
-                (status, time.time(), *(summary.get(f) for f in fields), run_id),
+                (status, time.time(), *values.values(), run_id),
             )
 
     def runs(self) -> list[RunRow]:
-        """All runs, newest first. A `running` run whose process is gone (stale heartbeat, or
-        its pid no longer alive on this machine) reads as `crashed`."""
+        """All runs, newest first. A row still `running` whose run folder no engine holds (its
+        lock is free) follows the folder's events: their final event if the engine died after
+        writing it (the row is repaired), else `crashed`."""
         names = [f for f in RunRow.__dataclass_fields__]
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT {', '.join(names)}, heartbeat, pid FROM runs ORDER BY started DESC"
+                f"SELECT {', '.join(names)} FROM runs ORDER BY started DESC"
             ).fetchall()
-        now = time.time()
         out = []
         for row in rows:
-            values = dict(zip(names, row[:-2], strict=True))
-            heartbeat, pid = row[-2], row[-1]
-            dead = now - heartbeat > HEARTBEAT_STALE_S or (pid is not None and not _alive(pid))
-            if values["status"] == "running" and dead:
-                values["status"] = "crashed"
+            values = dict(zip(names, row, strict=True))
+            if values["status"] == RunStatus.RUNNING:
+                values = self._follow_events(values)
             out.append(RunRow(**values))
         return out
+
+    def _follow_events(self, values: dict[str, Any]) -> dict[str, Any]:
+        outcome = read_outcome(self.path.parent / values["run_id"])
+        if outcome.status is RunStatus.RUNNING:
+            return values
+        if not outcome.status.final:
+            return {**values, "status": RunStatus.CRASHED.value}
+        summary = outcome.final.summary if isinstance(outcome.final, Finished) else {}
+        self.finish(values["run_id"], outcome.status.value, summary)
+        return {**values, "status": outcome.status.value, **_finish_values(summary)}
 
     def delete(self, run_id: str, *, remove_folder: bool = True) -> bool:
         """Forget a run: its registry rows and (by default) its run folder. False if unknown."""
@@ -243,14 +245,20 @@ def _migrate(db: sqlite3.Connection) -> None:
                     raise
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+_FINISH_FIELDS = (
+    "wall_s",
+    "best_val_top1",
+    "best_epoch",
+    "test_top1",
+    "test_top5",
+    "test_top1_last",
+    "img_per_s",
+)
+
+
+def _finish_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """The row's columns a finished run's summary sets."""
+    return {f: summary.get(f) for f in _FINISH_FIELDS}
 
 
 # --------------------------------------------------------------------------- run folders
