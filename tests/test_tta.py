@@ -37,8 +37,8 @@ from engine.tta import (
     unique_views,
 )
 from tests.conftest import cli
-from tui.evaldata import tta_scores
-from tui.headless import HeadlessPrinter, summary_table
+from tui.orchestration.evaldata import tta_scores
+from tui.orchestration.headless import HeadlessPrinter, summary_table
 
 CPU = torch.device("cpu")
 

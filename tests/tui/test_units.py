@@ -17,10 +17,12 @@ from engine.events import Step, parse_event
 from engine.runs import RunRegistry
 from tests.conftest import cli
 from tests.tui.fixtures import RUN_ID, make_events, make_run, typed
-from tui.evaldata import load_eval, micro_curves, most_confused, row_normalise
-from tui.headless import HeadlessPrinter, memory_text, wait_text
+from tui.fmt import memory_text, wait_text
+from tui.orchestration.evaldata import load_eval, micro_curves, most_confused, row_normalise
+from tui.orchestration.headless import HeadlessPrinter
+from tui.orchestration.runstate import RunState, downsample
+from tui.orchestration.supervisor import supervise
 from tui.screens.monitor import fit_line
-from tui.supervisor import RunState, downsample, supervise
 from tui.widgets.confusion import intensity
 from tui.widgets.preview import half_block_lines
 

@@ -18,8 +18,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
-from tui.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
 from tui.messages import ResultsLoaded
+from tui.orchestration.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
 from tui.screens.common import TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot

@@ -24,7 +24,7 @@ from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
 from engine.runs import find_run as find_run_dir
-from tui.headless import duration
+from tui.fmt import duration, pct
 
 EXIT_BAD_INPUT = 2
 
@@ -174,18 +174,17 @@ def run_headless(
 ) -> int:
     """Train (or with `resume`, continue) a run in an engine process and render its events.
 
-    With `gpus`, the engine runs under torchrun (see tui.launcher.engine_command)."""
-    from tui.headless import HeadlessPrinter, follow
-    from tui.launcher import (
-        ForwardSignals,
+    With `gpus`, the engine runs under torchrun (see tui.orchestration.launcher.engine_command)."""
+    from tui.orchestration.headless import HeadlessPrinter, follow
+    from tui.orchestration.launcher import (
         check_processes,
-        exit_code,
         launch,
         prepare_resume,
         resolve_config,
         start_engine,
         torchrun_exit_code,
     )
+    from tui.orchestration.procs import ForwardSignals, exit_code
 
     try:
         if resume is not None:
@@ -215,7 +214,8 @@ def run_headless(
             run_dir, process, events_offset = launched.run_dir, launched.process, 0
     except (BadInputError, CheckpointError) as exc:
         raise _fail(str(exc)) from None
-    printer = HeadlessPrinter(err, echo_failures=False)  # the engine prints its own error line
+    # echo_failures=False: the engine prints its own error line
+    printer = HeadlessPrinter(err, echo_failures=False, run_dir=run_dir)
     with ForwardSignals(process) as forwarded:
         final = follow(run_dir, process, printer, offset=events_offset)
     code = exit_code(process)
@@ -273,9 +273,9 @@ def sweep(
     Started again, a sweep skips its finished runs and resumes the interrupted one. The table is
     also written as <checkpoints>/sweeps/<sweep id>.md and .csv.
     """
-    from tui import sweep as sweeps
-    from tui.launcher import check_writable
-    from tui.results_table import to_rich
+    from tui.orchestration import sweep as sweeps
+    from tui.orchestration.exports.results_table import to_rich
+    from tui.orchestration.launcher import check_writable
 
     root = checkpoints_root(checkpoints)
     try:
@@ -301,7 +301,7 @@ def sweep(
 
 def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
     """`runs --export FORMAT [--out FILE]` and `runs --tensorboard DIR`."""
-    from tui.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
+    from tui.orchestration.exports.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
 
     if fmt is None and tensorboard is None:
         raise _fail("--out goes with --export csv|json")
@@ -364,8 +364,8 @@ def runs(
             r.run_id,
             r.preset,
             r.status,
-            "-" if r.best_val_top1 is None else f"{100 * r.best_val_top1:.2f}% (e{r.best_epoch})",
-            "-" if r.test_top1 is None else f"{100 * r.test_top1:.2f}%",
+            "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} (e{r.best_epoch})",
+            pct(r.test_top1),
             duration(r.wall_s),
         )
     stdout_console().print(table)
@@ -408,7 +408,7 @@ def lr_find(
     ] = None,
 ) -> None:
     """LR range test: sweep the learning rate, plot the loss, suggest a rate (exit 3: none)."""
-    from tui.lr_find import run as run_lr_find
+    from tui.cli.lr_find import run as run_lr_find
 
     try:
         code = run_lr_find(
@@ -462,7 +462,7 @@ def eval_checkpoint(
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Evaluate a saved checkpoint on the test set, optionally with test-time augmentation."""
-    from tui.eval_cmd import eval_command
+    from tui.cli.eval_cmd import eval_command
 
     try:
         code = eval_command(
