@@ -1,0 +1,283 @@
+"""The `cifar-tui` subcommands: presets, sweep, runs (and its exports), attach, lr-find, eval."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Column, Table
+
+from engine.config import (
+    PRESETS_DIR,
+    load_config,
+    preset_description,
+    preset_names,
+    recipe_summary,
+)
+from engine.errors import BadInputError
+from engine.runs import DB_FILE, RunRegistry, checkpoints_root
+from tui.cli.common import (
+    CheckpointsOpt,
+    DataDirOpt,
+    DeviceOpt,
+    app,
+    err,
+    fail,
+    find_run,
+    require_terminal,
+    run_dashboard,
+    stdout_console,
+)
+from tui.fmt import duration, pct
+
+
+@app.command()
+def presets() -> None:
+    """List the bundled presets: model, optimizer, loss, augmentation, epochs, description."""
+    columns = ["preset", "model", "optimizer", "loss", "augmentation", "epochs", "description"]
+    table = Table(title=f"presets in {PRESETS_DIR}", title_justify="left")
+    for column in columns[:2]:
+        table.add_column(column, no_wrap=True)
+    for column in columns[2:-1]:
+        table.add_column(column)
+    table.add_column(columns[-1], no_wrap=True, overflow="ellipsis", max_width=40)
+    for name in preset_names():
+        summary = recipe_summary(load_config(name))
+        table.add_row(
+            name,
+            *(summary[c] for c in columns[1:-1]),
+            preset_description(PRESETS_DIR / f"{name}.yaml"),
+        )
+    stdout_console().print(table)
+
+
+@app.command()
+def sweep(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="a sweep YAML file, or a bundled sweep's name")
+    ],
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=1, help="runs at once (default: one per GPU found, else 1)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check the file and show the plan; run nothing")
+    ] = False,
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Run several recipes times several seeds, then print their table (mean ± std over seeds).
+
+    Started again, a sweep skips its finished runs and resumes the interrupted one. The table is
+    also written as <checkpoints>/sweeps/<sweep id>.md and .csv.
+    """
+    from tui.orchestration import sweep as sweeps
+    from tui.orchestration.exports.results_table import to_rich
+    from tui.orchestration.launcher import check_writable
+
+    root = checkpoints_root(checkpoints)
+    try:
+        plan = sweeps.plan_sweep(sweeps.parse_sweep(file), data_dir=data_dir, device=device)
+        gpus = sweeps.gpu_count() if device is None else 0  # --device: every run there
+        runner = sweeps.SweepRunner(
+            plan, root, err, data_dir=data_dir, device=device, slots=jobs or max(1, gpus), gpus=gpus
+        )
+        if dry_run:
+            stdout_console().print(sweeps.plan_table(runner))
+            raise typer.Exit(0)
+        check_writable(root)
+        with sweeps.sweep_lock(root, plan.sweep_id):
+            code = runner.run()
+    except BadInputError as exc:
+        raise fail(str(exc)) from None
+    table = sweeps.sweep_table(root, plan.sweep_id)
+    md, csv_path = sweeps.write_exports(root, plan.sweep_id, table)
+    stdout_console().print(to_rich(table))
+    err.print(f"table written to {md} and {csv_path}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
+    """`runs --export FORMAT [--out FILE]` and `runs --tensorboard DIR`."""
+    from tui.orchestration.exports.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
+
+    if fmt is None and tensorboard is None:
+        raise fail("--out goes with --export csv|json")
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise fail(f"--export {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if not (root / DB_FILE).exists():
+        raise fail(f"no runs registry in {root} (see --checkpoints)")
+    if fmt is not None:
+        text = export_text(root, fmt)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text)
+            err.print(f"runs written to {out}", soft_wrap=True, highlight=False)
+    if tensorboard is not None:
+        files = write_tensorboard(root, tensorboard)
+        err.print(
+            f"{len(files)} runs written to {tensorboard}: tensorboard --logdir {tensorboard}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    return 0
+
+
+@app.command()
+def runs(
+    checkpoints: CheckpointsOpt = None,
+    export: Annotated[
+        str | None,
+        typer.Option("--export", metavar="FORMAT", help="write every run as csv or json"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="with --export: the file to write (else stdout)")
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", metavar="DIR", help="write TensorBoard event files to DIR"),
+    ] = None,
+) -> None:
+    """List past runs from the registry (newest first), or export them."""
+    root = checkpoints_root(checkpoints)
+    if export is not None or tensorboard is not None or out is not None:
+        raise typer.Exit(export_runs(root, export, out, tensorboard))
+    if not (root / DB_FILE).exists():
+        stdout_console().print(f"no runs yet in {root}")
+        return
+    table = Table(
+        Column("run", no_wrap=True),
+        Column("preset", no_wrap=True),
+        Column("status", no_wrap=True),
+        Column("best val", no_wrap=True),
+        Column("test top-1", no_wrap=True),
+        Column("time", no_wrap=True),
+        box=box.SIMPLE_HEAD,
+        title=f"runs in {root}",
+        title_justify="left",
+    )
+    for r in RunRegistry(root).runs():
+        table.add_row(
+            r.run_id,
+            r.preset,
+            r.status,
+            "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} (e{r.best_epoch})",
+            pct(r.test_top1),
+            duration(r.wall_s),
+        )
+    stdout_console().print(table)
+
+
+@app.command()
+def attach(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="a run id (or prefix), or `last`")],
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Reopen the live view of a running or finished run from its event log."""
+    run_dir = find_run(run, checkpoints)
+    require_terminal()
+    raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
+
+
+@app.command("lr-find")
+def lr_find(
+    preset: Annotated[str, typer.Argument(metavar="PRESET", help="a preset name or YAML path")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override a config key"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    start: Annotated[float, typer.Option("--start", help="first learning rate")] = 1e-5,
+    end: Annotated[float, typer.Option("--end", help="last learning rate")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", help="optimizer steps in the sweep")] = 100,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE.json", help="default ./lr_find_<preset>.json"),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="write ./<preset>_lr<value>.yaml with optim.lr suggested"),
+    ] = False,
+    apply_to: Annotated[
+        Path | None,
+        typer.Option("--apply-to", metavar="PATH", help="--apply, written to PATH instead"),
+    ] = None,
+) -> None:
+    """LR range test: sweep the learning rate, plot the loss, suggest a rate (exit 3: none)."""
+    from tui.cli.lr_find import run as run_lr_find
+
+    try:
+        code = run_lr_find(
+            preset,
+            overrides or [],
+            data_dir=data_dir,
+            device=device,
+            start=start,
+            end=end,
+            steps=steps,
+            out=out,
+            apply=apply,
+            apply_to=apply_to,
+        )
+    except BadInputError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_checkpoint(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="CHECKPOINT", help="a .pt file, or a run id (prefix, `last`): its best.pt"
+        ),
+    ],
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="test-time augmentation with the default views: identity, hflip, 2-pixel shifts "
+            "along x and y with and without the flip (10 views: 10x the cost of a plain eval)",
+        ),
+    ] = False,
+    views: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--views",
+            metavar="VIEW",
+            help="these views instead (implies --tta; repeat, or space-separate): identity, "
+            "hflip, shift:dx,dy, hflip+shift:dx,dy with dx, dy in [-4, 4]",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="default: the run's eval.batch_size")
+    ] = None,
+    checkpoints: CheckpointsOpt = None,
+) -> None:
+    """Evaluate a saved checkpoint on the test set, optionally with test-time augmentation."""
+    from tui.cli.eval_cmd import eval_command
+
+    try:
+        code = eval_command(
+            target,
+            tta=tta,
+            views=views,
+            json_out=json_out,
+            data_dir=data_dir,
+            device=device,
+            batch_size=batch_size,
+            checkpoints=checkpoints,
+            console=stdout_console(),
+        )
+    except BadInputError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
