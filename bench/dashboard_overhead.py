@@ -156,8 +156,8 @@ def dashboard_run(preset: Path, checkpoints: Path) -> dict:
 
 async def _redraw_ms(epochs: int, step_events: int, rounds: int) -> tuple[float, float, int]:
     from tui.app import CifarApp
+    from tui.orchestration.runstate import RunState
     from tui.screens.monitor import MonitorScreen
-    from tui.supervisor import RunState
 
     with tempfile.TemporaryDirectory() as tmp:
         app = CifarApp(checkpoints=Path(tmp))

@@ -1,9 +1,10 @@
 """Data-parallel training under torchrun: who this process is, and the few collectives we use.
 
-The engine is launched once per device by `torchrun` (see `tui.launcher.engine_command`), which
-sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT and TORCHELASTIC_RESTART_COUNT. Without
-WORLD_SIZE (or with WORLD_SIZE=1) this is a single process: no process group is created and every
-helper here is a no-op, so the plain path is unchanged and pays nothing.
+The engine is launched once per device by `torchrun` (see
+`tui.orchestration.launcher.engine_command`), which sets RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR/PORT and TORCHELASTIC_RESTART_COUNT. Without WORLD_SIZE (or with WORLD_SIZE=1) this is
+a single process: no process group is created and every helper here is a no-op, so the plain path
+is unchanged and pays nothing.
 
 Conventions the trainer builds on:
 - `data.batch_size` is the global batch; each rank trains on its contiguous slice of it.

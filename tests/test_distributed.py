@@ -396,7 +396,7 @@ def test_torchrun_command_and_exit_codes():
     import signal
 
     from engine.events import Failed, Finished
-    from tui.launcher import engine_command, torchrun_exit_code
+    from tui.orchestration.launcher import engine_command, torchrun_exit_code
 
     plain = engine_command(Path("runs/x"), ["--resume"])
     assert plain == [sys.executable, "-m", "engine", "run", "runs/x", "--resume"]

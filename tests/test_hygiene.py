@@ -30,7 +30,8 @@ def test_engine_loads_no_textual_or_plotext():
 
 def test_cli_and_light_engine_modules_load_no_torch():
     statement = (
-        "import tui.cli, tui.headless, tui.launcher, engine.config, engine.events, engine.runs"
+        "import tui.cli, tui.orchestration.headless, tui.orchestration.launcher, engine.config, "
+        "engine.events, engine.runs"
     )
     loaded = _top_level(_loaded_after(statement))
     assert "torch" not in loaded and "torchvision" not in loaded
@@ -40,3 +41,16 @@ def test_no_tui_module_imports_torch_in_source():
     for path in (ROOT / "tui").rglob("*.py"):
         text = path.read_text()
         assert "import torch" not in text and "from torch" not in text, path
+
+
+def test_cli_and_orchestration_load_no_textual():
+    """tui.cli and tui.orchestration (and tui.fmt) work without Textual: only the dashboard
+    needs it, and the CLI imports tui.app lazily, where it opens the dashboard."""
+    modules = ["tui.fmt"] + [
+        p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        for folder in ("cli", "orchestration")
+        for p in (ROOT / "tui" / folder).rglob("*.py")
+    ]
+    loaded = _top_level(_loaded_after("; ".join(f"import {m}" for m in modules)))
+    assert "tui.orchestration.sweep.runner" in modules
+    assert not loaded & {"textual", "textual_plotext", "torch", "torchvision", "sklearn"}

@@ -19,8 +19,8 @@ from engine.config import config_to_dict, load_config
 from engine.errors import ConfigError
 from engine.lr_finder import find_lr, lr_sweep, smooth_losses, suggest, sweep_lrs
 from tests.conftest import ROOT, cli
-from tui.launcher import resolve_config
-from tui.lr_find import default_apply_path, default_out
+from tui.cli.lr_find import default_apply_path, default_out
+from tui.orchestration.launcher import resolve_config
 
 TINY = [
     "model.name=wrn",
@@ -293,7 +293,7 @@ def test_cli_refuses_overwriting_and_bad_input(tmp_path):
 
 
 def test_cli_side_loads_no_torch():
-    code = "import sys, tui.lr_find, tui.cli; print('torch' in sys.modules)"
+    code = "import sys, tui.cli.lr_find, tui.cli; print('torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )

@@ -19,14 +19,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
 from engine.card import CARD_FIELDS
 from engine.errors import BadInputError, ConfigError
 from engine.events import read_events
 from engine.runs import DB_FILE, RunRegistry, run_ids
 from tests.conftest import ROOT, cli
-from tui import sweep as sweeps
-from tui.results_table import (
+from tui.orchestration import procs
+from tui.orchestration import sweep as sweeps
+from tui.orchestration.exports.results_table import (
     CSV_FIELDS,
     RunResult,
     Stat,
@@ -35,6 +37,7 @@ from tui.results_table import (
     to_csv,
     to_markdown,
 )
+from tui.orchestration.sweep import runner as sweep_runner
 
 TINY = sweeps.SWEEPS_DIR / "tiny.yaml"
 LABELS = ["sgd-baseline", "+random-erasing", "asam+label-smoothing"]
@@ -181,7 +184,7 @@ def test_gpu_count_follows_cuda_visible_devices(monkeypatch, visible, count):
 
 def test_with_several_gpus_each_slot_gets_its_own_device(tmp_path):
     plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
-    console = sweeps.Console(file=io.StringIO())
+    console = Console(file=io.StringIO())
     two = sweeps.SweepRunner(plan, tmp_path, console, slots=2, gpus=2)
     assert [two._slot_device(plan.runs[0], s) for s in (0, 1)] == ["cuda:0", "cuda:1"]
     cpu = sweeps.SweepRunner(plan, tmp_path, console, slots=2, gpus=0)
@@ -514,7 +517,7 @@ def test_every_run_folder_has_a_complete_card(sweep_run):
 
 
 def test_tensorboard_export_holds_each_runs_curves(sweep_run, tmp_path):
-    from tui.tb_events import read_scalars
+    from tui.orchestration.exports.tb_events import read_scalars
 
     ck, _, _, _ = sweep_run
     result = cli("runs", "--tensorboard", str(tmp_path / "tb"), checkpoints=ck)
@@ -601,7 +604,8 @@ def test_runs_screen_filters_a_sweep_and_shows_its_table(tmp_path):
 
 def test_sweep_table_and_export_modules_load_no_torch():
     code = (
-        "import sys, tui.sweep, tui.results_table, tui.runs_export, tui.tb_events, engine.card; "
+        "import sys, tui.orchestration.sweep, tui.orchestration.exports.results_table, "
+        "tui.orchestration.exports.runs_export, tui.orchestration.exports.tb_events, engine.card; "
         "print(any(m.split('.')[0] in ('torch', 'torchvision') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -617,7 +621,7 @@ def test_runs_export_refuses_an_unknown_format(tmp_path):
 def test_an_engine_that_has_not_written_an_event_yet_counts_as_running(tmp_path):
     """A restarted sweep must not start a second engine on a folder whose engine is still
     importing torch (no `run_started`/`resumed` event yet): /proc's command lines find it."""
-    live_engine = sweeps.live_engine
+    live_engine = procs.live_engine
     run_dir = tmp_path / "20261127-000000-tiny-abcd"
     run_dir.mkdir()
     assert live_engine(run_dir) is None
@@ -640,7 +644,7 @@ def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monk
     from engine.events import EventWriter, Finished, Step
 
     plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
-    runner = sweeps.SweepRunner(plan, tmp_path, sweeps.Console(file=io.StringIO()))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
     first = plan.runs[0]
     run_dir = tmp_path / "20261127-000000-resnet18-aaaa"
     run_dir.mkdir()
@@ -653,7 +657,7 @@ def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monk
         writer.emit(Finished(status="done", summary={}))
         return None  # and has exited by the time its pid is looked for
 
-    monkeypatch.setattr(sweeps, "live_engine", engine_finishes_meanwhile)
+    monkeypatch.setattr(sweep_runner, "live_engine", engine_finishes_meanwhile)
     todo = {run.key: how for run, how in runner.todo()}
     assert first.key not in todo
     assert len(todo) == len(plan.runs) - 1 and set(todo.values()) == {"start"}
@@ -666,7 +670,7 @@ def test_a_followed_run_that_finishes_before_its_turn_is_not_resumed(tmp_path, m
     from engine.events import EventWriter, Finished
 
     plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
-    runner = sweeps.SweepRunner(plan, tmp_path, sweeps.Console(file=io.StringIO()))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
     first = plan.runs[0]
     run_dir = tmp_path / "20261127-000000-resnet18-bbbb"
     run_dir.mkdir()
@@ -674,8 +678,8 @@ def test_a_followed_run_that_finishes_before_its_turn_is_not_resumed(tmp_path, m
     EventWriter(run_dir / "events.jsonl").emit(Finished(status="done", summary={}))
     runner.state.set_run_id(first.key, run_dir.name)
     started = []
-    monkeypatch.setattr(sweeps, "live_engine", lambda path: None)  # it has exited
-    monkeypatch.setattr(sweeps, "start_engine", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(sweep_runner, "live_engine", lambda path: None)  # it has exited
+    monkeypatch.setattr(sweep_runner, "start_engine", lambda *a, **k: started.append(a))
     job = runner._start(first, "follow", 0)
     assert started == [] and job.run_dir == run_dir
     assert job.process.poll() == 0 and job.process.wait() == 0

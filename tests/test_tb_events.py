@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from tui import tb_events as tb
+from tui.orchestration.exports import tb_events as tb
 
 
 def test_crc32c_known_answers():

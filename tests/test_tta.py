@@ -29,8 +29,8 @@ from engine.trainer import Trainer
 from engine.tta import apply_view, evaluate_tta
 from engine.tta_views import DEFAULT_VIEWS, PAD, View, all_view_names, parse_view, unique_views
 from tests.conftest import cli
-from tui.evaldata import tta_scores
-from tui.headless import HeadlessPrinter, summary_table
+from tui.orchestration.evaldata import tta_scores
+from tui.orchestration.headless import HeadlessPrinter, summary_table
 
 CPU = torch.device("cpu")
 

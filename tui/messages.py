@@ -55,7 +55,7 @@ class PreviewReady(Message):
 
 @dataclass
 class ResultsLoaded(Message):
-    """A run's evaluation data is loaded (`data` is a tui.evaldata.EvalData) or failed."""
+    """A run's evaluation data is loaded (`data`: an orchestration.evaldata.EvalData) or failed."""
 
     data: object | None
     error: str | None = None

@@ -13,14 +13,16 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from engine.events import Step, parse_event
+from engine.events import EVENTS_FILE, EventWriter, Failed, Step, parse_event
 from engine.runs import RunRegistry
 from tests.conftest import cli
 from tests.tui.fixtures import RUN_ID, make_events, make_run, typed
-from tui.evaldata import load_eval, micro_curves, most_confused, row_normalise
-from tui.headless import HeadlessPrinter, memory_text, wait_text
+from tui.fmt import memory_text, wait_text
+from tui.orchestration.evaldata import load_eval, micro_curves, most_confused, row_normalise
+from tui.orchestration.headless import HeadlessPrinter, follow
+from tui.orchestration.runstate import RunState, downsample
+from tui.orchestration.supervisor import supervise
 from tui.screens.monitor import fit_line
-from tui.supervisor import RunState, downsample, supervise
 from tui.widgets.confusion import intensity
 from tui.widgets.preview import half_block_lines
 
@@ -217,3 +219,29 @@ def test_headless_printer_shows_input_wait_and_memory_when_reported():
     last_step = [e for e in events if isinstance(e, Step)][-1]
     last_step.memory_mb = 2048.0  # as on a GPU
     assert _epoch_line(events).endswith("(e1)  mem 2.0 GiB")
+
+
+def test_headless_follow_skips_an_unreadable_line_and_goes_on(tmp_path):
+    """`--run` reads the log through the same loop as the Monitor: a line it cannot read (a
+    newer writer's) is reported and skipped, and what follows is still shown."""
+    log = tmp_path / EVENTS_FILE
+    log.write_text('{"type": "step"}\n')  # a step without its fields
+
+    class Engine:  # exits on its third poll, after writing its final event on the second
+        def __init__(self) -> None:
+            self.polls, self.returncode = 0, None
+
+        def poll(self) -> int | None:
+            self.polls += 1
+            if self.polls == 2:
+                EventWriter(log).emit(Failed(status="bad_input", message="no such file"))
+            if self.polls == 3:
+                self.returncode = 2
+            return self.returncode
+
+    out = io.StringIO()
+    printer = HeadlessPrinter(Console(file=out, width=200), run_dir=tmp_path)
+    final = follow(tmp_path, Engine(), printer)
+    assert isinstance(final, Failed) and printer.state.status == "bad_input"
+    text = out.getvalue()
+    assert "warning: unreadable event in" in text and "run failed (bad_input)" in text

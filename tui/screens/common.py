@@ -9,13 +9,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tui.headless import duration
+from tui.fmt import duration, pct
 
 __all__ = ["ConfirmScreen", "PromptScreen", "TitleBar", "duration", "pct", "synthetic_tag"]
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None or x != x else f"{100 * x:.{digits}f}%"
 
 
 def synthetic_tag(synthetic: bool) -> Text:

@@ -22,10 +22,12 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import control
 from engine.config import RunConfig
 from engine.events import EpochEnd, Failed, Finished
-from tui.headless import memory_text, wait_text
+from tui.fmt import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
+from tui.orchestration.procs import pid_alive
+from tui.orchestration.runstate import RunState
+from tui.orchestration.supervisor import ENGINE_LOG, supervise
 from tui.screens.common import TitleBar, duration, pct, synthetic_tag
-from tui.supervisor import ENGINE_LOG, RunState, pid_alive, supervise
 from tui.widgets.plots import Line, MetricPlot
 
 # On a 2-core machine every millisecond the UI spends is taken from training (the engine keeps both
@@ -118,7 +120,7 @@ class MonitorScreen(Screen[None]):
         worker = get_current_worker()
         process = None
         if self.launch_spec is not None:
-            from tui.launcher import launch
+            from tui.orchestration.launcher import launch
 
             spec = self.launch_spec
             try:

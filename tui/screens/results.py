@@ -18,8 +18,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
-from tui.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
 from tui.messages import ResultsLoaded
+from tui.orchestration.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
 from tui.screens.common import TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot
@@ -140,7 +140,9 @@ class ResultsScreen(Screen[None]):
         table.add_columns("true", "predicted as", "n", "%")
         self.pairs_rows = []
         for pair in most_confused(counts, top=30):
-            table.add_row(names[pair.true], names[pair.pred], pair.count, f"{100 * pair.rate:.0f}")
+            table.add_row(
+                names[pair.true], names[pair.pred], pair.count, pct(pair.rate, 0, unit="")
+            )
             self.pairs_rows.append((pair.true, pair.pred))
         matrix.move_to(*matrix.cursor)
 
@@ -160,7 +162,7 @@ class ResultsScreen(Screen[None]):
         text.append(f"{names[t]} ({t})\n", style="bold")
         text.append("pred ", style="dim")
         text.append(f"{names[p]} ({p})\n", style="bold")
-        text.append(f"{int(counts[t, p])} of {support} test images ({100 * share:.1f}%)\n")
+        text.append(f"{int(counts[t, p])} of {support} test images ({pct(share, 1)})\n")
         recall = counts[t, t] / support if support else float("nan")
         text.append(f"{kind} recall {pct(recall, 1)}", style="dim")
         self.query_one("#cell", Static).update(text)
@@ -242,7 +244,7 @@ class ResultsScreen(Screen[None]):
         table.add_column("vs plain", justify="right")
 
         def delta(top1: float) -> str:
-            return "" if plain is None else f"{100 * (top1 - plain):+.2f}"
+            return "" if plain is None else pct(top1 - plain, sign=True, unit="")
 
         for v in tta.views:
             table.add_row(v.view, pct(v.top1), pct(v.top5), delta(v.top1))

@@ -17,9 +17,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from engine.errors import BadInputError
 from engine.runs import RunRow, read_run_meta
-from tui.results_table import to_rich
+from tui.orchestration.exports.results_table import to_rich
+from tui.orchestration.sweep import sweep_ids, sweep_table
 from tui.screens.common import ConfirmScreen, TitleBar, duration, pct
-from tui.sweep import sweep_ids, sweep_table
 from tui.widgets.plots import Line, MetricPlot
 
 HINT = "space: select for the plot · enter/o: results · a: attach · d: delete"

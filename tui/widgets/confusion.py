@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.evaldata import row_normalise
+from tui.orchestration.evaldata import row_normalise
 
 # "magma"-like stops: dark purple -> red -> orange -> pale yellow
 _STOPS = np.array(

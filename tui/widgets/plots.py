@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from tui.supervisor import downsample
+from tui.orchestration.runstate import downsample
 
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white")
 # without colour, series differ by marker

@@ -1,8 +1,8 @@
-"""Start an engine process for a preset and supervise it (torch-free).
+"""Start an engine process for a preset (torch-free); resume checks.
 
 The engine runs as `python -m engine run RUN_DIR` in its own session, so a dropped terminal does
-not kill training; SIGINT/SIGTERM received here are forwarded to it once, and the engine then
-finishes its step, checkpoints and exits 130/143.
+not kill training; SIGINT/SIGTERM received here are forwarded to it once (tui.orchestration.procs
+.ForwardSignals), and the engine then finishes its step, checkpoints and exits 130/143.
 
 With `gpus` the engine runs data-parallel: `python -m torch.distributed.run --standalone
 --nproc_per_node N [--max-restarts K] -m engine run RUN_DIR` (torchrun; see engine.distributed).
@@ -19,7 +19,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from engine.checkpoint_files import CheckpointError, previous_path, read_verified
@@ -158,7 +157,7 @@ def start_engine(
     with `gpus`, torchrun starting that many (see `engine_command`)."""
     env = dict(os.environ)
     # the engine must import the same code as this process, installed or not
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if gpus is not None and gpus > 1:
         env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its banner
@@ -181,35 +180,6 @@ def start_engine(
     finally:
         if log is not None:
             log.close()  # the child holds its own descriptor
-
-
-def exit_code(process: subprocess.Popen[bytes]) -> int:
-    """The engine's exit status, with death by signal N reported as 128+N like a shell."""
-    code = process.wait()
-    return 128 - code if code < 0 else code
-
-
-class ForwardSignals:
-    """While active, SIGINT and SIGTERM sent to this process go to the engine instead."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _forward(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signum
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-
-    def __enter__(self) -> ForwardSignals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._forward)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- resume

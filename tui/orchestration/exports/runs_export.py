@@ -2,8 +2,8 @@
 
 Rows come from runs.sqlite (one per run, the fields `cifar-tui runs` shows and more) plus the
 sweep recipe and seed that run.json holds for a sweep's run. TensorBoard gets one folder per run
-with its per-epoch curves and final test numbers, written by tui.tb_events (no TensorBoard or
-torch needed to write them).
+with its per-epoch curves and final test numbers, written by tui.orchestration.exports.tb_events
+(no TensorBoard or torch needed to write them).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.runs import RunRegistry, RunRow, read_run_meta
-from tui.tb_events import EventFileWriter
+from tui.orchestration.exports.tb_events import EventFileWriter
 
 EXPORT_FORMATS = ("csv", "json")
 _TB_SUFFIX = ".cifar-tui"

@@ -24,6 +24,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from tui.fmt import duration, pct
+
 STATS_NOTE = (
     "test numbers: the best-on-validation checkpoint; mean ± sample std (ddof=1) over seeds; "
     "Δ top-1: difference of means against row 1, ± sqrt(s1²/n1 + s0²/n0)"
@@ -170,12 +172,12 @@ def _why_not(r: RunResult) -> str:
 # --------------------------------------------------------------------------- formatting
 
 
-def pct(stat: Stat) -> str:
+def mean_std_text(stat: Stat) -> str:
     """`75.12 ± 0.34` (percent), `75.12` for one run, `-` for none."""
     if stat.mean is None:
         return "-"
-    text = f"{100 * stat.mean:.2f}"
-    return text if stat.std is None else f"{text} ± {100 * stat.std:.2f}"
+    text = pct(stat.mean, unit="")
+    return text if stat.std is None else f"{text} ± {pct(stat.std, unit='')}"
 
 
 def delta_text(row: RecipeRow) -> str:
@@ -183,8 +185,8 @@ def delta_text(row: RecipeRow) -> str:
         return "ref"
     if row.delta is None:
         return "-"
-    text = f"{100 * row.delta:+.2f}"
-    return text if row.delta_se is None else f"{text} ± {100 * row.delta_se:.2f}"
+    text = pct(row.delta, sign=True, unit="")
+    return text if row.delta_se is None else f"{text} ± {pct(row.delta_se, unit='')}"
 
 
 def epoch_text(stat: Stat) -> str:
@@ -192,15 +194,6 @@ def epoch_text(stat: Stat) -> str:
         return "-"
     lo, hi = int(min(stat.values)), int(max(stat.values))
     return str(lo) if lo == hi else f"{stat.mean:.1f} ({lo}-{hi})"
-
-
-def duration_text(stat: Stat) -> str:
-    if stat.mean is None:
-        return "-"
-    seconds = int(round(stat.mean))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def rate_text(stat: Stat) -> str:
@@ -213,15 +206,15 @@ def columns(table: SweepTable) -> list[tuple[str, Any]]:
         ("#", lambda r: str(r.index)),
         ("recipe", lambda r: r.recipe),
         ("runs", RecipeRow.runs_text),
-        ("test top-1 %", lambda r: pct(r.top1)),
+        ("test top-1 %", lambda r: mean_std_text(r.top1)),
         ("Δ top-1 (pp)", delta_text),
-        ("test top-5 %", lambda r: pct(r.top5)),
+        ("test top-5 %", lambda r: mean_std_text(r.top5)),
     ]
     if table.has_tta:
-        cols.append(("TTA top-1 %", lambda r: pct(r.tta_top1)))
+        cols.append(("TTA top-1 %", lambda r: mean_std_text(r.tta_top1)))
     cols += [
         ("best val epoch", lambda r: epoch_text(r.best_epoch)),
-        ("wall time", lambda r: duration_text(r.wall_s)),
+        ("wall time", lambda r: duration(r.wall_s.mean)),
         ("img/s", lambda r: rate_text(r.img_per_s)),
     ]
     return cols

@@ -24,6 +24,7 @@ from engine.config import check_device
 from engine.errors import BadInputError
 from engine.runs import RUN_META_FILE, checkpoints_root, find_run
 from engine.tta_views import DEFAULT_VIEWS, unique_views
+from tui.fmt import pct
 
 BEST = "best.pt"
 
@@ -68,7 +69,7 @@ def run_engine_eval(
 
     The child's own output (download progress, its error line) goes to our stderr."""
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])  # the engine imports this same code
+    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="cifar-tui-eval-") as tmp:
         out = Path(tmp) / "eval.json"
@@ -84,10 +85,6 @@ def run_engine_eval(
         code = 128 - code if code < 0 else code
         report = json.loads(out.read_text()) if code == 0 and out.is_file() else None
     return code, report
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
 
 
 def report_table(r: dict[str, Any]) -> Table:
@@ -109,12 +106,12 @@ def report_table(r: dict[str, Any]) -> Table:
     )
     views = r["views"]
     for v in views:
-        table.add_row(v["view"], _pct(v["top1"]), _pct(v["top5"]), "1x")
+        table.add_row(v["view"], pct(v["top1"]), pct(v["top5"]), "1x")
     if len(views) > 1:
         table.add_row(
             f"merged (mean of {len(views)} views' probabilities)",
-            _pct(r["top1"]),
-            _pct(r["top5"]),
+            pct(r["top1"]),
+            pct(r["top5"]),
             f"{r['cost']}x",
             style="bold",
             end_section=True,

@@ -1,230 +1,32 @@
-"""The `cifar-tui` command. Bare: the dashboard; `--run PRESET`: a headless run; subcommands."""
+"""The `cifar-tui` subcommands: presets, sweep, runs (and its exports), attach, lr-find, eval."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Column, Table
 
-from engine.checkpoint_files import CheckpointError
 from engine.config import load_config, recipe_summary
 from engine.errors import BadInputError
-from engine.events import EVENTS_FILE, Failed, Finished
 from engine.presets import PRESETS_DIR, preset_description, preset_names
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root
-from engine.runs import find_run as find_run_dir
-from tui.headless import duration
-
-EXIT_BAD_INPUT = 2
-
-app = typer.Typer(
-    add_completion=False,
-    rich_markup_mode=None,
-    help="Train CIFAR-100 classifiers: the dashboard, or headless with --run PRESET.",
+from tui.cli.common import (
+    CheckpointsOpt,
+    DataDirOpt,
+    DeviceOpt,
+    app,
+    err,
+    fail,
+    find_run,
+    require_terminal,
+    run_dashboard,
+    stdout_console,
 )
-err = Console(stderr=True)
-
-DataDirOpt = Annotated[
-    str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
-]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
-CheckpointsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--checkpoints", help="runs folder (default $CIFAR_TUI_CHECKPOINTS or ./checkpoints)"
-    ),
-]
-
-
-def stdout_console() -> Console:
-    """Tables on stdout; piped output gets a wide page instead of wrapping at 80 columns."""
-    return Console(width=None if sys.stdout.isatty() else 160)
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"cifar-tui: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@app.callback(invoke_without_command=True)
-def main_callback(
-    ctx: typer.Context,
-    run: Annotated[
-        str | None,
-        typer.Option("--run", metavar="PRESET", help="train a preset (name or YAML path) headless"),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.05"
-        ),
-    ] = None,
-    data_dir: DataDirOpt = None,
-    device: DeviceOpt = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="print the run summary as JSON on stdout")
-    ] = False,
-    checkpoints: CheckpointsOpt = None,
-    resume: Annotated[
-        str | None,
-        typer.Option("--resume", metavar="RUN", help="continue run RUN (an id, or `last`)"),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="with --resume: accept a changed config")
-    ] = False,
-    gpus: Annotated[
-        int | None,
-        typer.Option(
-            "--gpus",
-            min=1,
-            metavar="N",
-            help="data-parallel over N processes (torchrun, one per GPU; gloo on a CPU machine)",
-        ),
-    ] = None,
-    max_restarts: Annotated[
-        int | None,
-        typer.Option(
-            "--max-restarts",
-            min=0,
-            metavar="K",
-            help="with --gpus: restart a failed job up to K times, from its last checkpoint",
-        ),
-    ] = None,
-) -> None:
-    if ctx.invoked_subcommand is not None:
-        return
-    if run is None and resume is None:
-        launch_options = (gpus, max_restarts)
-        if overrides or data_dir or device or json_out or force or launch_options != (None, None):
-            raise _fail(
-                "--set, --data-dir, --device, --json, --force, --gpus and --max-restarts need "
-                "--run PRESET"
-            )
-        _require_terminal()
-        raise typer.Exit(run_dashboard(checkpoints=checkpoints))
-    if force and resume is None:
-        raise _fail("--force only applies to --resume RUN")
-    if max_restarts is not None and gpus is None:
-        raise _fail("--max-restarts needs --gpus N (torchrun does the restarting)")
-    raise typer.Exit(
-        run_headless(
-            run,
-            overrides or [],
-            data_dir,
-            device,
-            json_out,
-            checkpoints,
-            resume=resume,
-            force=force,
-            gpus=gpus,
-            max_restarts=max_restarts or 0,
-        )
-    )
-
-
-def _require_terminal() -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise _fail(
-            "no terminal: run headless with `cifar-tui --run PRESET` (see `cifar-tui --help`)"
-        )
-
-
-def run_dashboard(
-    checkpoints: Path | None = None, attach: Path | None = None, results: Path | None = None
-) -> int:
-    """Open the Textual dashboard (imported here: the headless paths never load Textual)."""
-    from tui.app import CifarApp
-
-    app = CifarApp(checkpoints=checkpoints, attach=attach, results=results)
-    app.run()
-    return app.return_code or 0
-
-
-def find_run(run: str, checkpoints: Path | None) -> Path:
-    """A run id (or `last`, or a unique prefix) -> its folder; typer.Exit(2) when unknown."""
-    try:
-        return find_run_dir(checkpoints_root(checkpoints), run)
-    except BadInputError as exc:
-        raise _fail(f"{exc}: see `cifar-tui runs`") from None
-
-
-def run_headless(
-    preset: str | None,
-    overrides: list[str],
-    data_dir: str | None,
-    device: str | None,
-    json_out: bool,
-    checkpoints: Path | None,
-    *,
-    resume: str | None = None,
-    force: bool = False,
-    gpus: int | None = None,
-    max_restarts: int = 0,
-) -> int:
-    """Train (or with `resume`, continue) a run in an engine process and render its events.
-
-    With `gpus`, the engine runs under torchrun (see tui.launcher.engine_command)."""
-    from tui.headless import HeadlessPrinter, follow
-    from tui.launcher import (
-        ForwardSignals,
-        check_processes,
-        exit_code,
-        launch,
-        prepare_resume,
-        resolve_config,
-        start_engine,
-        torchrun_exit_code,
-    )
-
-    try:
-        if resume is not None:
-            run_dir, changes = prepare_resume(
-                resume,
-                checkpoints,
-                preset,
-                overrides,
-                data_dir=data_dir,
-                device=device,
-                force=force,
-            )
-            check_processes(load_config(str(run_dir / "config.yaml")), gpus)
-            log = run_dir / EVENTS_FILE
-            events_offset = log.stat().st_size if log.exists() else 0  # show only what is new
-            process = start_engine(
-                run_dir,
-                ["--resume", *(f"--changed={c}" for c in changes)],
-                gpus=gpus,
-                max_restarts=max_restarts,
-            )
-        else:
-            assert preset is not None
-            cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
-            check_processes(cfg, gpus)
-            launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)
-            run_dir, process, events_offset = launched.run_dir, launched.process, 0
-    except (BadInputError, CheckpointError) as exc:
-        raise _fail(str(exc)) from None
-    printer = HeadlessPrinter(err, echo_failures=False)  # the engine prints its own error line
-    with ForwardSignals(process) as forwarded:
-        final = follow(run_dir, process, printer, offset=events_offset)
-    code = exit_code(process)
-    if gpus is not None:
-        code = torchrun_exit_code(code, final, forwarded.received)
-    if json_out:
-        if isinstance(final, Finished):
-            payload = final.summary
-        elif isinstance(final, Failed):
-            payload = {"run_id": run_dir.name, "status": final.status, "message": final.message}
-        else:
-            payload = {"run_id": run_dir.name, "status": "crashed", "exit_code": code}
-        print(json.dumps(payload))
-    return code
+from tui.fmt import duration, pct
 
 
 @app.command()
@@ -268,9 +70,9 @@ def sweep(
     Started again, a sweep skips its finished runs and resumes the interrupted one. The table is
     also written as <checkpoints>/sweeps/<sweep id>.md and .csv.
     """
-    from tui import sweep as sweeps
-    from tui.launcher import check_writable
-    from tui.results_table import to_rich
+    from tui.orchestration import sweep as sweeps
+    from tui.orchestration.exports.results_table import to_rich
+    from tui.orchestration.launcher import check_writable
 
     root = checkpoints_root(checkpoints)
     try:
@@ -286,7 +88,7 @@ def sweep(
         with sweeps.sweep_lock(root, plan.sweep_id):
             code = runner.run()
     except BadInputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = sweeps.sweep_table(root, plan.sweep_id)
     md, csv_path = sweeps.write_exports(root, plan.sweep_id, table)
     stdout_console().print(to_rich(table))
@@ -296,14 +98,14 @@ def sweep(
 
 def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
     """`runs --export FORMAT [--out FILE]` and `runs --tensorboard DIR`."""
-    from tui.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
+    from tui.orchestration.exports.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
 
     if fmt is None and tensorboard is None:
-        raise _fail("--out goes with --export csv|json")
+        raise fail("--out goes with --export csv|json")
     if fmt is not None and fmt not in EXPORT_FORMATS:
-        raise _fail(f"--export {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+        raise fail(f"--export {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
     if not (root / DB_FILE).exists():
-        raise _fail(f"no runs registry in {root} (see --checkpoints)")
+        raise fail(f"no runs registry in {root} (see --checkpoints)")
     if fmt is not None:
         text = export_text(root, fmt)
         if out is None:
@@ -359,8 +161,8 @@ def runs(
             r.run_id,
             r.preset,
             r.status,
-            "-" if r.best_val_top1 is None else f"{100 * r.best_val_top1:.2f}% (e{r.best_epoch})",
-            "-" if r.test_top1 is None else f"{100 * r.test_top1:.2f}%",
+            "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} (e{r.best_epoch})",
+            pct(r.test_top1),
             duration(r.wall_s),
         )
     stdout_console().print(table)
@@ -373,7 +175,7 @@ def attach(
 ) -> None:
     """Reopen the live view of a running or finished run from its event log."""
     run_dir = find_run(run, checkpoints)
-    _require_terminal()
+    require_terminal()
     raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
 
 
@@ -403,7 +205,7 @@ def lr_find(
     ] = None,
 ) -> None:
     """LR range test: sweep the learning rate, plot the loss, suggest a rate (exit 3: none)."""
-    from tui.lr_find import run as run_lr_find
+    from tui.cli.lr_find import run as run_lr_find
 
     try:
         code = run_lr_find(
@@ -419,7 +221,7 @@ def lr_find(
             apply_to=apply_to,
         )
     except BadInputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     raise typer.Exit(code)
 
 
@@ -457,7 +259,7 @@ def eval_checkpoint(
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Evaluate a saved checkpoint on the test set, optionally with test-time augmentation."""
-    from tui.eval_cmd import eval_command
+    from tui.cli.eval_cmd import eval_command
 
     try:
         code = eval_command(
@@ -472,9 +274,5 @@ def eval_checkpoint(
             console=stdout_console(),
         )
     except BadInputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     raise typer.Exit(code)
-
-
-def main() -> None:
-    app()

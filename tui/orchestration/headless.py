@@ -1,7 +1,8 @@
 """Headless display: a rich consumer of a run's event stream, on stderr.
 
 It renders what `events.jsonl` says (progress bars on a terminal, one line per epoch always, a
-final summary table) and never talks to the engine any other way.
+final summary table) and never talks to the engine any other way. What it knows about the run
+is the Monitor screen's model of it, `RunState`: each event is applied to that first, then shown.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from rich.progress import (
 from rich.table import Table
 
 from engine.events import (
-    EVENTS_FILE,
     BadStep,
     EpochEnd,
     Evaluated,
     Event,
-    EventTail,
     Failed,
     Finished,
     Resumed,
@@ -35,46 +34,11 @@ from engine.events import (
     Step,
     TTAEvaluated,
 )
+from tui.fmt import duration, load_text, pct
+from tui.orchestration.runstate import RunState
+from tui.orchestration.supervisor import supervise
 
 POLL_S = 0.2
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:5.2f}%"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def memory_text(mib: float | None) -> str:
-    """Device memory: '812 MiB', '10.2 GiB'; '-' when not reported (CPU, older logs)."""
-    if mib is None:
-        return "-"
-    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
-
-
-def wait_text(fraction: float | None) -> str:
-    """Share of step time spent waiting for input: '3%', '<1%'; '-' when not reported."""
-    if fraction is None:
-        return "-"
-    pct = 100 * fraction
-    return "<1%" if 0 < pct < 0.5 else f"{pct:.0f}%"
-
-
-def _load_text(wait: float | None, mib: float | None) -> str:
-    """'input wait 3%  mem 10.2 GiB', the parts that were reported, or ''."""
-    parts = []
-    if wait is not None:
-        parts.append(f"input wait {wait_text(wait)}")
-    if mib is not None:
-        parts.append(f"mem {memory_text(mib)}")
-    return "  ".join(parts)
 
 
 class HeadlessPrinter:
@@ -85,29 +49,53 @@ class HeadlessPrinter:
         f"{'val top5':>8}  {'lr':>9}  {'time':>6}  {'img/s':>7}  {'best':>13}"
     )
 
-    def __init__(self, console: Console | None = None, echo_failures: bool = True) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        echo_failures: bool = True,
+        *,
+        run_dir: Path | None = None,
+    ) -> None:
         """`echo_failures=False` when the engine shares our stderr and has said it already."""
         self.console = console or Console(stderr=True)
         self.echo_failures = echo_failures
+        self.state = RunState(run_dir if run_dir is not None else Path())
         self.progress: Progress | None = None
         self.epoch_task: TaskID | None = None
         self.step_task: TaskID | None = None
-        self.started: RunStarted | None = None
         self.t0 = time.time()
-        self.final: Event | None = None
-        self.tests: dict[str, Evaluated] = {}
-        self.data_wait: float | None = None  # the latest step's, when the engine reports them
-        self.memory_mb: float | None = None
+
+    @property
+    def started(self) -> RunStarted | None:
+        return self.state.started
+
+    @property
+    def final(self) -> Finished | Failed | None:
+        return self.state.final
+
+    @property
+    def tests(self) -> dict[str, Evaluated]:
+        return self.state.tests
+
+    @property
+    def data_wait(self) -> float | None:
+        """The latest step's input-wait fraction, when the engine reports it."""
+        return self.state.data_wait
+
+    @property
+    def memory_mb(self) -> float | None:
+        return self.state.memory_mb
 
     # -------------------------------------------------------------- events
 
     def handle(self, event: Event) -> None:
+        """Apply the event to the run's state, then show it."""
+        self.state.apply([event])
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is not None:
             handler(event)
 
     def _on_run_started(self, e: RunStarted) -> None:
-        self.started = e
         self.t0 = e.t or time.time()
         tag = " [bold yellow]SYNTHETIC DATA[/]" if e.synthetic else ""
         self.console.print(
@@ -154,16 +142,13 @@ class HeadlessPrinter:
         )
 
     def _on_step(self, e: Step) -> None:
-        wait, memory = getattr(e, "data_wait", None), getattr(e, "memory_mb", None)
-        self.data_wait = wait if wait is not None else self.data_wait
-        self.memory_mb = memory if memory is not None else self.memory_mb
         if self.progress is None or self.step_task is None or self.epoch_task is None:
             return
         elapsed = time.time() - self.t0
         left = elapsed / max(e.step, 1) * (e.total_steps - e.step)
-        load = _load_text(wait, memory)
+        load = load_text(getattr(e, "data_wait", None), getattr(e, "memory_mb", None))
         info = (
-            f"loss {e.loss:.3f}  acc {_pct(e.top1).strip()}  lr {e.lr:.2e}  "
+            f"loss {e.loss:.3f}  acc {pct(e.top1)}  lr {e.lr:.2e}  "
             f"{e.img_per_s:,.0f} img/s  {load + '  ' if load else ''}run left ~{duration(left)}"
         )
         self.progress.update(
@@ -172,12 +157,15 @@ class HeadlessPrinter:
         self.progress.update(self.epoch_task, completed=e.epoch - 1)
 
     def _on_epoch_end(self, e: EpochEnd) -> None:
-        load = _load_text(self.data_wait, self.memory_mb)  # the epoch's last step's numbers
-        best = "-" if e.best_val_top1 is None else f"{_pct(e.best_val_top1)} (e{e.best_epoch})"
+        load = load_text(self.state.data_wait, self.state.memory_mb)  # the epoch's last step's
+        best = (
+            "-" if e.best_val_top1 is None else f"{pct(e.best_val_top1, width=5)} (e{e.best_epoch})"
+        )
+        train, val, val5 = (pct(x, width=5) for x in (e.train_top1, e.val_top1, e.val_top5))
         self.console.print(
-            f"{f'{e.epoch}/{e.epochs}':>9}  {e.train_loss:10.4f}  {_pct(e.train_top1):>9}  "
-            f"{'-' if e.val_loss is None else f'{e.val_loss:8.4f}':>8}  {_pct(e.val_top1):>8}  "
-            f"{_pct(e.val_top5):>8}  {e.lr:9.2e}  {e.epoch_s:5.1f}s  {e.img_per_s:7,.0f}  "
+            f"{f'{e.epoch}/{e.epochs}':>9}  {e.train_loss:10.4f}  {train:>9}  "
+            f"{'-' if e.val_loss is None else f'{e.val_loss:8.4f}':>8}  {val:>8}  "
+            f"{val5:>8}  {e.lr:9.2e}  {e.epoch_s:5.1f}s  {e.img_per_s:7,.0f}  "
             f"{best:>13}{'  ' + load if load else ''}",
             soft_wrap=True,
         )
@@ -185,27 +173,24 @@ class HeadlessPrinter:
             self.progress.update(self.epoch_task, completed=e.epoch)
 
     def _on_evaluated(self, e: Evaluated) -> None:
-        self.tests[e.checkpoint] = e
         self.console.print(
-            f"test set, {e.checkpoint} checkpoint (epoch {e.epoch}): top-1 {_pct(e.top1)}, "
-            f"top-5 {_pct(e.top5)}, loss {e.loss:.4f} on {e.count} images",
+            f"test set, {e.checkpoint} checkpoint (epoch {e.epoch}): top-1 {pct(e.top1, width=5)}, "
+            f"top-5 {pct(e.top5, width=5)}, loss {e.loss:.4f} on {e.count} images",
             soft_wrap=True,
         )
 
     def _on_tta_evaluated(self, e: TTAEvaluated) -> None:
         self.console.print(
             f"test set, {e.checkpoint} checkpoint with TTA ({len(e.views)} views, {e.cost}x cost): "
-            f"top-1 {_pct(e.top1)}, top-5 {_pct(e.top5)}",
+            f"top-1 {pct(e.top1, width=5)}, top-5 {pct(e.top5, width=5)}",
             soft_wrap=True,
         )
 
     def _on_finished(self, e: Finished) -> None:
-        self.final = e
         self.stop()
         self.console.print(summary_table(e.summary))
 
     def _on_failed(self, e: Failed) -> None:
-        self.final = e
         self.stop()
         if not self.echo_failures:
             return
@@ -233,10 +218,13 @@ def summary_table(s: dict[str, Any]) -> Table:
         ),
         ("epochs", f"{s.get('epochs_done')} of {s.get('epochs')}"),
         ("best val top-1", _best(s.get("best_val_top1"), s.get("best_epoch"))),
-        ("test top-1 / top-5 (best)", f"{_pct(s.get('test_top1'))} / {_pct(s.get('test_top5'))}"),
+        (
+            "test top-1 / top-5 (best)",
+            f"{pct(s.get('test_top1'), width=5)} / {pct(s.get('test_top5'), width=5)}",
+        ),
         (
             "test top-1 / top-5 (last)",
-            f"{_pct(s.get('test_top1_last'))} / {_pct(s.get('test_top5_last'))}",
+            f"{pct(s.get('test_top1_last'), width=5)} / {pct(s.get('test_top5_last'), width=5)}",
         ),
         ("macro AP / AUC (best)", _pair(s.get("macro_ap"), s.get("macro_auc"))),
         *_tta_rows(s.get("tta")),
@@ -255,18 +243,19 @@ def _tta_rows(tta: Any) -> list[tuple[str, str]]:
         return []
     views = tta["views"]
     merged = (
-        f"{_pct(tta.get('top1'))} / {_pct(tta.get('top5'))}  "
+        f"{pct(tta.get('top1'), width=5)} / {pct(tta.get('top5'), width=5)}  "
         f"({len(views)} views, {tta.get('cost')}x cost)"
     )
     width = max(len(v["view"]) for v in views)
     per_view = "\n".join(
-        f"{v['view']:<{width}}  {_pct(v.get('top1'))} / {_pct(v.get('top5'))}" for v in views
+        f"{v['view']:<{width}}  {pct(v.get('top1'), width=5)} / {pct(v.get('top5'), width=5)}"
+        for v in views
     )
     return [("TTA top-1 / top-5 (best)", merged), ("TTA per view", per_view)]
 
 
 def _best(top1: float | None, epoch: int | None) -> str:
-    return "-" if top1 is None else f"{_pct(top1)} (epoch {epoch})"
+    return "-" if top1 is None else f"{pct(top1, width=5)} (epoch {epoch})"
 
 
 def _pair(a: float | None, b: float | None) -> str:
@@ -278,13 +267,14 @@ def follow(run_dir: Path, process: Any, printer: HeadlessPrinter, offset: int = 
 
     Returns the final event (`finished` or `failed`), or None if the engine died silently.
     """
-    tail = EventTail(run_dir / EVENTS_FILE, offset)
-    while True:
-        alive = process.poll() is None
-        for event in tail.poll():
+
+    def show(batch: list[Event]) -> None:
+        for event in batch:
             printer.handle(event)
-        if not alive:
-            break
-        time.sleep(POLL_S)
+
+    def warn(text: str) -> None:
+        printer.console.print(f"warning: {text}", style="yellow", markup=False, soft_wrap=True)
+
+    supervise(run_dir, show, process=process, poll_s=POLL_S, warn=warn, offset=offset)
     printer.stop()
     return printer.final

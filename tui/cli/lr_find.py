@@ -25,7 +25,7 @@ import yaml
 from engine.config import config_to_dict, dump_config, load_config
 from engine.errors import BadInputError
 from engine.lr_sweep import check_sweep
-from tui.launcher import resolve_config
+from tui.orchestration.launcher import resolve_config
 
 EXIT_NO_SUGGESTION = 3
 
@@ -102,7 +102,7 @@ def run(
 
 def _run_engine(config: Path, out: Path, start: float, end: float, steps: int) -> int:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])  # the engine imports this same code
+    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     args = [f"--start={start!r}", f"--end={end!r}", f"--steps={steps}"]
     process = subprocess.Popen(

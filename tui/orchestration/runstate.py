@@ -1,37 +1,20 @@
-"""Follow an engine run: the model of a run built from its events, and the loop that feeds it.
+"""The model of a run built from its events: what the Monitor screen and the headless printer
+both show (no Textual, easy to test).
 
-`RunState` turns the event stream into histories and progress (no Textual, easy to test).
-`supervise()` is the body of the Monitor's worker: it (optionally) starts the engine process,
-tails `events.jsonl` with `EventTail` and hands batches of events to a callback until the engine
-has exited or, when only following a log, a final event has been read.
+`RunState.apply(events)` turns the event stream into histories and progress; `downsample` keeps
+a plotted history short however long the run.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.events import (
-    EVENTS_FILE,
-    EpochEnd,
-    Evaluated,
-    Event,
-    EventTail,
-    Failed,
-    Finished,
-    RunStarted,
-    Step,
-)
-
-POLL_S = 0.25  # how often the log is read: matches the 4 Hz redraw ceiling
-ENGINE_LOG = "engine.log"  # the engine's stdout + stderr when the dashboard starts it
+from engine.events import EpochEnd, Evaluated, Event, Failed, Finished, RunStarted, Step
 
 
 @dataclass
@@ -231,70 +214,3 @@ class RunState:
 
     def traceback_path(self) -> str | None:
         return self.final.traceback_path if isinstance(self.final, Failed) else None
-
-
-# --------------------------------------------------------------------------- the worker loop
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def supervise(
-    run_dir: Path,
-    emit: Callable[[list[Event]], None],
-    *,
-    process: Any = None,
-    cancelled: Callable[[], bool] = lambda: False,
-    wake: threading.Event | None = None,
-    poll_s: float = POLL_S,
-    warn: Callable[[str], None] = lambda _text: None,
-) -> tuple[int | None, bool]:
-    """Tail `run_dir/events.jsonl`, calling `emit(batch)` for each non-empty batch.
-
-    With `process` (a Popen we started) the loop ends once it has exited and the log is drained.
-    Without one (attach), it ends after a `finished`/`failed` event, or when the engine pid named
-    in `run_started` is gone. Returns (the process's exit code or None, whether a final event
-    was read). `cancelled()` is checked every poll; `wake` (set it to poll at once) may shorten
-    the wait.
-    """
-    tail = EventTail(run_dir / EVENTS_FILE)
-    wake = wake or threading.Event()
-    final = False
-    engine_pid: int | None = None
-    idle_polls = 0
-    while not cancelled():
-        exited = process is not None and process.poll() is not None
-        try:
-            batch = tail.poll()
-        except (TypeError, ValueError) as exc:  # a line from a newer writer: skip, go on
-            warn(f"unreadable event in {run_dir / EVENTS_FILE}: {exc}")
-            batch = []
-        for e in batch:
-            if isinstance(e, RunStarted):
-                engine_pid = e.pid
-            if isinstance(e, Finished | Failed):
-                final = True
-        if batch:
-            emit(batch)
-            idle_polls = 0
-        else:
-            idle_polls += 1
-        if process is not None:
-            if exited:
-                return process.returncode, final
-        elif final:
-            return None, True
-        elif engine_pid is not None and idle_polls >= 8 and not pid_alive(engine_pid):
-            return None, False
-        wake.wait(poll_s)
-        wake.clear()
-    return (process.returncode if process is not None else None), final

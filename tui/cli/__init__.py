@@ -1,0 +1,179 @@
+"""The `cifar-tui` command. Bare: the dashboard; `--run PRESET`: a headless run; subcommands
+(tui.cli.commands, registered on import)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.checkpoint_files import CheckpointError
+from engine.config import load_config
+from engine.errors import BadInputError
+from engine.events import EVENTS_FILE, Failed, Finished
+from tui.cli import commands as _commands  # noqa: F401  (registers the subcommands)
+from tui.cli.common import (
+    CheckpointsOpt,
+    DataDirOpt,
+    DeviceOpt,
+    app,
+    err,
+    fail,
+    require_terminal,
+    run_dashboard,
+)
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", metavar="PRESET", help="train a preset (name or YAML path) headless"),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.05"
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the run summary as JSON on stdout")
+    ] = False,
+    checkpoints: CheckpointsOpt = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="RUN", help="continue run RUN (an id, or `last`)"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="with --resume: accept a changed config")
+    ] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=1,
+            metavar="N",
+            help="data-parallel over N processes (torchrun, one per GPU; gloo on a CPU machine)",
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-restarts",
+            min=0,
+            metavar="K",
+            help="with --gpus: restart a failed job up to K times, from its last checkpoint",
+        ),
+    ] = None,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    if run is None and resume is None:
+        launch_options = (gpus, max_restarts)
+        if overrides or data_dir or device or json_out or force or launch_options != (None, None):
+            raise fail(
+                "--set, --data-dir, --device, --json, --force, --gpus and --max-restarts need "
+                "--run PRESET"
+            )
+        require_terminal()
+        raise typer.Exit(run_dashboard(checkpoints=checkpoints))
+    if force and resume is None:
+        raise fail("--force only applies to --resume RUN")
+    if max_restarts is not None and gpus is None:
+        raise fail("--max-restarts needs --gpus N (torchrun does the restarting)")
+    raise typer.Exit(
+        run_headless(
+            run,
+            overrides or [],
+            data_dir,
+            device,
+            json_out,
+            checkpoints,
+            resume=resume,
+            force=force,
+            gpus=gpus,
+            max_restarts=max_restarts or 0,
+        )
+    )
+
+
+def run_headless(
+    preset: str | None,
+    overrides: list[str],
+    data_dir: str | None,
+    device: str | None,
+    json_out: bool,
+    checkpoints: Path | None,
+    *,
+    resume: str | None = None,
+    force: bool = False,
+    gpus: int | None = None,
+    max_restarts: int = 0,
+) -> int:
+    """Train (or with `resume`, continue) a run in an engine process and render its events.
+
+    With `gpus`, the engine runs under torchrun (see tui.orchestration.launcher.engine_command)."""
+    from tui.orchestration.headless import HeadlessPrinter, follow
+    from tui.orchestration.launcher import (
+        check_processes,
+        launch,
+        prepare_resume,
+        resolve_config,
+        start_engine,
+        torchrun_exit_code,
+    )
+    from tui.orchestration.procs import ForwardSignals, exit_code
+
+    try:
+        if resume is not None:
+            run_dir, changes = prepare_resume(
+                resume,
+                checkpoints,
+                preset,
+                overrides,
+                data_dir=data_dir,
+                device=device,
+                force=force,
+            )
+            check_processes(load_config(str(run_dir / "config.yaml")), gpus)
+            log = run_dir / EVENTS_FILE
+            events_offset = log.stat().st_size if log.exists() else 0  # show only what is new
+            process = start_engine(
+                run_dir,
+                ["--resume", *(f"--changed={c}" for c in changes)],
+                gpus=gpus,
+                max_restarts=max_restarts,
+            )
+        else:
+            assert preset is not None
+            cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
+            check_processes(cfg, gpus)
+            launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)
+            run_dir, process, events_offset = launched.run_dir, launched.process, 0
+    except (BadInputError, CheckpointError) as exc:
+        raise fail(str(exc)) from None
+    # echo_failures=False: the engine prints its own error line
+    printer = HeadlessPrinter(err, echo_failures=False, run_dir=run_dir)
+    with ForwardSignals(process) as forwarded:
+        final = follow(run_dir, process, printer, offset=events_offset)
+    code = exit_code(process)
+    if gpus is not None:
+        code = torchrun_exit_code(code, final, forwarded.received)
+    if json_out:
+        if isinstance(final, Finished):
+            payload = final.summary
+        elif isinstance(final, Failed):
+            payload = {"run_id": run_dir.name, "status": final.status, "message": final.message}
+        else:
+            payload = {"run_id": run_dir.name, "status": "crashed", "exit_code": code}
+        print(json.dumps(payload))
+    return code
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,78 @@
+"""Follow an engine run: the one loop that tails a run's `events.jsonl`.
+
+`supervise()` is the body of the Monitor's worker and of the headless display: it (optionally)
+watches the engine process, tails `events.jsonl` with `EventTail` and hands batches of events to a
+callback until the engine has exited or, when only following a log, a final event has been read.
+A line it cannot read (from a newer writer) is reported through `warn` and skipped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.events import EVENTS_FILE, Event, EventTail, Failed, Finished, RunStarted
+from tui.orchestration.procs import pid_alive
+
+POLL_S = 0.25  # how often the log is read: matches the 4 Hz redraw ceiling
+ENGINE_LOG = "engine.log"  # the engine's stdout + stderr when the dashboard starts it
+
+
+def read_new(tail: EventTail, warn: Callable[[str], None] = lambda _text: None) -> list[Event]:
+    """The events appended since the last read; an unreadable line is reported and skipped."""
+    try:
+        return tail.poll()
+    except (TypeError, ValueError) as exc:  # a line from a newer writer: skip, go on
+        warn(f"unreadable event in {tail.path}: {exc}")
+        return []
+
+
+def supervise(
+    run_dir: Path,
+    emit: Callable[[list[Event]], None],
+    *,
+    process: Any = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    wake: threading.Event | None = None,
+    poll_s: float = POLL_S,
+    warn: Callable[[str], None] = lambda _text: None,
+    offset: int = 0,
+) -> tuple[int | None, bool]:
+    """Tail `run_dir/events.jsonl`, calling `emit(batch)` for each non-empty batch.
+
+    With `process` (a Popen we started) the loop ends once it has exited and the log is drained.
+    Without one (attach), it ends after a `finished`/`failed` event, or when the engine pid named
+    in `run_started` is gone. Returns (the process's exit code or None, whether a final event
+    was read). `cancelled()` is checked every poll; `wake` (set it to poll at once) may shorten
+    the wait. `offset`: the byte of the log to start from (0: all of it).
+    """
+    tail = EventTail(run_dir / EVENTS_FILE, offset)
+    wake = wake or threading.Event()
+    final = False
+    engine_pid: int | None = None
+    idle_polls = 0
+    while not cancelled():
+        exited = process is not None and process.poll() is not None
+        batch = read_new(tail, warn)
+        for e in batch:
+            if isinstance(e, RunStarted):
+                engine_pid = e.pid
+            if isinstance(e, Finished | Failed):
+                final = True
+        if batch:
+            emit(batch)
+            idle_polls = 0
+        else:
+            idle_polls += 1
+        if process is not None:
+            if exited:
+                return process.returncode, final
+        elif final:
+            return None, True
+        elif engine_pid is not None and idle_polls >= 8 and not pid_alive(engine_pid):
+            return None, False
+        wake.wait(poll_s)
+        wake.clear()
+    return (process.returncode if process is not None else None), final

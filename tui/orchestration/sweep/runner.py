@@ -1,0 +1,276 @@
+"""Running a sweep's plan: its unfinished runs, one or several at a time (torch-free).
+
+Started again, a sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from
+its last checkpoint (the same path as `--resume`), follows one whose engine still runs, and
+starts again a run that stopped before its first checkpoint (its folder is removed). Ctrl-C
+stops the current runs (the engines save last.pt) and the sweep exits 130.
+
+With several GPUs (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), that many runs go at once, each
+on its own `cuda:i`; `--jobs N` sets the number (several CPU runs at once share the cores through
+OMP_NUM_THREADS). Runs are engine processes started by tui.orchestration.launcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from engine.checkpoint_files import CheckpointError
+from engine.config import dump_config
+from engine.errors import BadInputError
+from engine.events import EVENTS_FILE, EventTail
+from engine.runs import RunRegistry, create_run_dir
+from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
+from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
+from tui.orchestration.supervisor import read_new
+from tui.orchestration.sweep.plan import Plan, PlannedRun
+from tui.orchestration.sweep.printer import SweepPrinter
+from tui.orchestration.sweep.state import FINISHED, SweepState, run_status
+
+POLL_S = 0.2
+
+
+def gpu_count() -> int:
+    """GPUs this process may use, found without torch: CUDA_VISIBLE_DEVICES, else nvidia-smi."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip()]
+        return 0 if not ids or ids[0].strip() == "-1" else len(ids)
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+@dataclass
+class Job:
+    run: PlannedRun
+    run_dir: Path
+    process: Process
+    tail: EventTail
+    printer: SweepPrinter
+    slot: int
+
+
+class SweepRunner:
+    """Runs a plan's unfinished runs, `slots` at a time, recording run ids in the state."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        root: Path,
+        console: Console,
+        *,
+        data_dir: str | None = None,
+        device: str | None = None,
+        slots: int = 1,
+        gpus: int = 0,
+    ) -> None:
+        """`slots` runs at once; with `gpus` > 1, slot i runs on cuda:(i mod gpus)."""
+        self.plan, self.root, self.console = plan, root, console
+        self.data_dir, self.device = data_dir, device
+        self.slots = max(1, slots)
+        self.gpus = gpus
+        self.state = SweepState.load(root, plan)
+        self.total = len(plan.runs)
+        self.codes: dict[str, str] = {}  # key -> outcome of this session's runs
+
+    def _warn(self, text: str) -> None:
+        self.console.print(f"warning: {text}", style="yellow", markup=False, soft_wrap=True)
+
+    def _prefix(self, run: PlannedRun) -> str:
+        return f"[{run.index}/{self.total}] {run.recipe.label} · seed {run.seed}"
+
+    def _slot_device(self, run: PlannedRun, slot: int) -> str | None:
+        if self.gpus > 1 and self.device is None and run.config.train.device in ("auto", "cuda"):
+            return f"cuda:{slot % self.gpus}"
+        return self.device
+
+    @contextlib.contextmanager
+    def _cpu_share(self) -> Iterator[None]:
+        """Several runs at once without GPUs: each engine gets its share of the CPU cores
+        (OMP_NUM_THREADS, unless set already), instead of every one spinning on all of them."""
+        if self.slots == 1 or self.gpus > 0 or "OMP_NUM_THREADS" in os.environ:
+            yield
+            return
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.slots))
+        try:
+            yield
+        finally:
+            del os.environ["OMP_NUM_THREADS"]
+
+    def todo(self) -> list[tuple[PlannedRun, str]]:
+        """(run, `follow` | `resume` | `start`) for each planned run not finished yet; `follow`:
+        its engine still runs (the sweep that started it was stopped without it)."""
+        out = []
+        for run in self.plan.runs:
+            run_id = self.state.run_id(run.key)
+            if run_id is None:
+                out.append((run, "start"))
+                continue
+            status = run_status(self.root / run_id)
+            if status in FINISHED:
+                continue
+            if status == "incomplete":
+                if live_engine(self.root / run_id) is not None:
+                    out.append((run, "follow"))
+                    continue
+                # its engine may have written `finished` and exited between the two looks
+                if run_status(self.root / run_id) in FINISHED:
+                    continue
+            has_checkpoint = any(
+                (self.root / run_id / name).is_file() for name in ("last.pt", "last.prev.pt")
+            )
+            out.append((run, "resume" if has_checkpoint else "start"))
+        return out
+
+    def _start(self, run: PlannedRun, how: str, slot: int) -> Job:
+        device = self._slot_device(run, slot)
+        quiet = self.slots > 1
+        output: dict[str, Any] = {"log_file": "engine.log"} if quiet else {}
+        old_id = self.state.run_id(run.key)
+        pid = live_engine(self.root / old_id) if how == "follow" and old_id else None
+        if pid is not None and old_id is not None:
+            self.console.print(
+                f"{self._prefix(run)}: {old_id} is still running (pid {pid}); following it",
+                soft_wrap=True,
+                highlight=False,
+            )
+            run_dir = self.root / old_id
+            offset = (run_dir / EVENTS_FILE).stat().st_size
+            return self._job(run, run_dir, EngineProcess(pid), offset, slot)
+        if how == "follow" and old_id is not None and run_status(self.root / old_id) in FINISHED:
+            # the engine it was to follow wrote `finished` and exited since the plan was made:
+            # a result, taken as it is (resuming it would run its test pass a second time)
+            run_dir = self.root / old_id
+            offset = (run_dir / EVENTS_FILE).stat().st_size
+            return self._job(run, run_dir, EngineProcess.ended(), offset, slot)
+        if how in ("resume", "follow") and old_id is not None:
+            try:
+                run_dir, _ = prepare_resume(
+                    old_id, self.root, None, [], data_dir=self.data_dir, device=device
+                )
+            except (BadInputError, CheckpointError) as exc:
+                self.console.print(
+                    f"{self._prefix(run)}: cannot resume {old_id}: {exc}", soft_wrap=True
+                )
+                how = "start"
+            else:
+                self.console.print(
+                    f"{self._prefix(run)}: resuming {old_id}", soft_wrap=True, highlight=False
+                )
+                offset = (run_dir / EVENTS_FILE).stat().st_size
+                process = start_engine(run_dir, ["--resume"], **output)
+                return self._job(run, run_dir, process, offset, slot)
+        if old_id is not None:
+            self._discard(run, old_id)
+        cfg = resolve_config(
+            run.recipe.preset, run.overrides, data_dir=self.data_dir, device=device
+        )
+        name = Path(run.recipe.preset).stem
+        meta = {"sweep_id": self.plan.sweep_id, "recipe": run.recipe.label, "seed": run.seed}
+        run_id, run_dir = create_run_dir(self.root, name, dump_config(cfg), meta)
+        self.state.set_run_id(run.key, run_id)  # before the engine starts: never orphaned
+        self.console.print(f"{self._prefix(run)}: run {run_id}", soft_wrap=True, highlight=False)
+        process = start_engine(run_dir, [], **output)
+        return self._job(run, run_dir, process, 0, slot)
+
+    def _discard(self, run: PlannedRun, run_id: str) -> None:
+        """Forget a planned run that has nothing to resume from, before starting it again."""
+        gone = not (self.root / run_id).is_dir()
+        RunRegistry(self.root).delete(run_id)
+        why = "its folder is gone" if gone else "no usable checkpoint; its folder is removed"
+        self.console.print(
+            f"{self._prefix(run)}: {run_id} cannot continue ({why}); starting it again",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+    def _job(
+        self,
+        run: PlannedRun,
+        run_dir: Path,
+        process: Process,
+        offset: int,
+        slot: int,
+    ) -> Job:
+        printer = SweepPrinter(self.console, self._prefix(run), self.slots > 1, run_dir)
+        return Job(run, run_dir, process, EventTail(run_dir / EVENTS_FILE, offset), printer, slot)
+
+    def run(self) -> int:
+        """Run what is left. Exit code: 0 all done, 3 some diverged, 1 some failed (others
+        still ran), 2 bad input before any run, 128+N when stopped by signal N."""
+        self.state.save()
+        todo = deque(self.todo())
+        finished = self.total - len(todo)
+        resumes = sum(how == "resume" for _, how in todo)
+        self.console.print(
+            f"sweep {self.plan.sweep_id}: {len(self.plan.spec.recipes)} recipes x "
+            f"{len(self.plan.spec.seeds)} seeds = {self.total} runs; {finished} finished, "
+            f"{resumes} to resume, {len(todo) - resumes} to start"
+            + (f"; {self.slots} at a time" if self.slots > 1 else ""),
+            soft_wrap=True,
+            highlight=False,
+        )
+        active: dict[int, Job] = {}
+        stop_code: int | None = None
+        with ForwardSignals() as forward, self._cpu_share():
+            while todo or active:
+                free = [s for s in range(self.slots) if s not in active]
+                while todo and free and stop_code is None and forward.received is None:
+                    run, how = todo.popleft()
+                    slot = free.pop(0)
+                    try:
+                        job = self._start(run, how, slot)
+                    except BadInputError as exc:
+                        self.console.print(f"{self._prefix(run)}: {exc}", soft_wrap=True)
+                        self.codes[run.key] = "failed"
+                        continue
+                    active[slot] = job
+                    forward.add(job.process)
+                if not active:
+                    break
+                for slot, job in list(active.items()):
+                    alive = job.process.poll() is None
+                    for event in read_new(job.tail, self._warn):
+                        job.printer.handle(event)
+                    if alive:
+                        continue
+                    job.printer.stop()
+                    del active[slot]
+                    proc = job.process
+                    code = exit_code(proc) if isinstance(proc, subprocess.Popen) else proc.wait()
+                    status = run_status(job.run_dir)
+                    self.codes[job.run.key] = status
+                    if status == "interrupted" or code in (130, 143):
+                        stop_code = code or stop_code or 0
+                if active:
+                    time.sleep(POLL_S)
+        if forward.received is not None:
+            stop_code = 128 + forward.received
+        if stop_code is not None:
+            self.console.print(
+                f"sweep {self.plan.sweep_id} stopped; run `cifar-tui sweep "
+                f"{self.plan.spec.source}` again to continue where it stopped",
+                soft_wrap=True,
+                highlight=False,
+            )
+            return stop_code
+        outcomes = set(self.codes.values())
+        if outcomes - {"done", "diverged"}:
+            return 1
+        return 3 if "diverged" in outcomes else 0

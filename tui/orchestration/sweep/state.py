@@ -1,0 +1,200 @@
+"""A sweep's state on disk and where each of its runs stands (torch-free).
+
+`<checkpoints>/sweeps/<sweep id>.json` maps each planned (recipe, seed) to its run id as soon as
+the run folder exists; a run's status is read from the last event of its log. Started again, a
+sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from its last
+checkpoint, and starts again a run that stopped before its first checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BadInputError
+from engine.events import EVENTS_FILE, Event, Failed, Finished, parse_event
+from tui.orchestration.exports.results_table import (
+    RunResult,
+    SweepTable,
+    build_table,
+    to_csv,
+    to_markdown,
+)
+from tui.orchestration.sweep.plan import Plan
+
+STATE_DIR = "sweeps"  # under the checkpoints root: <sweep id>.json, .md, .csv
+FINISHED = ("done", "diverged")  # a run in one of these states is a result: never run again
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+def state_path(root: Path, sweep_id: str) -> Path:
+    return state_dir(root) / f"{sweep_id}.json"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class SweepState:
+    """`<root>/sweeps/<sweep id>.json`: the plan and the run id of every planned run."""
+
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path, plan: Plan) -> SweepState:
+        """The saved state of this plan's sweep, or a fresh one (saved on the first `save`)."""
+        path = state_path(root, plan.sweep_id)
+        old: dict[str, Any] = {}
+        if path.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                old = json.loads(path.read_text())
+        known = {e["key"]: e.get("run_id") for e in old.get("runs", []) if "key" in e}
+        data = {
+            "sweep_id": plan.sweep_id,
+            "name": plan.spec.name,
+            "description": plan.spec.description,
+            "file": str(plan.spec.source.resolve()),
+            "created": old.get("created", time.time()),
+            "seeds": list(plan.spec.seeds),
+            "recipes": [
+                {"label": r.label, "preset": r.preset, "overrides": list(r.overrides)}
+                for r in plan.spec.recipes
+            ],
+            "runs": [
+                {
+                    "key": r.key,
+                    "recipe": r.recipe.label,
+                    "preset": r.recipe.preset,
+                    "seed": r.seed,
+                    "run_id": known.get(r.key),
+                }
+                for r in plan.runs
+            ],
+        }
+        return cls(path, data)
+
+    def run_id(self, key: str) -> str | None:
+        return next((e["run_id"] for e in self.data["runs"] if e["key"] == key), None)
+
+    def set_run_id(self, key: str, run_id: str | None) -> None:
+        for e in self.data["runs"]:
+            if e["key"] == key:
+                e["run_id"] = run_id
+        self.save()
+
+    def save(self) -> None:
+        _write_json_atomic(self.path, self.data)
+
+
+def _last_event(log: Path, window: int = 1 << 16) -> Event | None:
+    """The last complete event of a log, read from its tail (logs of long runs are large)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - window))
+            lines = f.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines[:-1]):  # the piece after the last newline may be partial
+        event = parse_event(line.decode("utf-8", "replace"))
+        if event is not None:
+            return event
+    return None
+
+
+def run_status(run_dir: Path) -> str:
+    """Where a run stands, from the last event of its log: done | diverged | interrupted (its
+    session ended with a `finished` event of that status) | failed | bad_input (a `failed`
+    event) | incomplete (still running, or its engine died) | missing (no folder)."""
+    if not run_dir.is_dir():
+        return "missing"
+    last = _last_event(run_dir / EVENTS_FILE)
+    if isinstance(last, Finished):
+        return last.status
+    if isinstance(last, Failed):  # bad_input, error, or interrupted while starting up
+        return "failed" if last.status == "error" else last.status
+    return "incomplete"
+
+
+def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunResult]]:
+    """A sweep's state and one RunResult per planned run (from the run folders' summary.json)."""
+    path = state_path(root, sweep_id)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise BadInputError(f"no readable sweep state {path}") from None
+    results = []
+    for e in data.get("runs", []):
+        run_id = e.get("run_id")
+        summary = None
+        status = "pending"
+        if run_id:
+            run_dir = root / run_id
+            status = run_status(run_dir)
+            with contextlib.suppress(ValueError, OSError):
+                summary = json.loads((run_dir / "summary.json").read_text())
+        results.append(
+            RunResult(e["recipe"], int(e["seed"]), run_id, status, summary, e.get("preset", ""))
+        )
+    return data, results
+
+
+def sweep_table(root: Path, sweep_id: str) -> SweepTable:
+    data, results = sweep_results(root, sweep_id)
+    return build_table(f"sweep {data.get('name', sweep_id)} ({sweep_id})", results)
+
+
+def sweep_ids(root: Path) -> list[str]:
+    """Sweeps with a state file under `root`, oldest first."""
+    folder = state_dir(root)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.json") if not p.name.startswith(".")]
+    return [p.stem for p in sorted(files, key=lambda p: p.stat().st_mtime)]
+
+
+def write_exports(root: Path, sweep_id: str, table: SweepTable) -> tuple[Path, Path]:
+    """The table as `<root>/sweeps/<sweep id>.md` and `.csv`."""
+    md, csv_path = state_dir(root) / f"{sweep_id}.md", state_dir(root) / f"{sweep_id}.csv"
+    md.write_text(to_markdown(table))
+    csv_path.write_text(to_csv(table))
+    return md, csv_path
+
+
+@contextlib.contextmanager
+def sweep_lock(root: Path, sweep_id: str) -> Iterator[None]:
+    """One process per sweep at a time: a second one is refused instead of racing the first."""
+    path = state_dir(root) / f".{sweep_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            raise BadInputError(
+                f"sweep {sweep_id} is already running (pid {owner}); wait for it or stop it"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
