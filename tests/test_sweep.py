@@ -568,13 +568,14 @@ def _fake_sweep(root: Path) -> list[str]:
 
 
 def test_runs_screen_filters_a_sweep_and_shows_its_table(tmp_path):
-    from tests.tui.conftest import run_async, wait_for
+    import asyncio
+
+    from tests.tui.conftest import wait_for
     from tui.app import CifarApp
     from tui.screens.runs import RunsScreen
 
     ids = _fake_sweep(tmp_path)
 
-    @run_async
     async def scenario() -> None:
         app = CifarApp(checkpoints=tmp_path, start="runs")
         async with app.run_test(size=(120, 40)) as pilot:
@@ -596,7 +597,7 @@ def test_runs_screen_filters_a_sweep_and_shows_its_table(tmp_path):
             await wait_for(pilot, lambda: screen.sweep is None, 5, "every run again")
             assert len(screen.rows) == 5 and not table.has_class("shown")
 
-    scenario()
+    asyncio.run(scenario())
 
 
 def test_sweep_table_and_export_modules_load_no_torch():

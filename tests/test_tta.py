@@ -370,7 +370,9 @@ def test_headless_summary_prints_tta_lines_only_when_present():
 
 
 def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
-    from tests.tui.conftest import run_async, wait_for
+    import asyncio
+
+    from tests.tui.conftest import wait_for
     from tests.tui.fixtures import make_run
     from tui.app import CifarApp
     from tui.screens.results import ResultsScreen
@@ -383,7 +385,6 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
     assert tta_scores({**summary, "tta": TTA_SUMMARY}).cost == 2
     assert tta_scores(summary) is None
 
-    @run_async
     async def check(run_dir: Path, expect_tab: bool) -> None:
         app = CifarApp(checkpoints=tmp_path / "checkpoints", results=run_dir)
         async with app.run_test(size=(100, 30)) as pilot:
@@ -405,5 +406,5 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
                 assert "merged (2 views)" in lines and "+3.00" in lines
                 assert "test top-1 50.00%  TTA top-1 53.00% (2x)" in lines
 
-    check(plain, False)
-    check(with_tta, True)
+    asyncio.run(check(plain, False))
+    asyncio.run(check(with_tta, True))
