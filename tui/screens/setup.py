@@ -2,7 +2,8 @@
 dataclasses, check it, preview the augmentations, save it as a preset, launch it.
 
 The screen edits a raw config mapping (the YAML form); every change is validated with
-`parse_config`, whose ConfigError text is shown as is.
+`parse_config`, whose ConfigError text is shown as is. What may be edited comes from
+`setup_fields` (plain records of the engine's metadata), the form's rows from `setup_form`.
 """
 
 from __future__ import annotations

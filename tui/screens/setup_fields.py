@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,10 @@ def component_defaults(kind: str, name: str) -> dict[str, Any]:
     return {"name": name, **{f.name: f.default for f in component_fields(kind, name)}}
 
 
+def _pattern_text(pattern: re.Pattern[str] | str | None) -> str | None:
+    return pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+
+
 def section_fields(section: str) -> list[FieldSpec]:
     """The fields of a plain config section (`data`, `train`, `eval`), from its dataclass."""
     out = []
@@ -116,7 +121,7 @@ def section_fields(section: str) -> list[FieldSpec]:
                 default=f.default,
                 choices=meta.get("choices"),
                 doc=meta.get("doc") or "",
-                pattern=meta.get("pattern"),
+                pattern=_pattern_text(meta.get("pattern")),
             )
         )
     return out
