@@ -310,7 +310,8 @@ def test_magnitude_spaces_match_torchvision(space, cls, bins):
     for name, (fn, signed) in ref.items():
         assert (name in aa.SIGNED) == signed, name
         expect = fn(bins, 32, 32)
-        got = aa.magnitude_bins(*space[name], bins)
+        kind, maximum = space[name]
+        got = aa.magnitude_bins(kind, maximum, bins)
         if expect is None:
             assert got is None, name
         else:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from engine.config import load_config, recipe_summary
-from engine.events import read_events
+from engine.events import Finished, read_events
 from engine.runs import RunRegistry
 from tests.conftest import ROOT, cli
 
@@ -193,7 +193,8 @@ def test_signal_checkpoints_and_exits_with_128_plus_signal(tmp_path, sig, code):
     summary = json.loads(out)
     assert summary["status"] == "interrupted"
     events = read_events(events_file)
-    assert events[-1].type == "finished" and events[-1].status == "interrupted"
+    last = events[-1]
+    assert isinstance(last, Finished) and last.status == "interrupted"
     assert (events_file.parent / "last.pt").is_file()
     (row,) = RunRegistry(tmp_path).runs()
     assert row.status == "interrupted"

@@ -82,6 +82,7 @@ def _trainer_class():
         rank (rank 1 of 2, the only rank of 1)."""
 
         poison: set[int] = set()
+        losses: list[float]  # set by _train
 
         def _finite(self, loss):
             last = self.world.rank == self.world.size - 1
@@ -96,7 +97,7 @@ def _trainer_class():
 def _train(run_dir: Path, overrides: list[str], poison: set[int] | None = None) -> dict[str, Any]:
     from engine import distributed
     from engine.config import load_config
-    from engine.events import EventWriter, read_events
+    from engine.events import BadStep, EventWriter, read_events
 
     run_dir.mkdir(parents=True, exist_ok=True)
     world = distributed.world()
@@ -116,7 +117,7 @@ def _train(run_dir: Path, overrides: list[str], poison: set[int] | None = None) 
         "state": state,
         "summary": summary,
         "history": trainer.history,
-        "bad_steps": [e.step for e in log if e.type == "bad_step"],
+        "bad_steps": [e.step for e in log if isinstance(e, BadStep)],
     }
 
 
@@ -150,9 +151,11 @@ def _sync_bn_check() -> dict[str, Any]:
     weights = torch.randn(8, 3, 4, 4, generator=g)  # the loss is sum(out * weights) over ranks
     rows = slice(4 * w.rank, 4 * w.rank + 4)
     bn = distributed.sync_batchnorm(torch.nn.BatchNorm2d(3, momentum=0.3), torch.device("cpu"))
+    assert isinstance(bn, distributed.CPUSyncBatchNorm)
+    assert bn.running_mean is not None and bn.running_var is not None
     with torch.no_grad():
-        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))  # type: ignore[operator]
-        bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))  # type: ignore[operator]
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
     x = full[rows].clone().requires_grad_(True)
     out = bn(x)
     (out * weights[rows]).sum().backward()
@@ -292,6 +295,8 @@ def test_sync_batchnorm_matches_batchnorm_over_the_global_batch(results):
     x = full.clone().requires_grad_(True)
     out = bn(x)
     (out * weights).sum().backward()
+    assert x.grad is not None and bn.weight.grad is not None
+    assert bn.running_mean is not None and bn.running_var is not None
     assert torch.allclose(torch.cat([r["out"] for r in ranks]), out.detach(), atol=1e-5)
     assert torch.allclose(torch.cat([r["grad_x"] for r in ranks]), x.grad, atol=1e-5)
     # each rank's parameter gradient is its part; DDP would average: their sum is the whole
@@ -351,7 +356,7 @@ def test_a_crashed_rank_restarts_the_job_from_its_last_checkpoint(tmp_path, monk
     Rank 1 kills itself (SIGKILL) after step 6 of 8 (epoch 2); torchrun restarts both, and they
     resume from the end of epoch 1 (the last checkpoint). No SyncBatchNorm here: DDP's buffer
     broadcast path."""
-    from engine.events import read_events
+    from engine.events import Evaluated, Finished, Resumed, RunStarted, Step, read_events
     from engine.runs import RunRegistry
     from tests.conftest import cli
 
@@ -377,16 +382,17 @@ def test_a_crashed_rank_restarts_the_job_from_its_last_checkpoint(tmp_path, monk
     events = read_events(run_dir / "events.jsonl")
     types = [e.type for e in events]
     assert types.count("run_started") == 1 and "failed" not in types
-    (resumed,) = [e for e in events if e.type == "resumed"]
+    (resumed,) = [e for e in events if isinstance(e, Resumed)]
     assert (resumed.epoch, resumed.step, resumed.epoch_step) == (1, 4, 0)
     assert resumed.device == "cpu x2" and resumed.batch_size == 32
-    (started,) = [e for e in events if e.type == "run_started"]
+    (started,) = [e for e in events if isinstance(e, RunStarted) and e.type == "run_started"]
     assert started.pid == resumed.pid  # torchrun's pid (what a UI signals), not a worker's
-    steps = [e.step for e in events if e.type == "step"]
+    steps = [e.step for e in events if isinstance(e, Step)]
     assert max(steps[: types.index("resumed")]) >= 6  # rank 0 got past the crash step first
-    tests = [e.count for e in events if e.type == "evaluated"]
+    tests = [e.count for e in events if isinstance(e, Evaluated)]
     assert tests and all(n == 2000 for n in tests)  # the whole test set, each image once
-    assert events[-1].type == "finished" and events[-1].status == "done"
+    last = events[-1]
+    assert isinstance(last, Finished) and last.status == "done"
     (row,) = RunRegistry(tmp_path).runs()
     assert row.status == "done"
 

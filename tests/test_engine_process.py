@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine import __main__ as engine_main
 from engine.config import dump_config, load_config
-from engine.events import read_events
+from engine.events import CheckpointSaved, Failed, read_events
 from engine.runs import create_run_dir
 
 
@@ -24,7 +24,7 @@ def test_unexpected_error_saves_traceback_and_exits_1(tmp_path, monkeypatch, cap
     assert engine_main.run(run_dir, progress=False) == 1
     assert "RuntimeError: boom" in (run_dir / "traceback.txt").read_text()
     (failed,) = read_events(run_dir / "events.jsonl")
-    assert failed.type == "failed" and failed.status == "error"
+    assert isinstance(failed, Failed) and failed.status == "error"
     assert failed.traceback_path == str(run_dir / "traceback.txt")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "boom" in err[0] and "traceback.txt" in err[0]
@@ -34,7 +34,8 @@ def test_builder_value_error_is_bad_input(tmp_path, capsys):
     _, run_dir = _prepare(tmp_path, "model.name=wrn", "model.depth=27")
     assert engine_main.run(run_dir, progress=False) == 2
     assert "depth" in capsys.readouterr().err
-    assert read_events(run_dir / "events.jsonl")[-1].status == "bad_input"
+    last = read_events(run_dir / "events.jsonl")[-1]
+    assert isinstance(last, Failed) and last.status == "bad_input"
     assert not (run_dir / "traceback.txt").exists()
 
 
@@ -53,7 +54,7 @@ def test_control_requests_checkpoint_now_and_stop_after_epoch(tmp_path):
     control.request(tmp_path, "stop_after_epoch")
     summary = trainer.run()
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
-    saves = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "checkpoint"]
+    saves = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, CheckpointSaved)]
     assert saves[0].epoch == 0  # the mid-epoch checkpoint came first, before epoch 1 ended
     assert control.pending(tmp_path) == set()
 

@@ -49,14 +49,16 @@ def test_tail_returns_only_new_events_and_waits_for_partial_lines(tmp_path):
     assert tail.poll() == []  # no file yet
     writer = EventWriter(path)
     writer.emit(_step(1))
-    assert [e.step for e in tail.poll()] == [1]
+    (polled,) = tail.poll()
+    assert isinstance(polled, Step) and polled.step == 1
     line = _step(2).to_json()
     with path.open("a") as f:  # a writer caught mid-line
         f.write(line[:10])
     assert tail.poll() == []
     with path.open("a") as f:
         f.write(line[10:] + "\n")
-    assert [e.step for e in tail.poll()] == [2]
+    (polled,) = tail.poll()
+    assert isinstance(polled, Step) and polled.step == 2
 
 
 def test_truncated_last_line_and_unknown_types_are_ignored(tmp_path):

@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ def test_device_batches_are_the_batched_pipeline_under_the_batch_generator():
         assert torch.equal(a, b) and torch.equal(la, lb)
 
 
-CHUNKED = {
+CHUNKED: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "writeup": WRITEUP,
     "colour+policies": [
         ("color_jitter", {}),
@@ -224,7 +225,7 @@ def test_jensen_shannon_equals_entropy_of_mixture_minus_mean_entropy():
     g = torch.Generator().manual_seed(0)
     views = [torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(3)]
     p = [F.softmax(v, dim=1).numpy() for v in views]
-    m = sum(p) / 3
+    m = np.sum(p, axis=0) / 3
 
     def entropy(q: np.ndarray) -> np.ndarray:
         return -(q * np.log(q)).sum(1)

@@ -17,7 +17,7 @@ import torch
 from engine import __main__ as engine_main
 from engine import checkpoint, checkpoint_files, test_hooks
 from engine.config import dump_config, load_config
-from engine.events import EventWriter, read_events
+from engine.events import BadStep, EventWriter, Failed, Finished, Resumed, RunStarted, read_events
 from engine.runs import RunRegistry, create_run_dir
 from engine.trainer import Trainer
 from tests.conftest import ROOT, cli
@@ -79,7 +79,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
     (started,) = [
         e
         for e in read_events(next((tmp_path / "ref").glob("*/events.jsonl")))
-        if e.type == "run_started"
+        if isinstance(e, RunStarted) and e.type == "run_started"
     ]
     spe = started.steps_per_epoch
     total = spe * started.epochs
@@ -117,7 +117,8 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
     assert all(torch.equal(got[k], expected[k]) for k in expected)
     events = read_events(run_dir / "events.jsonl")
     assert sum(e.type == "resumed" for e in events) == 5
-    assert events[-1].type == "finished" and events[-1].status == "done"
+    last = events[-1]
+    assert isinstance(last, Finished) and last.status == "done"
     assert RunRegistry(ck).runs()[0].status == "done"
 
 
@@ -155,7 +156,7 @@ def test_sigterm_exit_is_quick_and_resume_continues_the_same_run(tmp_path):
     assert forced.returncode == 0, forced.stderr
     summary = json.loads(forced.stdout)
     assert summary["status"] == "done" and summary["run_id"] == log.parent.name
-    (resumed,) = [e for e in read_events(log) if e.type == "resumed"]
+    (resumed,) = [e for e in read_events(log) if isinstance(e, Resumed)]
     assert resumed.config_changes == ["optim.lr", "train.epochs"]
     assert "resuming after epoch" in forced.stderr
     assert (log.parent / "config.prev.yaml").exists()
@@ -202,7 +203,7 @@ def test_nan_loss_skips_the_update_and_records_it(tmp_path):
     _poison_loss(trainer, {3, 4})
     summary = trainer.run()
     assert summary["status"] == "done"
-    bad = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "bad_step"]
+    bad = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, BadStep)]
     assert [(e.step, e.consecutive) for e in bad] == [(3, 1), (4, 2)]
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
@@ -215,7 +216,8 @@ def test_consecutive_nan_losses_end_as_diverged_with_the_checkpoint_intact(tmp_p
     state = checkpoint.load(tmp_path / "last.pt")
     assert state["loop"]["epoch"] == 1 and state["loop"]["step"] == 10
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert read_events(tmp_path / "events.jsonl")[-1].status == "diverged"
+    last = read_events(tmp_path / "events.jsonl")[-1]
+    assert isinstance(last, Finished) and last.status == "diverged"
 
 
 def test_full_disk_stops_cleanly_with_the_previous_checkpoint_intact(tmp_path, monkeypatch, capsys):
@@ -295,7 +297,7 @@ def test_a_signal_while_the_engine_starts_up_stops_it_before_training(tmp_path, 
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert built  # the handler ran while the trainer was being built, and did not raise there
     last = read_events(run_dir / "events.jsonl")[-1]
-    assert last.type == "failed" and last.status == "interrupted"
+    assert isinstance(last, Failed) and last.status == "interrupted"
     assert not (run_dir / "last.pt").exists()
 
 
@@ -357,5 +359,5 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_bit_for_bit(tmp_path,
     following = snapshots[2 * bad_step + 1][0]
     assert any(not torch.equal(following[k], after[0][k]) for k in following)
     assert all(torch.isfinite(v).all() for v in following.values())
-    bad = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "bad_step"]
+    bad = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, BadStep)]
     assert [(e.step, e.consecutive) for e in bad] == [(bad_step, 1)]

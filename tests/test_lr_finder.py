@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_sweep_smooths_like_the_reference_and_stops_on_nan():
 
 def test_bad_sweep_settings_are_config_errors():
     for kwargs in ({"start": 0.0}, {"end": 1e-6}, {"steps": 1}, {"smoothing": 1.0}):
-        args = {"start": 1e-5, "end": 10.0, "steps": 10, "smoothing": 0.9, **kwargs}
+        args: dict[str, Any] = {"start": 1e-5, "end": 10.0, "steps": 10, "smoothing": 0.9, **kwargs}
         with pytest.raises(ConfigError):
             lr_sweep(Scripted(), scripted_loss([]), plain_sgd, [], **args)
 
@@ -193,7 +194,8 @@ def test_callers_model_optimizer_and_rng_are_untouched():
     opt.step()  # momentum buffers and grads exist, BN statistics moved
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    grads = [p.grad.clone() for p in model.parameters()]
+    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert len(grads) == len(list(model.parameters()))
     opt_before = copy.deepcopy(opt.state_dict())
     batches = [(torch.randn(8, 3, 8, 8), torch.randint(0, 5, (8,))) for _ in range(3)]
     rng = torch.get_rng_state()  # dropout in the sweep must not draw from the caller's stream
@@ -208,7 +210,10 @@ def test_callers_model_optimizer_and_rng_are_untouched():
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))
+    assert all(
+        p.grad is not None and torch.equal(g, p.grad)
+        for g, p in zip(grads, model.parameters(), strict=True)
+    )
     opt_after = opt.state_dict()
     assert opt_after["param_groups"] == opt_before["param_groups"]
     for i, state in opt_before["state"].items():

@@ -8,6 +8,7 @@ import copy
 import io
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -270,7 +271,9 @@ def test_sam_restores_the_weights_exactly_before_the_base_step():
     x = torch.randn(4, 5)
     model(x).square().sum().backward()
     opt.first_step(zero_grad=True)
-    assert not torch.equal(model[0].weight, before["0.weight"])
+    first = model[0]
+    assert isinstance(first, nn.Linear)
+    assert not torch.equal(first.weight, before["0.weight"])
     model(x).square().sum().backward()
     opt.second_step()  # lr 0: the base step changes nothing, so w must be back bit-exactly
     for k, v in model.state_dict().items():
@@ -375,6 +378,7 @@ def test_frozen_bn_stats_leaves_running_statistics_untouched():
     assert torch.equal(out, reference(x * 2 + 1))
     # and afterwards the statistics are tracked again
     model(x)
+    assert model.bn.num_batches_tracked is not None and model.bn.running_mean is not None
     assert int(model.bn.num_batches_tracked) == int(before["bn.num_batches_tracked"]) + 1
     assert not torch.equal(model.bn.running_mean, before["bn.running_mean"])
 
@@ -395,7 +399,7 @@ def test_frozen_bn_stats_leaves_eval_mode_layers_alone():
 # --------------------------------------------------------------------------- exact resume
 
 
-def _resume_setup(kind: str, seed: int):
+def _resume_setup(kind: str, seed: int) -> tuple[_ConvBN, Any, Any]:
     torch.manual_seed(seed)
     model = _ConvBN()
     if kind == "ranger":

@@ -10,7 +10,7 @@ import torch
 from engine import checkpoint, checkpoint_files
 from engine import trainer as trainer_module
 from engine.config import load_config
-from engine.events import EventWriter, read_events
+from engine.events import EpochEnd, EventWriter, Resumed, read_events
 from engine.trainer import Trainer
 
 # 10 steps per epoch, dropout on (so the torch RNG matters), crop + flip (augmentation seeds)
@@ -90,11 +90,11 @@ def test_resume_is_bit_exact(tmp_path, reference, optim, stop_at):
         assert torch.equal(got[name], expected[name]), name
     # one continuous log: every epoch once, a resumed event marking the point
     events = read_events(tmp_path / "events.jsonl")
-    assert [e.epoch for e in events if e.type == "epoch_end"] == [1, 2]
-    (resumed,) = [e for e in events if e.type == "resumed"]
+    assert [e.epoch for e in events if isinstance(e, EpochEnd)] == [1, 2]
+    (resumed,) = [e for e in events if isinstance(e, Resumed)]
     assert resumed.step == stop_at
-    ref_val = [e.val_top1 for e in ref_events if e.type == "epoch_end"]
-    assert [e.val_top1 for e in events if e.type == "epoch_end"] == ref_val
+    ref_val = [e.val_top1 for e in ref_events if isinstance(e, EpochEnd)]
+    assert [e.val_top1 for e in events if isinstance(e, EpochEnd)] == ref_val
 
 
 def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
@@ -109,8 +109,8 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, refere
     with pytest.raises(checkpoint_files.CheckpointError, match="fails its checksum"):
         checkpoint.load(last)
     _trainer(tmp_path, [], resume=True).run()
-    (resumed,) = [e for e in read_events(tmp_path / "events.jsonl") if e.type == "resumed"]
-    assert resumed.checkpoint.endswith("last.prev.pt") and "checksum" in resumed.warning
+    (resumed,) = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, Resumed)]
+    assert resumed.checkpoint.endswith("last.prev.pt") and "checksum" in (resumed.warning or "")
     assert resumed.step == 10
     got = _final_weights(tmp_path)
     assert all(torch.equal(got[k], expected[k]) for k in expected)

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from engine.card import CARD_FIELDS
 from engine.errors import BadInputError, ConfigError
-from engine.events import read_events
+from engine.events import Finished, RunStarted, read_events
 from engine.runs import DB_FILE, RunRegistry, run_ids
 from tests.conftest import ROOT, cli
 from tui.orchestration import procs
@@ -334,7 +334,7 @@ def _engine_in_training(ck: Path, index: int) -> int | None:
         return None
     log = ck / (run_id or "-") / "events.jsonl"
     events = read_events(log) if log.is_file() else []
-    started = [e for e in events if e.type == "run_started"]
+    started = [e for e in events if isinstance(e, RunStarted) and e.type == "run_started"]
     return started[0].pid if started and any(e.type == "step" for e in events) else None
 
 
@@ -401,8 +401,9 @@ def test_ctrl_c_stops_the_sweep_with_130_after_the_run_checkpoints(sweep_run):
     assert interrupted["runs"] == sorted(r["run_id"] for r in runs[:2])
     second = ck / runs[1]["run_id"]
     first_events = read_events(ck / runs[0]["run_id"] / "events.jsonl")
-    assert first_events[-1].type == "finished" and first_events[-1].status == "done"
-    stopped = [e for e in read_events(second / "events.jsonl") if e.type == "finished"][0]
+    last = first_events[-1]
+    assert isinstance(last, Finished) and last.status == "done"
+    stopped = [e for e in read_events(second / "events.jsonl") if isinstance(e, Finished)][0]
     assert stopped.status == "interrupted"
 
 
@@ -567,17 +568,21 @@ def _fake_sweep(root: Path) -> list[str]:
     state = {"sweep_id": SWEEP_ID, "name": "demo", "runs": entries}
     (root / "sweeps").mkdir()
     (root / "sweeps" / f"{SWEEP_ID}.json").write_text(json.dumps(state))
-    return [e["run_id"] for e in entries]
+    return [str(e["run_id"]) for e in entries]
 
 
 def test_runs_screen_filters_a_sweep_and_shows_its_table(tmp_path):
-    from tests.tui.conftest import run_async, wait_for
+    import asyncio
+
+    from rich.table import Table as RichTable
+    from textual.widgets import Static
+
+    from tests.tui.conftest import wait_for
     from tui.app import CifarApp
     from tui.screens.runs import RunsScreen
 
     ids = _fake_sweep(tmp_path)
 
-    @run_async
     async def scenario() -> None:
         app = CifarApp(checkpoints=tmp_path, start="runs")
         async with app.run_test(size=(120, 40)) as pilot:
@@ -585,21 +590,23 @@ def test_runs_screen_filters_a_sweep_and_shows_its_table(tmp_path):
                 pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.rows, 10, "runs"
             )
             screen = app.screen
+            assert isinstance(screen, RunsScreen)
             assert len(screen.rows) == 5 and screen.sweeps == [SWEEP_ID]
             assert screen.check_action("cycle_sweep", ()) is True
             await pilot.press("w")
             await wait_for(pilot, lambda: screen.sweep == SWEEP_ID, 5, "the sweep filter")
             assert sorted(r.run_id for r in screen.rows) == sorted(ids)
-            table = screen.query_one("#sweep-table")
+            table = screen.query_one("#sweep-table", Static)
             assert table.has_class("shown")
             rich_table = table.content  # the rich Table the widget shows
+            assert isinstance(rich_table, RichTable)
             cells = [list(column.cells) for column in rich_table.columns]
             assert cells[1] == ["a", "b"] and cells[3] == ["51.00 ± 1.41", "52.00 ± 1.41"]
             await pilot.press("w")
             await wait_for(pilot, lambda: screen.sweep is None, 5, "every run again")
             assert len(screen.rows) == 5 and not table.has_class("shown")
 
-    scenario()
+    asyncio.run(scenario())
 
 
 def test_sweep_table_and_export_modules_load_no_torch():

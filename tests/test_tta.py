@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -332,7 +333,7 @@ def test_engine_eval_exits_2_naming_a_damaged_checkpoint(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- UI side
 
-TTA_SUMMARY = {
+TTA_SUMMARY: dict[str, Any] = {
     "views": [
         {"view": "identity", "top1": 0.5, "top5": 0.8},
         {"view": "hflip", "top1": 0.48, "top5": 0.79},
@@ -362,7 +363,11 @@ def test_headless_summary_prints_tta_lines_only_when_present():
 
 
 def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
-    from tests.tui.conftest import run_async, wait_for
+    import asyncio
+
+    from textual.widgets import TabbedContent
+
+    from tests.tui.conftest import wait_for
     from tests.tui.fixtures import make_run
     from tui.app import CifarApp
     from tui.screens.results import ResultsScreen
@@ -372,10 +377,10 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
     summary = json.loads((with_tta / "summary.json").read_text())
     summary = {**summary, "test_top1": 0.5}
     (with_tta / "summary.json").write_text(json.dumps({**summary, "tta": TTA_SUMMARY}))
-    assert tta_scores({**summary, "tta": TTA_SUMMARY}).cost == 2
+    scores = tta_scores({**summary, "tta": TTA_SUMMARY})
+    assert scores is not None and scores.cost == 2
     assert tta_scores(summary) is None
 
-    @run_async
     async def check(run_dir: Path, expect_tab: bool) -> None:
         app = CifarApp(checkpoints=tmp_path / "checkpoints", results=run_dir)
         async with app.run_test(size=(100, 30)) as pilot:
@@ -392,10 +397,10 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
             if expect_tab:
                 await pilot.press("t")
                 await pilot.pause()
-                assert screen.query_one("#tabs").active == "tta"
+                assert screen.query_one("#tabs", TabbedContent).active == "tta"
                 lines = app.export_screenshot().replace("&#160;", " ")
                 assert "merged (2 views)" in lines and "+3.00" in lines
                 assert "test top-1 50.00%  TTA top-1 53.00% (2x)" in lines
 
-    check(plain, False)
-    check(with_tta, True)
+    asyncio.run(check(plain, False))
+    asyncio.run(check(with_tta, True))

@@ -7,16 +7,22 @@ command palette (launch the Setup config, start a preset, stop run, open results
 
 Only Setup is imported before the first frame: Monitor, Results and Runs (numpy, plotext) load
 when first shown.
+
+Every screen's background work runs in workers started with `exit_on_error=False`: a worker that
+raises is reported here, once for all screens (a notification naming the worker, and the log),
+and the app keeps running.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from engine.runs import RunRegistry, checkpoints_root
 from tui.commands import RunCommands
@@ -28,6 +34,17 @@ if TYPE_CHECKING:  # the other screens load on first use: the first frame only n
     from engine.config import RunConfig
     from tui.screens.monitor import MonitorScreen
     from tui.screens.results import ResultsScreen
+
+logger = logging.getLogger(__name__)
+
+
+def worker_error_text(worker: Worker[object]) -> str:
+    """One line: what failed (the worker's name) and the exception's type and message."""
+    error = worker.error
+    what = worker.name or worker.group or "a background task"
+    detail = type(error).__name__ if error is not None else "unknown error"
+    message = " ".join(str(error).split()) if error is not None else ""
+    return f"{what} failed: {detail}: {message}" if message else f"{what} failed: {detail}"
 
 
 class CifarApp(App[str | None]):
@@ -156,6 +173,17 @@ class CifarApp(App[str | None]):
         screen = ResultsScreen(Path(run_dir))
         self.results = screen
         await self._replace(old, screen, f"results-{id(screen)}")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any screen's worker that raised: shown as an error notification and logged; the app
+        keeps running (workers are started with exit_on_error=False). The message does not
+        bubble: screens pass their workers' failures on (tui.screens.common)."""
+        if event.state is not WorkerState.ERROR:
+            return
+        text = worker_error_text(event.worker)
+        self.log.error(text)
+        logger.error(text, exc_info=event.worker.error)
+        self.notify(text, title="background task failed", severity="error", timeout=10)
 
     def on_run_launched(self, message: RunLaunched) -> None:
         if self.is_screen_installed("runs"):  # not built yet: it reads the registry when it is

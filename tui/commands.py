@@ -3,28 +3,40 @@ stop or checkpoint the run, open results, attach, go to a screen."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.config import load_config
 from engine.errors import ConfigError
 from tui.screens.keys import SCREEN_KEYS
+from tui.screens.setup import SetupScreen
 
 if TYPE_CHECKING:
     from tui.app import CifarApp
 
+Command = tuple[str, str, Callable[[], Any]]  # title, help text, what it runs
+
 
 class RunCommands(Provider):
-    def _commands(self) -> list[tuple[str, str, object]]:
-        app: CifarApp = self.app  # type: ignore[assignment]
-        out: list[tuple[str, str, object]] = []
-        setup = app.get_screen("setup")
-        if hasattr(setup, "action_launch"):
-            edited = f"preset {setup.preset or '-'} with the edits made in Setup"  # type: ignore[attr-defined]
+    @property
+    def cifar(self) -> CifarApp:
+        return cast("CifarApp", self.app)
+
+    def _setup(self) -> SetupScreen | None:
+        setup = self.cifar.get_screen("setup")
+        return setup if isinstance(setup, SetupScreen) else None
+
+    def _commands(self) -> list[Command]:
+        app = self.cifar
+        out: list[Command] = []
+        setup = self._setup()
+        if setup is not None:
+            edited = f"preset {setup.preset or '-'} with the edits made in Setup"
             out.append(("launch the Setup config", edited, self._launch_setup))
-        presets = setup.preset_names() if hasattr(setup, "preset_names") else []
+        presets = setup.preset_names() if setup is not None else []
         for name in presets:
             out.append(
                 (
@@ -55,36 +67,39 @@ class RunCommands(Provider):
         return out
 
     async def _launch_setup(self) -> None:
-        app: CifarApp = self.app  # type: ignore[assignment]
-        await app.get_screen("setup").action_launch()  # type: ignore[attr-defined]
+        setup = self._setup()
+        if setup is not None:
+            await setup.action_launch()
 
     async def _start(self, name: str) -> None:
-        app: CifarApp = self.app  # type: ignore[assignment]
-        setup = app.get_screen("setup")
+        app = self.cifar
+        setup = self._setup()
+        if setup is None:
+            return
         try:
-            cfg = load_config(str(setup.presets_dir / f"{name}.yaml"))  # type: ignore[attr-defined]
+            cfg = load_config(str(setup.presets_dir / f"{name}.yaml"))
         except ConfigError as exc:
             app.notify(str(exc), severity="error")
             return
         await app.start_run(name, cfg)
 
     def _stop(self) -> None:
-        app: CifarApp = self.app  # type: ignore[assignment]
-        if app.monitor is not None:
-            app.monitor.action_stop_after_epoch()
+        monitor = self.cifar.monitor
+        if monitor is not None:
+            monitor.action_stop_after_epoch()
 
     def _checkpoint(self) -> None:
-        app: CifarApp = self.app  # type: ignore[assignment]
-        if app.monitor is not None:
-            app.monitor.action_checkpoint_now()
+        monitor = self.cifar.monitor
+        if monitor is not None:
+            monitor.action_checkpoint_now()
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, callback in self._commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -1,11 +1,11 @@
-"""Dashboard test helpers: an isolated runs folder, a tiny preset, polling with a deadline."""
+"""Dashboard test helpers: an isolated runs folder, a tiny preset, polling with a deadline.
+
+Async scenarios run with asyncio.run inside plain test functions (no pytest plugin needed)."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def wait_for(
-    pilot: Pilot, condition: Callable[[], object], timeout: float, what: str
+    pilot: Pilot[Any], condition: Callable[[], object], timeout: float, what: str
 ) -> None:
     """Let the app run until `condition()` is true; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -48,13 +48,3 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await pilot.pause(0.05)
-
-
-def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test function with asyncio.run (no pytest plugin needed)."""
-
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return wrapper

@@ -84,7 +84,7 @@ def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str
     }
 
 
-def epoch_metrics(e: int, epochs: int) -> dict[str, float]:
+def epoch_metrics(e: float, epochs: int) -> dict[str, float]:
     f = e / epochs
     return {
         "train_loss": 4.6 - 3.2 * (1 - math.exp(-4 * f)),

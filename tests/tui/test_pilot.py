@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.screen import Screen
 
 from engine.events import EVENTS_FILE, Finished, read_events
 from engine.runs import RunRegistry
-from tests.tui.conftest import run_async, wait_for, write_tiny_preset
+from tests.tui.conftest import wait_for, write_tiny_preset
 from tui.app import CifarApp
 from tui.messages import EngineEvents
 from tui.screens.monitor import MonitorScreen
@@ -32,59 +35,65 @@ def _finished(app: CifarApp) -> Finished | None:
     return state.final if state is not None and isinstance(state.final, Finished) else None
 
 
-@run_async
-async def test_launch_from_setup_runs_the_engine_and_opens_results(tmp_path, checkpoints):
-    presets = tmp_path / "presets"
-    write_tiny_preset(presets, epochs=1)
-    messages: list[object] = []
-    app = CifarApp(checkpoints=checkpoints, presets_dir=presets)
-    async with app.run_test(size=(100, 30), message_hook=messages.append) as pilot:
-        await wait_for(
-            pilot,
-            lambda: isinstance(app.screen, SetupScreen) and app.screen.preset == "tiny",
-            10,
-            "the setup screen",
-        )
-        await pilot.press("enter")  # load the highlighted preset
-        await pilot.press("l")  # launch
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 10, "the monitor")
-        await wait_for(pilot, lambda: _finished(app) is not None, 150, "the run to finish")
-        final = _finished(app)
-        assert final is not None and final.status == "done"
-        assert any(
-            isinstance(m, EngineEvents) and any(isinstance(e, Finished) for e in m.events)
-            for m in messages
-        )
-        monitor = app.monitor
-        assert monitor is not None and monitor.state is not None
-        assert len(monitor.state.step_loss) > 0 and len(monitor.state.train_loss) == 1
-        log = monitor.state.run_dir / "engine.log"
-        assert log.is_file()  # the engine's stdout and stderr went to the run folder
+def test_launch_from_setup_runs_the_engine_and_opens_results(tmp_path, checkpoints) -> None:
+    async def scenario() -> None:
+        presets = tmp_path / "presets"
+        write_tiny_preset(presets, epochs=1)
+        messages: list[object] = []
+        app = CifarApp(checkpoints=checkpoints, presets_dir=presets)
+        async with app.run_test(size=(100, 30), message_hook=messages.append) as pilot:
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, SetupScreen) and app.screen.preset == "tiny",
+                10,
+                "the setup screen",
+            )
+            await pilot.press("enter")  # load the highlighted preset
+            await pilot.press("l")  # launch
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 10, "the monitor")
+            await wait_for(pilot, lambda: _finished(app) is not None, 150, "the run to finish")
+            final = _finished(app)
+            assert final is not None and final.status == "done"
+            assert any(
+                isinstance(m, EngineEvents) and any(isinstance(e, Finished) for e in m.events)
+                for m in messages
+            )
+            monitor = app.monitor
+            assert monitor is not None and monitor.state is not None
+            assert len(monitor.state.step_loss) > 0 and len(monitor.state.train_loss) == 1
+            log = monitor.state.run_dir / "engine.log"
+            assert log.is_file()  # the engine's stdout and stderr went to the run folder
 
-        await pilot.press("r")
-        await wait_for(
-            pilot,
-            lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None,
-            30,
-            "the results",
-        )
-        matrix = app.screen.query_one(ConfusionMatrix)
-        assert matrix.view is not None
-        assert matrix.view.counts.shape == (100, 100)
-        assert int(matrix.view.counts.sum()) == 2000  # the synthetic test set
+            await pilot.press("r")
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None,
+                30,
+                "the results",
+            )
+            matrix = app.screen.query_one(ConfusionMatrix)
+            assert matrix.view is not None
+            assert matrix.view.counts.shape == (100, 100)
+            assert int(matrix.view.counts.sum()) == 2000  # the synthetic test set
 
-        for key, screen in (
-            ("4", RunsScreen),
-            ("1", SetupScreen),
-            ("2", MonitorScreen),
-            ("3", ResultsScreen),
-            ("4", RunsScreen),
-        ):
-            await pilot.press(key)
-            await wait_for(pilot, lambda s=screen: isinstance(app.screen, s), 5, screen.__name__)
-        runs = app.screen
-        assert isinstance(runs, RunsScreen)
-        assert [r.status for r in runs.rows] == ["done"]
+            for key, screen in (
+                ("4", RunsScreen),
+                ("1", SetupScreen),
+                ("2", MonitorScreen),
+                ("3", ResultsScreen),
+                ("4", RunsScreen),
+            ):
+                await pilot.press(key)
+
+                def shown(s: type[Screen[Any]] = screen) -> bool:
+                    return isinstance(app.screen, s)
+
+                await wait_for(pilot, shown, 5, screen.__name__)
+            runs = app.screen
+            assert isinstance(runs, RunsScreen)
+            assert [r.status for r in runs.rows] == ["done"]
+
+    asyncio.run(scenario())
 
 
 def _start_headless(preset: Path, checkpoints: Path) -> subprocess.Popen[bytes]:
@@ -110,40 +119,46 @@ def _wait_for_epoch(checkpoints: Path, timeout: float) -> Path:
     raise AssertionError(f"no epoch ended within {timeout} s")
 
 
-@run_async
-async def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, checkpoints):
-    preset = write_tiny_preset(tmp_path / "presets", epochs=4)
-    process = _start_headless(preset, checkpoints)
-    try:
-        run_dir = _wait_for_epoch(checkpoints, 150)
-        app = CifarApp(checkpoints=checkpoints, attach=run_dir)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.monitor is not None, 10, "the monitor")
-            monitor = app.monitor
-            assert monitor is not None
-            await wait_for(
-                pilot,
-                lambda: monitor.state is not None and len(monitor.state.train_loss) >= 1,
-                20,
-                "the history so far",
-            )
-            state = monitor.state
-            assert state is not None and state.started is not None
-            assert state.started.run_id == run_dir.name
-            loss = monitor.query_one("#loss", MetricPlot)
-            await wait_for(pilot, lambda: loss.draws > 0 and len(loss.lines[0].xs) > 0, 5, "plot")
-            assert loss.lines[1].xs[0] == 1.0  # epoch 1's train loss, read from before attaching
+def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, checkpoints) -> None:
+    async def scenario() -> None:
+        preset = write_tiny_preset(tmp_path / "presets", epochs=4)
+        process = _start_headless(preset, checkpoints)
+        try:
+            run_dir = _wait_for_epoch(checkpoints, 150)
+            app = CifarApp(checkpoints=checkpoints, attach=run_dir)
+            async with app.run_test(size=(100, 30)) as pilot:
+                await wait_for(pilot, lambda: app.monitor is not None, 10, "the monitor")
+                monitor = app.monitor
+                assert monitor is not None
+                await wait_for(
+                    pilot,
+                    lambda: monitor.state is not None and len(monitor.state.train_loss) >= 1,
+                    20,
+                    "the history so far",
+                )
+                state = monitor.state
+                assert state is not None and state.started is not None
+                assert state.started.run_id == run_dir.name
+                loss = monitor.query_one("#loss", MetricPlot)
+                await wait_for(
+                    pilot, lambda: loss.draws > 0 and len(loss.lines[0].xs) > 0, 5, "plot"
+                )
+                assert (
+                    loss.lines[1].xs[0] == 1.0
+                )  # epoch 1's train loss, read from before attaching
 
-            await pilot.press("s")  # stop after this epoch (the engine removes the request)
-            await wait_for(pilot, lambda: state.final is not None, 150, "the run to stop")
-            assert isinstance(state.final, Finished)
-            assert state.final.status == "interrupted"
-            assert state.last_epoch is not None and state.last_epoch.epoch < 4
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    row = next(r for r in RunRegistry(checkpoints).runs() if r.run_id == run_dir.name)
-    assert row.status == "interrupted"
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
+                await pilot.press("s")  # stop after this epoch (the engine removes the request)
+                await wait_for(pilot, lambda: state.final is not None, 150, "the run to stop")
+                assert isinstance(state.final, Finished)
+                assert state.final.status == "interrupted"
+                assert state.last_epoch is not None and state.last_epoch.epoch < 4
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        row = next(r for r in RunRegistry(checkpoints).runs() if r.run_id == run_dir.name)
+        assert row.status == "interrupted"
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+
+    asyncio.run(scenario())

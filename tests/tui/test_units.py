@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from engine.events import EVENTS_FILE, EventWriter, Failed, Step, parse_event
+from engine.events import EVENTS_FILE, Event, EventWriter, Failed, Step, parse_event
 from engine.runs import RunRegistry
 from tests.conftest import cli
 from tests.tui.fixtures import RUN_ID, make_events, make_run, typed
@@ -29,9 +29,16 @@ from tui.widgets.preview import half_block_lines
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _parsed(event: dict) -> Event:
+    """`event` through the log's JSON form, as the supervisor reads it."""
+    parsed = parse_event(typed(event).to_json())
+    assert parsed is not None
+    return parsed
+
+
 def _state(events: list[dict], run_dir: Path = Path("x")) -> RunState:
     state = RunState(run_dir)
-    state.apply([parse_event(typed(e).to_json()) for e in events])
+    state.apply([_parsed(e) for e in events])
     return state
 
 
@@ -65,7 +72,7 @@ def test_resumed_event_cuts_history_after_the_checkpoint():
 
 
 def test_downsample_keeps_ends_and_bounds_the_point_count():
-    xs = list(range(10_000))
+    xs = [float(x) for x in range(10_000)]
     ys = [2.0 * x for x in xs]
     dx, dy = downsample(xs, ys, 100)
     assert len(dx) <= 100 and dx[0] == 0 and dx[-1] == 9_999
@@ -88,7 +95,9 @@ def test_half_block_lines_put_the_upper_pixel_in_fg_and_the_lower_in_bg():
     (line,) = half_block_lines(img)
     seg = line[0]
     assert seg.text == "▀"
-    assert seg.style.color.triplet == (255, 0, 0) and seg.style.bgcolor.triplet == (0, 0, 255)
+    style = seg.style
+    assert style is not None and style.color is not None and style.bgcolor is not None
+    assert style.color.triplet == (255, 0, 0) and style.bgcolor.triplet == (0, 0, 255)
 
 
 def test_eval_data_superclass_confusion_and_most_confused(tmp_path):
@@ -179,7 +188,7 @@ def test_input_wait_and_memory_read_from_steps_and_old_logs_without_them():
     state = _state(events)
     assert state.data_wait == 0.25 and state.memory_mb == 10444.8
     later = dict(events[last_step], data_wait=None, memory_mb=None, t=events[-1]["t"] + 1)
-    state.apply([parse_event(typed(later).to_json())])
+    state.apply([_parsed(later)])
     assert state.data_wait == 0.25 and state.memory_mb == 10444.8  # None = not reported
 
 
@@ -229,7 +238,8 @@ def test_headless_follow_skips_an_unreadable_line_and_goes_on(tmp_path):
 
     class Engine:  # exits on its third poll, after writing its final event on the second
         def __init__(self) -> None:
-            self.polls, self.returncode = 0, None
+            self.polls = 0
+            self.returncode: int | None = None
 
         def poll(self) -> int | None:
             self.polls += 1

@@ -147,9 +147,9 @@ def micro_curves(
     """
     n, c = probs.shape
     scores = probs.astype(np.float32).ravel()
-    truth = np.zeros((n, c), dtype=bool)
-    truth[np.arange(n), labels] = True
-    truth = truth.ravel()
+    onehot = np.zeros((n, c), dtype=bool)
+    onehot[np.arange(n), labels] = True
+    truth = onehot.ravel()
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], truth[order]
     last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # tied scores form one threshold

@@ -1,17 +1,52 @@
-"""Pieces the screens share: the title bar, modal dialogs, number formatting."""
+"""Pieces the screens share: the typed base screen, the title bar, modal dialogs, number
+formatting."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static
+from textual.worker import Worker, WorkerState
 
 from tui.fmt import duration, pct
 
-__all__ = ["ConfirmScreen", "PromptScreen", "TitleBar", "duration", "pct", "synthetic_tag"]
+if TYPE_CHECKING:  # tui.app imports the screens: a runtime import would be circular
+    from tui.app import CifarApp
+
+__all__ = [
+    "CifarScreen",
+    "ConfirmScreen",
+    "PromptScreen",
+    "TitleBar",
+    "duration",
+    "pass_worker_error_on",
+    "pct",
+    "synthetic_tag",
+]
+
+
+def pass_worker_error_on(screen: Screen[Any], event: Worker.StateChanged) -> None:
+    """Worker.StateChanged does not bubble (Textual posts it to the worker's node only): a screen
+    passes its workers' failures on, so that the app's one handler shows every one of them."""
+    if event.state is WorkerState.ERROR:
+        screen.app.post_message(event)
+
+
+class CifarScreen(Screen[None]):
+    """A screen of the dashboard: `self.cifar` is the running app, typed as CifarApp; the
+    failures of its workers reach the app (CifarApp.on_worker_state_changed)."""
+
+    @property
+    def cifar(self) -> CifarApp:
+        return cast("CifarApp", self.app)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        pass_worker_error_on(self, event)
 
 
 def synthetic_tag(synthetic: bool) -> Text:

@@ -15,19 +15,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine import control
 from engine.config import RunConfig
-from engine.events import EpochEnd, Failed, Finished
+from engine.events import EpochEnd, Event, Failed, Finished
 from tui.fmt import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.orchestration.procs import pid_alive
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import ENGINE_LOG, supervise
-from tui.screens.common import TitleBar, duration, pct, synthetic_tag
+from tui.screens.common import CifarScreen, TitleBar, duration, pct, synthetic_tag
 from tui.widgets.plots import Line, MetricPlot
 
 # On a 2-core machine every millisecond the UI spends is taken from training (the engine keeps both
@@ -66,7 +65,7 @@ def fit_line(parts: list[tuple[int, Text]], width: int, sep: str = " · ") -> Te
         del keep[worst]
 
 
-class MonitorScreen(Screen[None]):
+class MonitorScreen(CifarScreen):
     DEFAULT_CSS = """
     MonitorScreen #info { height: 3; padding: 0 1; }
     MonitorScreen #plots { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
@@ -115,7 +114,9 @@ class MonitorScreen(Screen[None]):
 
     # ------------------------------------------------------------------ the worker
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="engine", name="the run supervisor"
+    )
     def supervise_run(self) -> None:
         worker = get_current_worker()
         process = None
@@ -134,9 +135,13 @@ class MonitorScreen(Screen[None]):
         else:
             assert self.run_dir is not None
             run_dir = self.run_dir
+
+        def forward(batch: list[Event]) -> None:
+            self.post_message(EngineEvents(run_dir, batch))
+
         code, final = supervise(
             run_dir,
-            lambda batch: self.post_message(EngineEvents(run_dir, batch)),
+            forward,
             process=process,
             cancelled=lambda: worker.is_cancelled,
             warn=lambda text: self.app.call_from_thread(self.notify, text, severity="warning"),
@@ -176,10 +181,10 @@ class MonitorScreen(Screen[None]):
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
+        """The supervisor raised: the status panel says so (the app notifies every failure)."""
         if event.state is WorkerState.ERROR and event.worker.group == "engine":
             error = event.worker.error
             self.launch_error = f"the supervisor failed: {type(error).__name__}: {error}"
-            self.notify(self.launch_error, severity="error", timeout=10)
             self.redraw(force=True)
 
     @on(LaunchFailed)
@@ -374,7 +379,7 @@ class MonitorScreen(Screen[None]):
         if s is None or not (s.run_dir / "eval.npz").is_file():
             self.notify("no results yet: they come when the run finishes", severity="warning")
             return
-        self.app.call_later(self.app.show_results, s.run_dir)  # type: ignore[attr-defined]
+        self.cifar.call_later(self.cifar.show_results, s.run_dir)
 
     async def action_leave(self) -> None:
         await self.app.action_quit()  # prints `cifar-tui attach RUN_ID` while the run goes on

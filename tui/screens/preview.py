@@ -16,8 +16,10 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
+from textual.worker import Worker
 
 from tui.messages import PreviewReady
+from tui.screens.common import pass_worker_error_on
 from tui.widgets.preview import AugmentPreview
 
 PREVIEW_COUNT = 6
@@ -88,11 +90,20 @@ class PreviewScreen(ModalScreen[None]):
     def on_unmount(self) -> None:
         self._tmp.cleanup()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="preview")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="preview",
+        name="the augmentation preview",
+    )
     def fetch(self) -> None:
         out = Path(self._tmp.name) / f"preview-{self.seed}.npz"
         error = run_preview(self.config_yaml, out, count=self.count, seed=self.seed)
         self.post_message(PreviewReady(None if error else out, error))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        pass_worker_error_on(self, event)  # the app shows it
 
     def _head(self, text: str) -> None:
         self.query_one("#preview-head", Static).update(Text(text, style="bold"))

@@ -15,12 +15,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from tui.messages import ResultsLoaded
 from tui.orchestration.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
-from tui.screens.common import TitleBar, pct, synthetic_tag
+from tui.screens.common import CifarScreen, TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot
 
@@ -31,7 +30,7 @@ def _num(x: float) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
-class ResultsScreen(Screen[None]):
+class ResultsScreen(CifarScreen):
     DEFAULT_CSS = """
     ResultsScreen #side { width: 42; padding: 0 0 0 1; }
     ResultsScreen #cell { height: 5; border-bottom: solid $panel-lighten-2; }
@@ -82,7 +81,7 @@ class ResultsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="results")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results", name="loading results")
     def load(self) -> None:
         try:
             data = load_eval(self.run_dir)

@@ -12,20 +12,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
 
 from engine.errors import BadInputError
 from engine.runs import RunRow, read_run_meta
 from tui.orchestration.exports.results_table import to_rich
 from tui.orchestration.sweep import sweep_ids, sweep_table
-from tui.screens.common import ConfirmScreen, TitleBar, duration, pct
+from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar, duration, pct
 from tui.widgets.plots import Line, MetricPlot
 
 HINT = "space: select for the plot · enter/o: results · a: attach · d: delete"
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(CifarScreen):
     DEFAULT_CSS = """
     RunsScreen #runs { height: 1fr; min-height: 5; }
     RunsScreen #overlay { height: 1fr; min-height: 8; }
@@ -79,10 +79,10 @@ class RunsScreen(Screen[None]):
         self.call_later(self.reload)
 
     def reload(self) -> None:
-        app = self.app
-        root: Path = app.checkpoints  # type: ignore[attr-defined]
+        app = self.cifar
+        root: Path = app.checkpoints
         try:
-            every = app.registry.runs()  # type: ignore[attr-defined]
+            every = app.registry.runs()
         except Exception as exc:  # noqa: BLE001 - a broken registry is shown, not raised
             self.notify(f"cannot read the runs registry: {exc}", severity="error")
             every = []
@@ -101,7 +101,7 @@ class RunsScreen(Screen[None]):
             table.add_column("sweep", key="sweep")
         current = None
         if table.row_count and table.cursor_row < table.row_count:
-            current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            current = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         table.clear()
         for r in self.rows:
             best = "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} e{r.best_epoch}"
@@ -152,7 +152,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs", DataTable)
         if not self.rows or table.cursor_row >= len(self.rows):
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return next((r for r in self.rows if r.run_id == key), None)
 
     @on(DataTable.RowHighlighted, "#runs")
@@ -164,7 +164,7 @@ class RunsScreen(Screen[None]):
     def _selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay", name="the runs plot")
     def draw_overlay(self) -> None:
         ids = sorted(self.selected) if self.selected else []
         if not ids and self.sweep is not None:  # a sweep: every run of it
@@ -172,7 +172,7 @@ class RunsScreen(Screen[None]):
         if not ids:
             row = self.app.call_from_thread(self.current)
             ids = [row.run_id] if row else []
-        registry = self.app.registry  # type: ignore[attr-defined]
+        registry = self.cifar.registry
         lines = []
         synthetic = False
         for run_id in ids:
@@ -190,7 +190,7 @@ class RunsScreen(Screen[None]):
 
     def _sweep_label(self, run_id: str, default: str) -> str:
         try:
-            meta = read_run_meta(self.app.checkpoints / run_id)  # type: ignore[attr-defined]
+            meta = read_run_meta(self.cifar.checkpoints / run_id)
         except (OSError, ValueError):
             return default
         return f"{meta.get('recipe', default)} s{meta.get('seed', '?')}"
@@ -223,24 +223,24 @@ class RunsScreen(Screen[None]):
         row = self.current()
         if row is None:
             return
-        run_dir = self.app.checkpoints / row.run_id  # type: ignore[attr-defined]
+        run_dir = self.cifar.checkpoints / row.run_id
         if not (run_dir / "eval.npz").is_file():
             if row.status == "running":
                 self.notify("still running: a to attach, results come at the end")
             else:
                 self.notify(f"{row.run_id} has no test results ({row.status})", severity="warning")
             return
-        self.app.call_later(self.app.show_results, run_dir)  # type: ignore[attr-defined]
+        self.cifar.call_later(self.cifar.show_results, run_dir)
 
     def action_attach(self) -> None:
         row = self.current()
         if row is None:
             return
-        run_dir = self.app.checkpoints / row.run_id  # type: ignore[attr-defined]
+        run_dir = self.cifar.checkpoints / row.run_id
         if not (run_dir / "events.jsonl").is_file():
             self.notify(f"{row.run_id} has no event log in {run_dir}", severity="error")
             return
-        self.app.call_later(self.app.attach, run_dir)  # type: ignore[attr-defined]
+        self.cifar.call_later(self.cifar.attach, run_dir)
 
     def action_delete(self) -> None:
         row = self.current()
@@ -252,7 +252,7 @@ class RunsScreen(Screen[None]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.app.registry.delete(row.run_id)  # type: ignore[attr-defined]
+                self.cifar.registry.delete(row.run_id)
                 self.selected.discard(row.run_id)
                 self.notify(f"deleted {row.run_id}")
                 self.reload()

@@ -2,129 +2,54 @@
 dataclasses, check it, preview the augmentations, save it as a preset, launch it.
 
 The screen edits a raw config mapping (the YAML form); every change is validated with
-`parse_config`, whose ConfigError text is shown as is.
+`parse_config`, whose ConfigError text is shown as is. What may be edited comes from
+`setup_fields` (plain records of the engine's metadata), the form's rows from `setup_form`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from engine.catalog import COMPONENTS
-from engine.config import (
-    SECTION_CLASSES,
-    RunConfig,
-    config_to_dict,
-    dump_config,
-    load_config,
-    parse_config,
-)
+from engine.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from engine.errors import ConfigError
 from engine.presets import PRESETS_DIR, preset_description
-from tui.screens.common import ConfirmScreen, PromptScreen, TitleBar
+from tui.screens.common import CifarScreen, ConfirmScreen, PromptScreen, TitleBar
+from tui.screens.setup_fields import (
+    COMPONENT_TITLES,
+    NONE,
+    SECTIONS,
+    component_defaults,
+    component_names,
+    is_component_kind,
+)
+from tui.screens.setup_form import (
+    FieldRow,
+    Path_,
+    component_widgets,
+    control,
+    control_path,
+    name_select,
+    param_widgets,
+    parse_value,
+    section_rows,
+)
 
-NONE = "none"  # the menu entry of an optional component left out (e.g. no SAM)
-# single-component sections, in the catalogs' order; the label is the catalog's own kind
-COMPONENT_TITLES = {
-    section: catalog.kind for section, catalog in COMPONENTS.items() if section != "augment"
-}
-OPTIONAL_SECTIONS = {
-    f.name
-    for f in dataclasses.fields(RunConfig)
-    if f.default is None and f.name in COMPONENT_TITLES
-}
 PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-Path_ = tuple[Any, ...]  # a key path into the raw config, e.g. ("augment", 0, "p")
 
 
-def _text(value: Any) -> str:
-    """A value as the user would type it (YAML scalars)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return yaml.safe_dump(list(value), default_flow_style=True).strip()
-    return str(value)
-
-
-# YAML 1.1 (PyYAML) reads `1e-08` as a string: a float without a dot in its mantissa
-EXPONENT_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _parse(text: str) -> Any:
-    """A typed value as YAML reads it; numbers like 1e-08 become floats."""
-    if not text.strip():
-        return None
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str) and EXPONENT_FLOAT_RE.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-def device_choices(doc: str) -> list[str]:
-    """The device menu from the field's documented forms ('auto | cpu | cuda | cuda:N')."""
-    out: list[str] = []
-    for token in (t.strip() for t in doc.split("|")):
-        if token.endswith(":N"):
-            out += [f"{token[:-2]}:{i}" for i in range(4)]
-        elif token:
-            out.append(token)
-    return out
-
-
-class FieldRow(Horizontal):
-    """label + one editing control, one line high."""
-
-    DEFAULT_CSS = """
-    FieldRow { height: 1; margin: 0 0 0 2; }
-    FieldRow > Label { width: 20; color: $text-muted; }
-    FieldRow > Input { width: 1fr; max-width: 30; }
-    FieldRow > Select { width: 1fr; max-width: 30; }
-    FieldRow > Checkbox { width: 7; }
-    FieldRow:focus-within { background: $boost; }
-    FieldRow:focus-within > Label { color: $accent; text-style: bold reverse; }
-    """
-
-
-def _control(path: Path_, value: Any, annotation: str, choices: tuple[str, ...] | None) -> Widget:
-    """The editing widget for one parameter; `cfg_path` tells the screen where its value goes."""
-    widget: Widget
-    if choices:
-        options = [(c, c) for c in choices]
-        if value is not None and value not in choices:
-            options.append((str(value), value))
-        widget = Select(options, value=value, allow_blank=value is None, compact=True)
-    elif annotation.replace(" ", "") == "bool":
-        widget = Checkbox(value=bool(value), compact=True)
-    elif annotation.replace(" ", "") in ("bool|None", "None|bool"):  # null means auto
-        current = "auto" if value is None else _text(bool(value))
-        options = [(c, c) for c in ("auto", "true", "false")]
-        widget = Select(options, value=current, allow_blank=False, compact=True)
-    else:
-        widget = Input(_text(value), placeholder=annotation, compact=True)
-    widget.cfg_path = path  # type: ignore[attr-defined]
-    return widget
-
-
-class SetupScreen(Screen[None]):
+class SetupScreen(CifarScreen):
     DEFAULT_CSS = """
     SetupScreen #left { width: 26; border-right: solid $panel-lighten-2; }
     SetupScreen #presets { height: 1fr; border: none; }
@@ -186,7 +111,9 @@ class SetupScreen(Screen[None]):
         self.call_after_refresh(self._build_later)
 
     def _build_later(self) -> None:
-        self.run_worker(self.rebuild_form(), group="form", exit_on_error=True)
+        self.run_worker(
+            self.rebuild_form(), group="form", name="building the form", exit_on_error=False
+        )
 
     def preset_names(self) -> list[str]:
         return sorted(p.stem for p in self.presets_dir.glob("*.yaml"))
@@ -262,7 +189,7 @@ class SetupScreen(Screen[None]):
     def _form_blocks(self) -> list[Vertical]:
         raw = self.raw
         description = FieldRow(
-            Label("text"), _control(("description",), raw.get("description"), "str", None)
+            Label("text"), control(("description",), raw.get("description"), "str", None)
         )
         blocks = [
             Vertical(Label("description", classes="section"), description, classes="block"),
@@ -277,33 +204,14 @@ class SetupScreen(Screen[None]):
                 classes="block",
             ),
         ]
-        for section, cls in SECTION_CLASSES.items():
-            values = raw.get(section) or {}
-            rows: list[Widget] = [Label(section, classes="section")]
-            for f in dataclasses.fields(cls):
-                meta = f.metadata
-                choices = meta.get("choices")
-                if f.name == "device" and meta.get("pattern") is not None:
-                    choices = tuple(device_choices(meta.get("doc", "")))
-                control = _control(
-                    (section, f.name), values.get(f.name, f.default), str(f.type), choices
-                )
-                control.tooltip = meta.get("doc")
-                rows.append(FieldRow(Label(f.name), control))
-            blocks.append(Vertical(*rows, classes="block"))
+        for section in SECTIONS:
+            rows = section_rows(section, raw.get(section) or {})
+            blocks.append(Vertical(Label(section, classes="section"), *rows, classes="block"))
         return blocks
 
     def _section_widgets(self, section: str) -> list[Widget]:
         title = Label(COMPONENT_TITLES[section], classes="section")
-        return [title, *self._component_widgets(section, (section,), self.raw.get(section))]
-
-    def _component_widgets(
-        self, section: str, path: Path_, comp: dict[str, Any] | None
-    ) -> list[Widget]:
-        if comp is None:
-            return [FieldRow(Label("name"), _name_select(section, path, NONE))]
-        select = _name_select(section, path, comp.get("name"))
-        return [FieldRow(Label("name"), select), *_param_widgets(section, path, comp)]
+        return [title, *component_widgets(section, (section,), self.raw.get(section))]
 
     def _aug_widgets(self) -> list[Widget]:
         out: list[Widget] = []
@@ -312,13 +220,13 @@ class SetupScreen(Screen[None]):
             path = ("augment", i)
             head = Horizontal(
                 Label(f"{i + 1}. "),
-                _name_select("augment", path, comp.get("name")),
+                name_select("augment", path, comp.get("name")),
                 Button("↑", id=f"aug-up-{i}", compact=True, tooltip="move up"),
                 Button("↓", id=f"aug-down-{i}", compact=True, tooltip="move down"),
                 Button("✕", id=f"aug-del-{i}", compact=True, tooltip="remove"),
                 classes="aug-head",
             )
-            out.append(Vertical(head, *_param_widgets("augment", path, comp), classes="aug"))
+            out.append(Vertical(head, *param_widgets("augment", path, comp), classes="aug"))
         if not augs:
             out.append(Static("none", classes="doc"))
         return out
@@ -347,19 +255,19 @@ class SetupScreen(Screen[None]):
         return True
 
     @staticmethod
-    def _path_of(control: Widget) -> Path_ | None:
+    def _path_of(widget: Widget) -> Path_ | None:
         """Where a control's value goes; None for controls that are not config fields, or were
         removed by a rebuild (a late Changed from a replaced component must not write into the
         new one)."""
-        path = getattr(control, "cfg_path", None)
-        return path if path is not None and control.is_attached else None
+        path = control_path(widget)
+        return path if path is not None and widget.is_attached else None
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         path = self._path_of(event.input)
         if path is None:
             return
-        value = event.value if path == ("description",) else _parse(event.value)
+        value = event.value if path == ("description",) else parse_value(event.value)
         if self._set(path, value):
             self.validate()
 
@@ -374,10 +282,9 @@ class SetupScreen(Screen[None]):
     @on(Select.Changed)
     async def _select_changed(self, event: Select.Changed) -> None:
         path = self._path_of(event.select)
-        if path is None or event.value is Select.BLANK:
+        if path is None or event.value is Select.NULL:
             return
-        if path[-1] == "name" and (path[0] in COMPONENT_TITLES or path[0] == "augment"):
-            catalog = COMPONENTS[path[0]]
+        if path[-1] == "name" and is_component_kind(path[0]):
             node: Any = self.raw
             for key in path[:-2]:
                 node = node[key]
@@ -387,8 +294,7 @@ class SetupScreen(Screen[None]):
             if event.value == NONE:
                 node[path[-2]] = None
             else:  # a new component starts from its own defaults
-                defaults = catalog.get(str(event.value)).resolve({})
-                node[path[-2]] = {"name": event.value, **defaults}
+                node[path[-2]] = component_defaults(path[0], str(event.value))
             if path[0] == "augment":
                 await self.rebuild_augs()
                 self._focus_path(path)
@@ -402,7 +308,7 @@ class SetupScreen(Screen[None]):
 
     def _focus_path(self, path: Path_) -> None:
         for widget in self.query("#form Select, #form Input, #form Checkbox"):
-            if getattr(widget, "cfg_path", None) == path:
+            if control_path(widget) == path:
                 widget.focus()
                 widget.scroll_visible(animate=False)
                 return
@@ -430,12 +336,10 @@ class SetupScreen(Screen[None]):
         await self.rebuild_augs(focus=focus)
 
     async def action_add_aug(self) -> None:
-        catalog = COMPONENTS["augment"]
         used = {a.get("name") for a in self.raw.get("augment") or []}
-        names = catalog.names()
+        names = component_names("augment")
         name = next((n for n in names if n not in used), names[0])
-        defaults = catalog.get(name).resolve({})
-        self.raw.setdefault("augment", []).append({"name": name, **defaults})
+        self.raw.setdefault("augment", []).append(component_defaults("augment", name))
         await self.rebuild_augs()
         last = len(self.raw["augment"]) - 1
         self._focus_path(("augment", last, "name"))
@@ -471,7 +375,7 @@ class SetupScreen(Screen[None]):
         tag = Text(" SYNTHETIC ", style="bold reverse") if synthetic else ""
         self.query_one("#title", TitleBar).set(f"preset {self.preset or '-'}", tag)
 
-    def config(self):  # noqa: ANN201 - RunConfig or None
+    def config(self) -> RunConfig | None:
         try:
             return parse_config(self.raw)
         except ConfigError as exc:
@@ -482,7 +386,7 @@ class SetupScreen(Screen[None]):
         cfg = self.config()
         if cfg is None:
             return
-        await self.app.start_run(self.preset or "custom", cfg)  # type: ignore[attr-defined]
+        await self.cifar.start_run(self.preset or "custom", cfg)
 
     def action_preview(self) -> None:
         cfg = self.config()
@@ -532,38 +436,3 @@ class SetupScreen(Screen[None]):
 
     def action_focus_presets(self) -> None:
         self.query_one("#presets", OptionList).focus()
-
-
-def _name_select(section: str, path: Path_, name: str | None) -> Select:
-    options = [(e.name, e.name) for e in COMPONENTS[section].entries()]
-    if section in OPTIONAL_SECTIONS:
-        options.insert(0, (NONE, NONE))
-    select = Select(options, value=name, allow_blank=False, compact=True)
-    select.cfg_path = (*path, "name")  # type: ignore[attr-defined]
-    return select
-
-
-def _param_widgets(section: str, path: Path_, comp: dict[str, Any]) -> list[Widget]:
-    """The entry's description, then one row per parameter of its spec."""
-    catalog = COMPONENTS[section]
-    name = comp.get("name")
-    if name not in catalog:
-        return []
-    spec = catalog.get(str(name))
-    widgets: list[Widget] = [Static(spec.description, classes="doc")]
-    for param in spec.params:
-        key = param.name
-        value = comp.get(key, param.default)
-        ann = param.type
-        control = _control((*path, key), value, ann, param.choices)
-        tip = f"{key}: {ann}"
-        if param.limit is not None:
-            lo, hi, open_lo = param.limit
-            bracket = "(" if open_lo or lo is None else "["
-            lo_t = "-inf" if lo is None else f"{lo:g}"
-            hi_t = "inf" if hi is None else f"{hi:g}"
-            tip += f" in {bracket}{lo_t}, {hi_t}]"
-        tip += f" (default {param.default!r})"
-        control.tooltip = tip
-        widgets.append(FieldRow(Label(key), control))
-    return widgets

@@ -35,7 +35,7 @@ def half_block_lines(image: np.ndarray, *, mono: bool = False) -> list[list[Segm
                     lum = (lum + (0.299 * low[0] + 0.587 * low[1] + 0.114 * low[2]) / 255) / 2
                 row.append(Segment(SHADES[min(4, int(lum * 5))]))
             else:
-                row.append(Segment("▀", half_block_style(up, low)))  # type: ignore[arg-type]
+                row.append(Segment("▀", half_block_style(up, low)))
         lines.append(row)
     return lines
 
