@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import AUGMENTS, plain_step  # noqa: E402
 from engine import checkpoint  # noqa: E402
+from engine import device as device_module  # noqa: E402
 from engine import trainer as trainer_module  # noqa: E402
 from engine.config import config_to_dict, load_config, parse_config  # noqa: E402
 from engine.dispatch_count import DispatchCounter, meta_fused_optimizers  # noqa: E402
@@ -73,12 +74,12 @@ def _trainer(
         cfg, run_dir, "profile", "resnet18", EventWriter(run_dir / "events.jsonl"), progress=False
     )
     meta = torch.device("meta")
-    original = trainer_module.resolve_device
-    trainer_module.resolve_device = lambda name: meta  # type: ignore[assignment]
+    original = device_module.resolve_device
+    device_module.resolve_device = lambda name: meta  # type: ignore[assignment]
     try:
         trainer._setup()
     finally:
-        trainer_module.resolve_device = original
+        device_module.resolve_device = original
     return trainer
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from types import FrameType
 
 from engine import distributed
-from engine.card import write_card_safely
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import parse_config
 from engine.errors import BadInputError
@@ -85,7 +84,16 @@ def run(
         from engine.trainer import Trainer  # torch import: after the cheap checks
 
         trainer = Trainer(
-            cfg, run_dir, run_id, preset, events, registry, progress, resume, changes or []
+            cfg,
+            run_dir,
+            run_id,
+            preset,
+            events,
+            registry,
+            progress,
+            resume,
+            changes or [],
+            write_card=True,  # card.json / card.md; a failure is a warning, not an exit code
         )
         if early:
             raise KeyboardInterrupt
@@ -111,8 +119,6 @@ def run(
         return fail("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR, path)
     finally:
         events.close()
-    if main:
-        write_card_safely(run_dir)  # card.json / card.md; a failure is a warning, not an exit code
     if summary["status"] == "diverged":
         print(
             f"cifar-tui: run {run_id} diverged (non-finite loss {cfg.train.max_bad_steps} steps "

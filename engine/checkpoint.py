@@ -11,13 +11,16 @@ import io
 import os
 import pickle
 import threading
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from engine.checkpoint_files import CheckpointError, fsync_dir, header, previous_path, read_verified
+from engine.events import CheckpointSaved, EventWriter
 
 
 def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) -> None:
@@ -150,3 +153,38 @@ class BackgroundWriter:
         with self._lock:
             written, self._written = self._written, []
         return written
+
+
+class RunCheckpoints:
+    """A run's `last.pt` / `best.pt`, written by rank 0 in the background (`BackgroundWriter`);
+    each `checkpoint` event is emitted once its file is on disk. Other ranks hold the same
+    state and write nothing."""
+
+    def __init__(self, run_dir: Path, events: EventWriter, is_main: bool) -> None:
+        self.run_dir, self.events, self.is_main = run_dir, events, is_main
+        self.writer = BackgroundWriter()
+        self.last_save = time.time()
+
+    def save(self, kinds: tuple[str, ...], tag: Any, state: Callable[[], dict[str, Any]]) -> None:
+        """Write `state()` (called on rank 0 only) to each kind's file; the training thread
+        only copies it to host memory. `tag` (epoch, step) goes with its events."""
+        if not self.is_main:
+            return
+        self.report()  # waits for the write in flight and reports it
+        targets = [(self.run_dir / f"{kind}.pt", kind == "last") for kind in kinds]
+        self.writer.submit(state(), targets, tag)
+        self.last_save = time.time()
+
+    def flush(self) -> None:
+        """Wait until every checkpoint asked for is on disk, then report them."""
+        if self.is_main:
+            self.writer.wait()
+            self.report()
+
+    def report(self) -> None:
+        """The `checkpoint` events of the writes finished so far (raises what a write met)."""
+        if not self.writer.busy():
+            self.writer.wait()
+        for path, (epoch, step) in self.writer.done():
+            kind = path.stem
+            self.events.emit(CheckpointSaved(epoch=epoch, step=step, kind=kind, path=str(path)))

@@ -3,7 +3,7 @@
 The model is rebuilt from the config stored inside the checkpoint and given its EMA weights when
 the run kept them (what the trainer evaluates). The test set comes from the stored dataset and is
 normalised exactly as that run did it: the same split, subset and seed give the same training
-mean/std (engine.trainer.Normalizer). Without views this is a plain evaluation (the `identity`
+mean/std (engine.device.Normalizer). Without views this is a plain evaluation (the `identity`
 view alone, cost 1); `--tta` with no names uses engine.tta.DEFAULT_VIEWS.
 
 Torch is imported when `evaluate_checkpoint` runs, not at import.
@@ -50,15 +50,13 @@ def evaluate_checkpoint(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size = {batch_size} is out of range [1, inf]")
 
-    from engine import checkpoint
-    from engine.catalog import MODELS
+    from engine import build, checkpoint
+    from engine import device as devices
     from engine.config import parse_config
-    from engine.data import load_data
-    from engine.trainer import Normalizer, build_component, resolve_device
     from engine.tta import evaluate_tta
 
     try:
-        dev = resolve_device(device)
+        dev = devices.resolve_device(device)
     except ConfigError as exc:
         raise ConfigError(f"--device {device}: {exc}") from None
     state = checkpoint.load(Path(path), map_location="cpu")
@@ -70,19 +68,9 @@ def evaluate_checkpoint(
         raise ConfigError(
             f"checkpoint {path}: its stored config is not valid here: {exc}"
         ) from None
-    data = load_data(
-        cfg.data.dataset,
-        data_dir if data_dir is not None else cfg.data.data_dir,
-        val_size=cfg.data.val_size,
-        subset=cfg.data.subset,
-        seed=cfg.train.seed,
-        download=cfg.data.download,
-        progress=progress,
-    )
+    data = build.load_run_data(cfg, data_dir=data_dir, progress=progress)
     amp, channels_last = fast_options(cfg.train, dev.type)
-    model = build_component(
-        MODELS, "model", cfg.model.name, len(data.class_names), **cfg.model.params
-    )
+    model = build.build_model(cfg, len(data.class_names))
     use_ema = state.get("ema") is not None
     weights = state["ema"] if use_ema else state["model"]
     weights = {k.removeprefix(COMPILED_PREFIX): v for k, v in weights.items()}
@@ -93,10 +81,8 @@ def evaluate_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: its weights do not fit {cfg.model.name}: {first}"
         ) from None
-    import torch
-
-    model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    normalize = Normalizer(data.mean, data.std, dev, channels_last, torch.bfloat16 if amp else None)
+    devices.to_device(model, dev, channels_last)
+    normalize = devices.Normalizer.of(data, dev, channels_last, amp)
     size = batch_size or cfg.eval.batch_size
     result = evaluate_tta(
         model,

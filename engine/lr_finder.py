@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.config import RunConfig, fast_options, parse_config
-from engine.errors import BadInputError, ConfigError
+from engine.errors import BadInputError
 from engine.lr_sweep import (
     DEFAULT_DIVERGE,
     DEFAULT_END,
@@ -223,17 +223,10 @@ def training_batches(
     `train.seed`. Epochs are reshuffled; a last partial batch is dropped."""
     import torch
 
-    from engine.augment_batch import build_batch_pipeline
-    from engine.catalog import MIXES
-    from engine.trainer import build_component
+    from engine import build
 
-    try:
-        pipeline = build_batch_pipeline([(a.name, a.params) for a in cfg.augment])
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"augment: {exc}") from None
-    mixer = None
-    if cfg.mix is not None:
-        mixer = build_component(MIXES, "mix", cfg.mix.name, **cfg.mix.params)
+    pipeline = build.build_batch_augment(cfg)
+    mixer = build.build_mix(cfg)
     g = torch.Generator().manual_seed(cfg.train.seed)
     n, size = len(labels), cfg.data.batch_size
     while True:
@@ -264,48 +257,27 @@ def find_lr(
     """
     import torch
 
-    from engine.catalog import LOSSES, MODELS, OPTIMIZERS
-    from engine.data import load_data
-    from engine.trainer import Normalizer, build_component, resolve_device, seed_everything
+    from engine import build
+    from engine import device as devices
 
     say = log or (lambda _msg: None)
     check_sweep(start, end, steps, smoothing, diverge)
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
+    device = devices.resolve_device(cfg.train.device)
+    devices.seed_everything(cfg.train.seed)
     d = cfg.data
-    data = load_data(
-        d.dataset,
-        d.data_dir,
-        val_size=d.val_size,
-        subset=d.subset,
-        seed=cfg.train.seed,
-        download=d.download,
-        progress=sys.stderr.isatty(),
-    )
-    if len(data.train) < d.batch_size:
-        raise ConfigError(
-            f"data.batch_size = {d.batch_size} is larger than the training set "
-            f"({len(data.train)} images)"
-        )
+    data = build.load_run_data(cfg, progress=sys.stderr.isatty())
+    build.check_batch_fits(cfg, data)
     amp, channels_last = fast_options(cfg.train, device.type)
     num_classes = data.num_classes
     torch.manual_seed(cfg.train.seed)
-    model = build_component(MODELS, "model", cfg.model.name, num_classes, **cfg.model.params)
-    model = model.to(
-        device, memory_format=torch.channels_last if channels_last else torch.preserve_format
-    )
-    counts = torch.bincount(data.train.labels, minlength=num_classes).tolist()
-    loss_fn = build_component(LOSSES, "loss", cfg.loss.name, num_classes, counts, **cfg.loss.params)
+    model = devices.to_device(build.build_model(cfg, num_classes), device, channels_last)
+    loss_fn = build.build_loss(cfg, data.train.labels, num_classes)
 
     def make_optimizer(net: nn.Module) -> torch.optim.Optimizer:
-        opt: torch.optim.Optimizer = build_component(
-            OPTIMIZERS, "optim", cfg.optim.name, net, **cfg.optim.params
-        )
+        opt: torch.optim.Optimizer = build.build_optimizer(cfg, net, sam=False)
         return opt
 
-    normalize = Normalizer(
-        data.mean, data.std, device, channels_last, torch.bfloat16 if amp else None
-    )
+    normalize = devices.Normalizer.of(data, device, channels_last, amp)
     batches = training_batches(
         cfg, data.train.images.to(device), data.train.labels.to(device), num_classes, normalize
     )

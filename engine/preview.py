@@ -18,24 +18,14 @@ def make_preview(cfg: RunConfig, out: Path, *, count: int = 16, seed: int = 0) -
     """Write the preview npz for `cfg` to `out` (atomically) and return `out`."""
     import torch
 
-    from engine.augment import build_pipeline
-    from engine.data import load_data
+    from engine import build
 
-    d = cfg.data
-    bundle = load_data(
-        d.dataset,
-        d.data_dir,
-        val_size=d.val_size,
-        subset=d.subset,
-        seed=cfg.train.seed,
-        download=d.download,
-        progress=False,
-    )
+    bundle = build.load_run_data(cfg, progress=False)
     g = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(bundle.train), generator=g)[:count]
     images = bundle.train.images[pick]
     torch.manual_seed(seed)
-    transform = build_pipeline([(a.name, a.params) for a in cfg.augment])
+    transform = build.build_image_augment(cfg)
     augmented = torch.stack([transform(img) for img in images])
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp.npz")

@@ -80,7 +80,7 @@ def evaluate_tta(
 ) -> TTAResult:
     """Top-1/top-5 of `net` on each distinct view of `data`, and of their merged prediction.
 
-    `normalize` maps uint8 images to the network's input (engine.trainer.Normalizer); views are
+    `normalize` maps uint8 images to the network's input (engine.device.Normalizer); views are
     taken on the uint8 images before it, like the training crop. `amp`: bf16 autocast, as the
     trainer evaluates on CUDA. `net` is put in eval mode and handed back in the mode it had.
     """

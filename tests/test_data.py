@@ -1,4 +1,4 @@
-"""Tests for engine.data.
+"""Tests for engine.data and engine.cifar100.
 
 Real-data tests read ../shared/data/cifar-100-python beside the checkout; they skip where it is
 absent, and fail instead when CI == "true". Downloads go through a local HTTP server on 127.0.0.1.
@@ -24,20 +24,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine import cifar100 as C
 from engine import data as D
+from engine.cifar100 import CIFAR100_MD5, CIFAR100_URL, read_cifar100
 from engine.data import (
-    CIFAR100_MD5,
-    CIFAR100_URL,
     ImageSet,
     channel_stats,
-    find_cifar100,
     load_data,
     make_synthetic,
-    read_cifar100,
-    resolve_data_dir,
     split_train_val,
     stratified_indices,
 )
+from engine.datafiles import find_cifar100, resolve_data_dir
 from engine.errors import DataError
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/cifar-100-python"
@@ -386,7 +384,7 @@ def test_download_uses_archive_already_in_data_dir(tmp_path: Path) -> None:
     data_dir.mkdir()
     make_archive(data_dir / ARCHIVE, tmp_path / "src")
     url = f"http://127.0.0.1:{_closed_port()}/{ARCHIVE}"  # never contacted
-    assert D.download_cifar100(data_dir, url, progress=False) == data_dir / "cifar-100-python"
+    assert C.download_cifar100(data_dir, url, progress=False) == data_dir / "cifar-100-python"
     assert (data_dir / ARCHIVE).is_file()  # the user's file is kept
 
 
@@ -419,7 +417,7 @@ def test_download_of_a_bad_archive_fails_naming_it(
         make_archive(served, src)
     data_dir = tmp_path / "data"
     with pytest.raises(DataError) as err:
-        D.download_cifar100(data_dir, f"{base}/{ARCHIVE}", progress=False)
+        C.download_cifar100(data_dir, f"{base}/{ARCHIVE}", progress=False)
     assert str(data_dir / ARCHIVE) in str(err.value)
     if kind == "no-meta":
         assert "cifar-100-python/meta" in str(err.value)
@@ -437,7 +435,7 @@ def test_archive_with_escaping_member_is_refused(
     make_archive(root / ARCHIVE, tmp_path / "src", {member: b"pwned"})
     data_dir = tmp_path / "a" / "data"
     with pytest.raises(DataError, match="refusing") as err:
-        D.download_cifar100(data_dir, f"{base}/{ARCHIVE}", progress=False)
+        C.download_cifar100(data_dir, f"{base}/{ARCHIVE}", progress=False)
     assert member in str(err.value)
     assert not (tmp_path / "a" / "evil").exists() and not (tmp_path / "evil").exists()
     assert not Path("/tmp/evil-abs").exists()
@@ -453,7 +451,7 @@ def test_archive_with_symlink_is_refused(server: tuple[Path, str], tmp_path: Pat
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
     with pytest.raises(DataError, match="not a plain file"):
-        D.download_cifar100(tmp_path / "data", f"{base}/{ARCHIVE}", progress=False)
+        C.download_cifar100(tmp_path / "data", f"{base}/{ARCHIVE}", progress=False)
 
 
 @pytest.mark.parametrize("progress", [False, True])
@@ -480,7 +478,7 @@ def test_unreachable_url_gives_offline_message(
 def test_http_error_is_reported(server: tuple[Path, str], tmp_path: Path) -> None:
     _, base = server
     with pytest.raises(DataError, match="HTTP 404") as err:
-        D.download_cifar100(tmp_path / "data", f"{base}/missing.tar.gz", progress=False)
+        C.download_cifar100(tmp_path / "data", f"{base}/missing.tar.gz", progress=False)
     assert str(tmp_path / "data" / "cifar-100-python") in str(err.value)
 
 
@@ -495,10 +493,10 @@ def test_md5_is_checked_only_for_the_official_url(
         seen.append(md5)
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(D, "_fetch", fake_fetch)
+    monkeypatch.setattr(C, "_fetch", fake_fetch)
     for url in (CIFAR100_URL, "http://127.0.0.1:1/mirror.tar.gz"):
         with pytest.raises(DataError, match="offline"):
-            D.download_cifar100(tmp_path, url, progress=False)
+            C.download_cifar100(tmp_path, url, progress=False)
     assert seen == [CIFAR100_MD5, None]
 
 

@@ -328,7 +328,7 @@ def test_vit_uses_64_patch_tokens_and_has_the_formula_parameter_count():
 def test_normalizer_is_the_formula_in_the_steps_layout_and_dtype(dtype, channels_last):
     """(x / 255 - mean) / std per channel, written in one kernel straight into the step's memory
     format and dtype (bf16 under autocast: what a cast of the fp32 result would give)."""
-    from engine.trainer import Normalizer
+    from engine.device import Normalizer
 
     mean, std = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)

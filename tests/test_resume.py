@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import checkpoint, checkpoint_files
-from engine import trainer as trainer_module
+from engine import device as device_module
 from engine.config import load_config
 from engine.events import EpochEnd, EventWriter, Resumed, read_events
 from engine.trainer import Trainer
@@ -127,7 +127,7 @@ def test_restore_onto_another_device_keeps_rng_states_on_the_cpu(tmp_path, monke
     assert first.run()["status"] == "interrupted"
     saved = checkpoint.load(tmp_path / "last.pt")
     meta = torch.device("meta")
-    monkeypatch.setattr(trainer_module, "resolve_device", lambda name: meta)
+    monkeypatch.setattr(device_module, "resolve_device", lambda name: meta)
     resumed = _trainer(tmp_path, overrides, resume=True)
     resumed._setup()
     with warnings.catch_warnings():  # "copying into a meta parameter is a no-op"

@@ -11,7 +11,7 @@ DATASETS = Catalog(
         Spec(
             "cifar100",
             "CIFAR-100: 50,000 training and 10,000 test images, 100 classes in 20 superclasses",
-            "engine.data:read_cifar100_source",
+            "engine.cifar100:read_cifar100_source",
         ),
         Spec(
             "synthetic",

@@ -1,0 +1,204 @@
+"""Evaluation during a run: validation after each epoch and the test pass at the end.
+
+Distributed, each rank evaluates its `distributed.shard` of a set with rank 0's BatchNorm
+statistics; sums (and, asked for, logits in order) cover the whole set. The test pass
+evaluates the last weights and the best-on-validation checkpoint, writes `eval.npz` (confusion
+matrix, probabilities, per-class curves) and runs test-time augmentation when configured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine import checkpoint, distributed, metrics
+from engine.config import EvalConfig
+from engine.data import DataBundle, ImageSet
+from engine.device import Normalizer, autocast
+from engine.events import Evaluated
+from engine.run_record import RunRecord
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float
+    top5: float
+    count: int
+    logits: torch.Tensor | None = None  # float32 [N, C] on CPU, when asked for
+
+
+class Evaluator:
+    """A run's evaluation, done the way it trains (its normalisation, autocast, device), in
+    batches of `eval.batch_size`, with a registry heartbeat after every batch. The test pass
+    reads the run's best.pt, writes its eval.npz and emits the `evaluated` events."""
+
+    def __init__(
+        self,
+        cfg: EvalConfig,
+        device: torch.device,
+        world: distributed.World,
+        normalize: Normalizer,
+        amp: bool,
+        num_classes: int,
+        record: RunRecord,
+    ) -> None:
+        self.cfg, self.device, self.world = cfg, device, world
+        self.normalize, self.amp, self.num_classes = normalize, amp, num_classes
+        self.batch_size, self.heartbeat = cfg.batch_size, record.heartbeat
+        self.run_dir, self.events = record.run_dir, record.events
+        self._sets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def evaluate(
+        self, net: nn.Module, data: ImageSet, training: nn.Module, keep_logits: bool = False
+    ) -> EvalResult:
+        """Top-1/top-5/loss of `net` on `data`; `training` is put back in training mode."""
+        distributed.broadcast_buffers(net)
+        net.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros(2, dtype=torch.long, device=self.device)
+        kept = []
+        size = self.batch_size
+        first, stop = distributed.shard(len(data), self.world)
+        on_device = self._on_device(data)
+        for start in range(first, stop, size):
+            end = min(start + size, stop)
+            images, labels = on_device[0][start:end], on_device[1][start:end]
+            with autocast(self.device, self.amp):
+                logits = net(self.normalize(images)).float()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
+            correct += metrics.topk_correct(logits, labels, (1, 5))
+            if keep_logits:  # gathered on the device when distributed
+                kept.append(logits if self.world.distributed else logits.cpu())
+            self.heartbeat()
+        training.train()
+        mine = loss_sum.new_tensor([float(stop - first)], dtype=torch.float64)
+        totals = distributed.sum_across(
+            torch.cat([loss_sum.double().view(1), correct.double(), mine])
+        )
+        total_loss, c1, c5, count = totals.tolist()
+        n = max(int(count), 1)
+        all_logits = torch.cat(kept) if kept else None
+        if keep_logits and self.world.distributed:
+            empty = torch.empty((0, self.num_classes), device=self.device)
+            all_logits = distributed.gather_rows(
+                all_logits if all_logits is not None else empty, len(data)
+            ).cpu()
+        return EvalResult(
+            loss=total_loss / n,
+            top1=c1 / n,
+            top5=c5 / n,
+            count=int(count),
+            logits=all_logits,
+        )
+
+    def _on_device(self, data: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """`data`'s images and labels on the device, copied once per run (validation is read
+        every epoch)."""
+        key = id(data)
+        if key not in self._sets:
+            self._sets[key] = (data.images.to(self.device), data.labels.to(self.device))
+        return self._sets[key]
+
+    def test_pass(
+        self, model: nn.Module, ema: nn.Module | None, data: DataBundle, last_epoch: int
+    ) -> dict[str, Any]:
+        """Evaluate the last weights, then the best-on-validation checkpoint (loaded into
+        `model` and `ema`), on the test set; the summary's test entries (empty off rank 0).
+
+        When the best epoch is the last one, the weights are the same: one pass serves both.
+        """
+        test, run_dir, events, tta_views = data.test, self.run_dir, self.events, self.cfg.tta
+        evaluated = ema if ema is not None else model
+        best_state = checkpoint.load(run_dir / "best.pt")
+        best_epoch = int(best_state["loop"]["epoch"])
+        best_is_last = best_epoch == last_epoch
+        last = self.evaluate(evaluated, test, model, keep_logits=best_is_last)
+        events.emit(
+            Evaluated(
+                split="test",
+                checkpoint="last",
+                epoch=last_epoch,
+                loss=last.loss,
+                top1=last.top1,
+                top5=last.top5,
+                count=last.count,
+            )
+        )
+        if best_is_last:
+            best = last
+        else:
+            model.load_state_dict(best_state["model"])
+            if ema is not None:
+                ema.load_state_dict(best_state["ema"])
+            best = self.evaluate(evaluated, test, model, keep_logits=True)
+        assert best.logits is not None
+        if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
+            return {}
+        probs = torch.softmax(best.logits, dim=1).numpy()
+        labels = test.labels.numpy()
+        confusion = metrics.confusion_matrix(
+            best.logits.argmax(dim=1), test.labels, self.num_classes
+        )
+        curves = metrics.per_class_curves(probs, labels)
+        eval_file = run_dir / "eval.npz"
+        np.savez_compressed(
+            eval_file,
+            confusion=confusion.numpy(),
+            labels=labels,
+            probs=probs.astype(np.float16),
+            class_names=np.array(data.class_names),
+            coarse_names=np.array(data.coarse_names),
+            fine_to_coarse=np.array(data.fine_to_coarse),
+            **curves,
+        )
+        events.emit(
+            Evaluated(
+                split="test",
+                checkpoint="best",
+                epoch=best_epoch,
+                loss=best.loss,
+                top1=best.top1,
+                top5=best.top5,
+                count=best.count,
+                eval_file=str(eval_file),
+            )
+        )
+        tta: dict[str, Any] = {}
+        if tta_views:  # test-time augmentation of the same best weights
+            from engine.tta import evaluate_tta
+
+            result = evaluate_tta(
+                evaluated,
+                test,
+                tta_views,
+                normalize=self.normalize,
+                device=self.device,
+                batch_size=self.batch_size,
+                amp=self.amp,
+                on_batch=self.heartbeat,
+            )
+            events.emit(result.event(checkpoint="best", epoch=best_epoch))
+            tta["tta"] = result.to_dict()
+
+        def clean(values: np.ndarray) -> list[float | None]:
+            return [None if math.isnan(v) else round(float(v), 6) for v in values]
+
+        return {
+            "test_top1": best.top1,
+            "test_top5": best.top5,
+            "test_loss": best.loss,
+            "test_top1_last": last.top1,
+            "test_top5_last": last.top5,
+            "macro_ap": curves["macro_ap"],
+            "macro_auc": curves["macro_auc"],
+            "per_class_ap": clean(curves["ap"]),
+            "per_class_auc": clean(curves["auc"]),
+            **tta,
+        }
