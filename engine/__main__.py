@@ -1,13 +1,15 @@
 """Engine process entry point: `python -m engine run RUN_DIR [--resume]`.
 
 RUN_DIR holds the resolved `config.yaml` and `run.json` (written by the launcher). The process
-writes events, checkpoints and the registry row, and exits with:
+holds the run's lock (`engine.run_lock`: a second engine on the run is refused, exit 2), writes
+events and checkpoints, and the registry row, summary.json and the card follow its events
+(`engine.sinks`). It exits with:
 0 done (or stopped on request), 2 bad input (config, data, checkpoint, a batch too large for the
 device), 3 diverged (non-finite losses), 128+N after signal N (130 SIGINT, 143 SIGTERM),
 1 anything unexpected (traceback saved to RUN_DIR/traceback.txt, one line on stderr).
 
-Under torchrun (`engine.distributed`) every rank runs this; only rank 0 writes events and the
-registry row (other ranks save their tracebacks as traceback.rankN.txt). A failure while torchrun
+Under torchrun (`engine.distributed`) every rank runs this; only rank 0 holds the lock and writes
+events (other ranks save their tracebacks as traceback.rankN.txt). A failure while torchrun
 still has restarts left (`--max-restarts`) is not final: nothing is recorded, and the restarted
 group resumes from last.pt by itself (TORCHELASTIC_RESTART_COUNT > 0).
 """
@@ -21,13 +23,15 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine import distributed
+from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import parse_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventWriter, Failed
 from engine.presets import read_yaml
+from engine.run_lock import RunBusyError, RunLock
 from engine.runs import RunRegistry, read_run_meta
+from engine.sinks import RunRecorder, run_sinks
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -35,9 +39,28 @@ EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 def run(
     run_dir: Path, progress: bool = True, resume: bool = False, changes: list[str] | None = None
 ) -> int:
+    """One engine per run folder: rank 0 holds the run's lock for the whole session; a second
+    engine on a held run is refused before it reads or writes anything there."""
+    lock = RunLock(run_dir)
+    if torchrun.world().is_main:
+        try:
+            lock.acquire(signal_pid=torchrun.launcher_pid())
+        except (RunBusyError, FileNotFoundError) as exc:
+            reason = str(exc) if isinstance(exc, RunBusyError) else f"no run folder {run_dir}"
+            print(f"cifar-tui: error: {reason}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    try:
+        return _run(run_dir, progress, resume, changes)
+    finally:
+        lock.release()
+
+
+def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None) -> int:
     meta = read_run_meta(run_dir)
     run_id, preset = meta["run_id"], meta["preset"]
-    world = distributed.world()
+    from engine import distributed  # torch: once the run is ours
+
+    world = torchrun.world()
     last = run_dir / "last.pt"
     if world.restart and (last.exists() or previous_path(last).exists()):
         resume = True  # torchrun restarted the group after a failure: continue from last.pt
@@ -49,9 +72,12 @@ def run(
         except CheckpointError as exc:
             print(f"cifar-tui: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    main = world.is_main  # only rank 0 writes events and the registry row
-    events = EventWriter(run_dir / EVENTS_FILE) if main else distributed.NullEventWriter()
-    registry = RunRegistry(run_dir.parent) if main else None
+    main = world.is_main  # only rank 0 writes events (and the records that follow them)
+    events: EventWriter = (
+        RunRecorder(run_dir / EVENTS_FILE, run_sinks(run_dir, RunRegistry(run_dir.parent)))
+        if main
+        else distributed.NullEventWriter()
+    )
     trainer = None
     early: list[int] = []  # a signal that came while starting up (importing torch): nothing to save
 
@@ -68,8 +94,6 @@ def run(
         where = str(traceback_path) if traceback_path else None
         if world.final_attempt:  # else torchrun restarts the group, which resumes
             events.emit(Failed(status=status, message=message, traceback_path=where))
-            if registry is not None:
-                registry.finish(run_id, status, {})  # a no-op when the run never started
         suffix = f" (traceback: {traceback_path})" if traceback_path else ""
         if not world.final_attempt:
             suffix += f"; torchrun restarts the group (restart {world.restart + 1})"
@@ -89,11 +113,9 @@ def run(
             run_id,
             preset,
             events,
-            registry,
             progress,
             resume,
             changes or [],
-            write_card=True,  # card.json / card.md; a failure is a warning, not an exit code
         )
         if early:
             raise KeyboardInterrupt

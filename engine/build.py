@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine import distributed
+from engine import world as torchrun
 from engine.augment import build_pipeline
 from engine.augment_batch import build_batch_pipeline
 from engine.catalog import LOSSES, MIXES, MODELS, OPTIMIZERS, SAM_VARIANTS, SCHEDULES, Catalog
@@ -41,7 +42,7 @@ def load_run_data(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
-    world: distributed.World | None = None,
+    world: torchrun.World | None = None,
 ) -> DataBundle:
     """The dataset and split `cfg.data` names (`data_dir` in place of `data.data_dir`).
 
@@ -65,7 +66,7 @@ def load_run_data(
     return data
 
 
-def check_batch_divides(cfg: RunConfig, world: distributed.World) -> None:
+def check_batch_divides(cfg: RunConfig, world: torchrun.World) -> None:
     """The global batch must split evenly over the processes."""
     if cfg.data.batch_size % world.size:
         raise ConfigError(
@@ -91,7 +92,7 @@ def steps_per_epoch(cfg: RunConfig, train_size: int) -> int:
 
 
 def build_train_loader(
-    cfg: RunConfig, train: ImageSet, steps: int, device: torch.device, world: distributed.World
+    cfg: RunConfig, train: ImageSet, steps: int, device: torch.device, world: torchrun.World
 ) -> Loader:
     """The training loader (`data.loader`) for this rank's slice of each global batch."""
     return build_loader(cfg, train, steps, device, world.rank, world.size)
@@ -166,7 +167,7 @@ def build_schedule(
 
 
 def device_side_skip(
-    optimizer: Any, device: torch.device, world: distributed.World
+    optimizer: Any, device: torch.device, world: torchrun.World
 ) -> torch.Tensor | None:
     """The `found_inf` flag of a fused optimizer that skips non-finite steps on the device (its
     momentum initialised, so a skipped first step leaves it as a taken one would); None when

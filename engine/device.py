@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine import distributed
+from engine import world as torchrun
 from engine.data import DataBundle
 from engine.errors import ConfigError
 
@@ -28,7 +28,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def rank_device(device: torch.device, world: distributed.World) -> torch.device:
+def rank_device(device: torch.device, world: torchrun.World) -> torch.device:
     """The device of this rank: `cuda:LOCAL_RANK` when several processes share CUDA devices."""
     if not world.distributed:
         return device
@@ -52,7 +52,7 @@ def rank_device(device: torch.device, world: distributed.World) -> torch.device:
     return device
 
 
-def device_name(device: torch.device, world: distributed.World) -> str:
+def device_name(device: torch.device, world: torchrun.World) -> str:
     """`cpu`, `cuda:0`, ...; `cuda x8` for 8 data-parallel processes."""
     if world.distributed:
         return f"{device.type} x{world.size}"
@@ -121,7 +121,7 @@ class Normalizer:
 def step_network(
     model: nn.Module,
     device: torch.device,
-    world: distributed.World,
+    world: torchrun.World,
     compile: bool = False,
     compile_mode: str = "default",
 ) -> nn.Module:

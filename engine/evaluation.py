@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from engine import checkpoint, distributed, metrics
+from engine import world as torchrun
 from engine.config import EvalConfig
 from engine.data import DataBundle, ImageSet
 from engine.device import Normalizer, autocast
@@ -35,14 +36,14 @@ class EvalResult:
 
 class Evaluator:
     """A run's evaluation, done the way it trains (its normalisation, autocast, device), in
-    batches of `eval.batch_size`, with a registry heartbeat after every batch. The test pass
+    batches of `eval.batch_size`. The test pass
     reads the run's best.pt, writes its eval.npz and emits the `evaluated` events."""
 
     def __init__(
         self,
         cfg: EvalConfig,
         device: torch.device,
-        world: distributed.World,
+        world: torchrun.World,
         normalize: Normalizer,
         amp: bool,
         num_classes: int,
@@ -50,7 +51,7 @@ class Evaluator:
     ) -> None:
         self.cfg, self.device, self.world = cfg, device, world
         self.normalize, self.amp, self.num_classes = normalize, amp, num_classes
-        self.batch_size, self.heartbeat = cfg.batch_size, record.heartbeat
+        self.batch_size = cfg.batch_size
         self.run_dir, self.events = record.run_dir, record.events
         self._sets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -76,7 +77,6 @@ class Evaluator:
             correct += metrics.topk_correct(logits, labels, (1, 5))
             if keep_logits:  # gathered on the device when distributed
                 kept.append(logits if self.world.distributed else logits.cpu())
-            self.heartbeat()
         training.train()
         mine = loss_sum.new_tensor([float(stop - first)], dtype=torch.float64)
         totals = distributed.sum_across(
@@ -182,7 +182,6 @@ class Evaluator:
                 device=self.device,
                 batch_size=self.batch_size,
                 amp=self.amp,
-                on_batch=self.heartbeat,
             )
             events.emit(result.event(checkpoint="best", epoch=best_epoch))
             tta["tta"] = result.to_dict()

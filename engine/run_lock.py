@@ -5,16 +5,30 @@ releases it when the process ends, however it ends (SIGKILL included), so a lock
 engine is running and a lock free means none is, with no pid to go stale and no `/proc` to scan.
 The file also names the holder's pid, for messages and for signalling it. A second engine on the
 same folder is refused; the sweep, `--resume`, `attach`, the registry and the dashboard ask
-`is_running`. Processes forked by the engine (DataLoader workers) share the lock and die with it.
+`is_running`. Processes forked by the engine (DataLoader workers) drop their copy of it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
 
 LOCK_FILE = "engine.lock"
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _drop_in_child() -> None:
+    """A forked child (a DataLoader worker) closes its copies: the engine alone holds the run,
+    so the lock goes the moment the engine dies, whatever its children do."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class RunBusyError(Exception):
@@ -28,7 +42,9 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> RunLock:
+    def acquire(self, signal_pid: int | None = None) -> RunLock:
+        """Hold the run; the lock file names `signal_pid` (the process to signal to stop the run:
+        torchrun's agent under torchrun), by default this process."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -41,17 +57,19 @@ class RunLock:
                 "stop it first, or attach to it"
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{signal_pid or os.getpid()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def release(self) -> None:
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
 
     def __enter__(self) -> RunLock:
-        return self.acquire()
+        return self if self._fd is not None else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -74,7 +92,8 @@ def is_running(run_dir: Path) -> bool:
 
 
 def holder_pid(run_dir: Path) -> int | None:
-    """The pid the lock file names, when an engine holds the lock; None otherwise."""
+    """The pid the lock file names (the process to signal), when an engine holds the lock; None
+    otherwise."""
     if not is_running(run_dir):
         return None
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.events import Finished
 from engine.outcome import RunStatus, read_outcome
+from engine.run_lock import LOCK_FILE
 
 DB_FILE = "runs.sqlite"
 
@@ -149,10 +150,6 @@ class RunRegistry:
                 " WHERE run_id = ?",
                 (time.time(), os.getpid(), json.dumps(config), epochs, run_id),
             )
-
-    def heartbeat(self, run_id: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
 
     def record_epoch(self, run_id: str, epoch: int, metrics: dict[str, Any]) -> None:
         cols = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_s")
@@ -286,6 +283,9 @@ def create_run_dir(
     run_dir = root / run_id
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(config_yaml)
+    (
+        run_dir / LOCK_FILE
+    ).touch()  # the engine's lock (engine.run_lock): the folder's layout is fixed
     info = {"run_id": run_id, "preset": preset, **(meta or {})}
     (run_dir / RUN_META_FILE).write_text(json.dumps(info) + "\n")
     return run_id, run_dir

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ from engine import (
     test_hooks,
 )
 from engine import device as devices
+from engine import world as torchrun
 from engine.config import RunConfig, fast_options
 from engine.data import DataBundle, ImageSet
 from engine.evaluation import EvalResult, Evaluator
@@ -60,7 +62,6 @@ from engine.events import EventWriter
 from engine.loader import WaitClock
 from engine.loop_state import LoopState
 from engine.loss_functions import jensen_shannon
-from engine.runs import RunRegistry
 from engine.sam import frozen_bn_stats, needs_closure
 
 
@@ -76,21 +77,18 @@ class Trainer:
         run_id: str,
         preset: str,
         events: EventWriter,
-        registry: RunRegistry | None = None,
         progress: bool = True,
         resume: bool = False,
         config_changes: list[str] | None = None,
-        *,
-        write_card: bool = False,
     ) -> None:
-        """`write_card`: write card.json / card.md when the run ends (the engine process)."""
+        """`events`: the run's record (the engine process gives one whose sinks derive the
+        registry row, summary.json and the card from it)."""
         self.cfg, self.run_dir, self.run_id, self.preset = cfg, run_dir, run_id, preset
-        self.world = distributed.world()
-        if not self.world.is_main:  # only rank 0 writes events and the registry row
-            events, registry = distributed.NullEventWriter(), None
-        self.events, self.registry, self.progress = events, registry, progress
+        self.world = torchrun.world()
+        if not self.world.is_main:  # only rank 0 writes events
+            events = distributed.NullEventWriter()
+        self.events, self.progress = events, progress
         self.resume, self.config_changes = resume, config_changes or []
-        self.write_card = write_card
         self.stop_signal: int | None = None  # set from a signal handler: stop at the next step
         self.stop_after_epoch = False  # set by a control request
         self.history: list[dict[str, Any]] = []
@@ -99,7 +97,7 @@ class Trainer:
         self.state = LoopState()
         main = self.world.is_main
         self.checkpoints = checkpoint.RunCheckpoints(run_dir, events, main)
-        self.record = run_record.RunRecord(run_dir, run_id, preset, events, registry, main)
+        self.record = run_record.RunRecord(run_dir, run_id, preset, events)
         self._next_event = math.inf  # when the next step event is due
         self._agreed_stop = self._agreed_due = False  # distributed: what the ranks agreed on
 
@@ -205,7 +203,7 @@ class Trainer:
         return self._wall_before + time.time() - self._session_start
 
     def run(self) -> dict[str, Any]:
-        """Train, evaluate, write summary.json; returns the summary (status done/interrupted)."""
+        """Train, evaluate, emit `finished`; returns its summary (status done/interrupted/...)."""
         self._session_start = time.time()
         self._wall_before = 0.0
         if self.world.is_main:  # a write cut short by a kill left its temp file behind
@@ -233,10 +231,11 @@ class Trainer:
         )
         if status == "done" and cfg.eval.test:
             last_epoch = self.history[-1]["epoch"] if self.history else 0
-            summary.update(self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch))
-        summary["wall_s"] = self._wall()
-        self.record.record_outcome(status, summary, card=self.write_card)
-        return summary
+            tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
+            summary = dataclasses.replace(summary, **tests)
+        summary.wall_s = self._wall()
+        self.record.finished(summary)
+        return summary.to_dict()
 
     def _train_epochs(self) -> str:
         cfg, st = self.cfg, self.state
@@ -275,7 +274,6 @@ class Trainer:
                     self._next_event = now + cfg.train.log_interval_s
                     self._read_sums(loss_sum, correct)
                     self._emit_step(epoch)
-                    self.record.heartbeat()
                     self.checkpoints.report()
                     self._poll_control()
                     if now - self.checkpoints.last_save > cfg.train.checkpoint_every_s:

@@ -76,7 +76,6 @@ def evaluate_tta(
     device: torch.device,
     batch_size: int,
     amp: bool = False,
-    on_batch: Callable[[], None] | None = None,
 ) -> TTAResult:
     """Top-1/top-5 of `net` on each distinct view of `data`, and of their merged prediction.
 
@@ -109,8 +108,6 @@ def evaluate_tta(
                     prob_sum = probs if prob_sum is None else prob_sum + probs
                 assert prob_sum is not None
                 merged += metrics.topk_correct(prob_sum / len(unique), labels, (1, 5))
-                if on_batch is not None:
-                    on_batch()
     finally:
         net.train(was_training)
     n = max(len(data), 1)

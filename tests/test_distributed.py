@@ -100,7 +100,9 @@ def _train(run_dir: Path, overrides: list[str], poison: set[int] | None = None) 
     from engine.events import BadStep, EventWriter, read_events
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    world = distributed.world()
+    from engine import world as torchrun
+
+    world = torchrun.world()
     events = EventWriter(run_dir / "events.jsonl") if world.is_main else None
     cfg = load_config("quickstart", [*TINY, *overrides])
     trainer = _trainer_class()(
@@ -144,8 +146,9 @@ def _sync_bn_check() -> dict[str, Any]:
     import torch
 
     from engine import distributed
+    from engine import world as torchrun
 
-    w = distributed.world()
+    w = torchrun.world()
     g = torch.Generator().manual_seed(7)
     full = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
     weights = torch.randn(8, 3, 4, 4, generator=g)  # the loss is sum(out * weights) over ranks
@@ -337,7 +340,8 @@ def test_evaluation_is_exact_on_three_processes(results):
 def test_shards_partition_the_set_like_tensor_split():
     import torch
 
-    from engine.distributed import World, shard
+    from engine.distributed import shard
+    from engine.world import World
 
     for n in range(0, 23):
         for size in range(1, 6):

@@ -74,3 +74,45 @@ def test_cuda_out_of_memory_names_the_batch_size_and_a_smaller_one(tmp_path, mon
     err = capsys.readouterr().err
     assert "data.batch_size = 512" in err and "data.batch_size=256" in err
     assert not list(run_dir.glob("*.pt"))
+
+
+def _tree(folder):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_a_second_engine_on_a_held_run_is_refused_and_writes_nothing(tmp_path, capsys):
+    from engine.run_lock import RunLock
+
+    _, run_dir = _prepare(tmp_path)
+    before = _tree(run_dir)
+    with RunLock(run_dir).acquire(signal_pid=4242):  # the first engine, still running
+        assert engine_main.run(run_dir, progress=False) == 2
+        assert engine_main.run(run_dir, progress=False, resume=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("already running (engine pid 4242)" in line for line in err)
+    after = _tree(run_dir)
+    assert after.keys() == before.keys() and not (run_dir / "events.jsonl").exists()
+    assert {k: v for k, v in after.items() if k != "engine.lock"} == {
+        k: v for k, v in before.items() if k != "engine.lock"
+    }
+
+
+def test_the_registry_row_summary_and_card_follow_the_events(tmp_path):
+    """The engine writes events; the row, summary.json and the card are derived from them."""
+    import json
+
+    from engine.outcome import RunStatus, read_outcome
+    from engine.runs import RunRegistry
+
+    run_id, run_dir = _prepare(tmp_path, "train.epochs=1", "data.subset=256", "eval.test=false")
+    assert engine_main.run(run_dir, progress=False) == 0
+    outcome = read_outcome(run_dir)
+    assert outcome.status is RunStatus.DONE and outcome.summary is not None
+    finished = outcome.final
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert finished is not None and summary == finished.summary  # type: ignore[union-attr]
+    (row,) = RunRegistry(tmp_path).runs()
+    assert (row.run_id, row.status, row.epochs_done) == (run_id, "done", 1)
+    assert row.best_val_top1 == summary["best_val_top1"] and row.wall_s == summary["wall_s"]
+    card = json.loads((run_dir / "card.json").read_text())
+    assert card["status"] == "done"

@@ -48,3 +48,11 @@ def test_sigkill_of_the_holder_frees_the_run(tmp_path):
     assert not is_running(tmp_path)  # the kernel dropped the lock with the process
     with RunLock(tmp_path):
         assert holder_pid(tmp_path) == os.getpid()
+
+
+def test_the_engine_process_takes_the_lock_before_it_imports_torch():
+    code = "import sys, engine.__main__; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

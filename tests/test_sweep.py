@@ -627,22 +627,33 @@ def test_runs_export_refuses_an_unknown_format(tmp_path):
 
 def test_an_engine_that_has_not_written_an_event_yet_counts_as_running(tmp_path):
     """A restarted sweep must not start a second engine on a folder whose engine is still
-    importing torch (no `run_started`/`resumed` event yet): /proc's command lines find it."""
+    importing torch (no `run_started`/`resumed` event yet): the engine holds the run's lock
+    from its first line, and the lock finds it."""
     live_engine = procs.live_engine
     run_dir = tmp_path / "20261127-000000-tiny-abcd"
     run_dir.mkdir()
     assert live_engine(run_dir) is None
     # stands in for `python -m engine run RUN_DIR --resume` before its first event
-    sleeper = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "engine", "run", str(run_dir)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        _wait(lambda: live_engine(run_dir) == sleeper.pid, "the engine to be found", 10)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert live_engine(run_dir) == holder.pid
         assert live_engine(tmp_path / "20261127-000000-tiny-other") is None
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()
+        holder.wait()
     assert live_engine(run_dir) is None
+
+
+HOLD_LOCK = (
+    "import sys, time; from pathlib import Path; from engine.run_lock import RunLock; "
+    "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)"
+)
 
 
 def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monkeypatch):

@@ -24,8 +24,9 @@ from engine.config import config_to_dict, load_config
 from engine.data import ImageSet
 from engine.errors import ConfigError
 from engine.evaluate_checkpoint import main as engine_eval_main
-from engine.events import EventWriter, TTAEvaluated, parse_event, read_events
+from engine.events import TTAEvaluated, parse_event, read_events
 from engine.runs import RUN_META_FILE
+from engine.sinks import RunRecorder, run_sinks
 from engine.trainer import Trainer
 from engine.tta import apply_view, evaluate_tta
 from engine.tta_views import DEFAULT_VIEWS, PAD, View, all_view_names, parse_view, unique_views
@@ -261,7 +262,7 @@ def tiny_run(tmp_path_factory):
     (run_dir / RUN_META_FILE).write_text(json.dumps({"run_id": run_dir.name, "preset": "q"}))
     cfg = load_config("quickstart", TINY_RUN)
     assert cfg.eval.tta == TINY_RUN_VIEWS
-    events = EventWriter(run_dir / "events.jsonl")
+    events = RunRecorder(run_dir / "events.jsonl", run_sinks(run_dir, None))  # summary.json too
     summary = Trainer(cfg, run_dir, run_dir.name, "quickstart", events).run()
     assert summary["status"] == "done"
     return run_dir, summary

@@ -4,10 +4,7 @@
 - `exit_code`: a Popen's status, death by signal N reported as 128+N like a shell;
 - `ForwardSignals`: while active, SIGINT / SIGTERM sent to this process go to the engines;
 - `live_engine` / `EngineProcess`: an engine some other process started on a run folder, found
-  and followed like one of ours.
-
-Finding an engine by its command line scans `/proc` (Linux only); that scan lives here and
-nowhere else.
+  by the run's lock and followed like one of ours.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.events import EVENTS_FILE, EventTail, RunStarted
+from engine.run_lock import holder_pid
 
 POLL_S = 0.2
 
@@ -46,46 +43,9 @@ def exit_code(process: subprocess.Popen[bytes]) -> int:
 
 
 def live_engine(run_dir: Path) -> int | None:
-    """The pid of an engine process still working on `run_dir`, or None.
-
-    The pid is the one its last `run_started` / `resumed` event names; where /proc exists, the
-    process must also be an engine run on this folder (a reused pid is not taken for it). An
-    engine that has not written its first event yet (still importing torch, loading data) is
-    found by its command line in /proc."""
-    starts = [e for e in EventTail(run_dir / EVENTS_FILE).poll() if isinstance(e, RunStarted)]
-    pid = _engine_by_event(run_dir, starts[-1].pid) if starts else None
-    return pid if pid is not None else _engine_by_cmdline(run_dir)
-
-
-def _engine_by_cmdline(run_dir: Path) -> int | None:
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            # `... -m engine run <root>/<run id> ...`: run ids are unique, the root may be relative
-            if (
-                "engine" in args
-                and "run" in args
-                and any(Path(a).name == run_dir.name for a in args)
-            ):
-                return int(entry.name)
-    return None
-
-
-def _engine_by_event(run_dir: Path, pid: int) -> int | None:
-    if not pid_alive(pid):
-        return None
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        with contextlib.suppress(OSError):
-            args = cmdline.read_bytes().split(b"\0")
-            if b"engine" not in args or str(run_dir.name).encode() not in b" ".join(args):
-                return None
-    return pid
+    """The pid to signal of the engine holding `run_dir` (its run lock, `engine.run_lock`), or
+    None when no engine holds it."""
+    return holder_pid(run_dir)
 
 
 class EngineProcess:
