@@ -1,7 +1,7 @@
-"""The training loop: one run from a resolved config to checkpoints, events and a summary.
+"""The training loop: one run from a resolved config to checkpoints and events.
 
-Everything a consumer sees goes through the event stream (`engine.events`); the trainer never
-prints. Batches come from `engine.loader` (the dataset on the device with batched augmentation, or
+Everything a consumer sees, and the run's only record, is the event stream (`engine.events`); the
+trainer never prints. Batches come from `engine.loader` (the dataset on the device with batched augmentation, or
 the per-image torchvision reference) as uint8; normalisation happens on the device inside the step.
 
 Exact resume: the order of an epoch's batches and every image's augmentation are pure functions
@@ -25,10 +25,9 @@ step; a stop after the epoch is agreed at its end. Sums are summed over ranks wh
 events, checkpoints and the history carry global numbers. Only rank 0 writes; the others wait at
 a barrier after each epoch's checkpoints (the test pass reads best.pt on every rank).
 
-Around the loop: components are built by `engine.build` on `engine.device`'s device; evaluation
-is `engine.evaluation`, what a checkpoint holds `engine.loop_state`, and what the run records
-(start, progress, outcome) `engine.run_record`.
-"""
+Around the loop: components come from `engine.build`, the device from `engine.device`, evaluation
+from `engine.evaluation`, a checkpoint's contents from `engine.loop_state`, events from
+`engine.run_record`."""
 
 from __future__ import annotations
 
