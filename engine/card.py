@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from engine.outcome import RunStatus
 from engine.runs import RUN_META_FILE
 
 CARD_JSON, CARD_MD = "card.json", "card.md"
@@ -138,7 +139,7 @@ def build_card(run_dir: Path) -> dict[str, Any]:
         "card_version": CARD_VERSION,
         "run_id": meta.get("run_id", run_dir.name),
         "preset": meta.get("preset"),
-        "status": summary.get("status") or end.get("status") or "incomplete",
+        "status": summary.get("status") or end.get("status") or RunStatus.CRASHED.value,
         "sweep": sweep,
         "seeds": {"train.seed": train.get("seed")},  # data split, init, augmentation, dropout
         "config": config,

@@ -243,6 +243,22 @@ class EventTail:
         return [e for e in events if e is not None]
 
 
+def last_event(path: Path, window: int = 1 << 16) -> Event | None:
+    """The last complete event of a log, read from its tail (logs of long runs are large)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - window))
+            lines = f.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines[:-1]):  # the piece after the last newline may be partial
+        event = parse_event(line.decode("utf-8", "replace"))
+        if event is not None:
+            return event
+    return None
+
+
 def read_events(path: Path) -> list[Event]:
     """All complete events in a log (a truncated last line is ignored)."""
     return EventTail(path).poll()

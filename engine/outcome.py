@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.events import EVENTS_FILE, Event, Failed, Finished, RunStarted, read_events
+from engine.events import EVENTS_FILE, Event, Failed, Finished, last_event
 from engine.run_lock import is_running
 
 
@@ -106,11 +106,10 @@ _TEST_FIELDS = {
 
 @dataclass
 class Outcome:
-    """A run folder's story so far: its status, the final event (if any), its summary."""
+    """A run folder's story so far: its status and its final event (if any)."""
 
     status: RunStatus
     final: Finished | Failed | None = None
-    started: RunStarted | None = None
 
     @property
     def summary(self) -> RunSummary | None:
@@ -119,20 +118,18 @@ class Outcome:
         return None
 
 
-def outcome_of(events: list[Event], running: bool) -> Outcome:
-    """The outcome told by `events` (a run folder's, in order), the engine alive or not."""
-    started = next((e for e in reversed(events) if isinstance(e, RunStarted)), None)
-    final = events[-1] if events and isinstance(events[-1], Finished | Failed) else None
+def outcome_of(last: Event | None, running: bool) -> Outcome:
+    """The outcome told by a run's last event, its engine alive (lock held) or not."""
+    final = last if isinstance(last, Finished | Failed) else None
     if running:
-        return Outcome(RunStatus.RUNNING, None, started)
+        return Outcome(RunStatus.RUNNING)
     if final is not None:
-        return Outcome(RunStatus(final.status), final, started)
-    return Outcome(RunStatus.CRASHED if events else RunStatus.NOT_STARTED, None, started)
+        return Outcome(RunStatus(final.status), final)
+    return Outcome(RunStatus.CRASHED if last is not None else RunStatus.NOT_STARTED)
 
 
 def read_outcome(run_dir: Path) -> Outcome:
-    """`run_dir`'s outcome: its lock says whether an engine holds it; its events say the rest."""
+    """`run_dir`'s outcome. The lock is asked first: an engine writes its final event before it
+    lets go of the lock, so a free lock and no final event is a run that died without a word."""
     running = is_running(run_dir)
-    path = Path(run_dir) / EVENTS_FILE
-    events = read_events(path) if path.is_file() else []
-    return outcome_of(events, running)
+    return outcome_of(last_event(Path(run_dir) / EVENTS_FILE), running)

@@ -1,8 +1,9 @@
 """The training loop: one run from a resolved config to checkpoints and events.
 
-Everything a consumer sees, and the run's only record, is the event stream (`engine.events`); the
-trainer never prints. Batches come from `engine.loader` (the dataset on the device with batched augmentation, or
-the per-image torchvision reference) as uint8; normalisation happens on the device inside the step.
+Everything a consumer sees, and the run's only record, is the event stream (`engine.events`);
+the trainer never prints. Batches come from `engine.loader` (the dataset on the device with
+batched augmentation, or the per-image torchvision reference) as uint8, normalised on the device
+inside the step.
 
 Exact resume: the order of an epoch's batches and every image's augmentation are pure functions
 of (seed, epoch, position) (see `engine.loader`), and a checkpoint holds everything else (weights,
@@ -42,18 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import (
-    build,
-    checkpoint,
-    checkpoint_files,
-    control,
-    distributed,
-    loop_state,
-    run_record,
-    test_hooks,
-)
+from engine import build, checkpoint, control, distributed, loop_state, run_record, test_hooks
 from engine import device as devices
 from engine import world as torchrun
+from engine.checkpoint_files import remove_stale_temp_files
 from engine.config import RunConfig, fast_options
 from engine.data import DataBundle, ImageSet
 from engine.evaluation import EvalResult, Evaluator
@@ -206,7 +199,7 @@ class Trainer:
         self._session_start = time.time()
         self._wall_before = 0.0
         if self.world.is_main:  # a write cut short by a kill left its temp file behind
-            checkpoint_files.remove_stale_temp_files(self.run_dir)
+            remove_stale_temp_files(self.run_dir)
         self._setup()
         if self.resume:
             self._restore()

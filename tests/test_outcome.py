@@ -53,7 +53,7 @@ def test_events_without_a_final_one_are_a_crash_unless_an_engine_holds_the_lock(
     write(tmp_path, STARTED, STEP)
     outcome = read_outcome(tmp_path)
     assert outcome.status is RunStatus.CRASHED and outcome.status.resumable
-    assert outcome.started == STARTED and outcome.final is None
+    assert outcome.final is None
     with RunLock(tmp_path):
         assert read_outcome(tmp_path).status is RunStatus.RUNNING
 

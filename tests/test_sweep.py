@@ -656,10 +656,12 @@ HOLD_LOCK = (
 )
 
 
-def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monkeypatch):
-    """todo() reads a run's status, then looks for its engine: an engine that writes `finished`
-    and exits in between must count as finished, not as a dead run to resume (a second session)."""
+def test_a_run_is_followed_while_its_engine_holds_the_lock_and_a_result_once_it_let_go(tmp_path):
+    """todo() asks the run's lock, then its events: an engine writes `finished` before it lets go
+    of the lock, so a run that ends at any moment is either followed or taken as finished, never
+    a dead run to resume (a second session re-ran a done run's test pass)."""
     from engine.events import EventWriter, Finished, Step
+    from engine.run_lock import RunLock
 
     plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
     runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
@@ -667,15 +669,14 @@ def test_a_run_that_finishes_between_the_two_looks_is_not_resumed(tmp_path, monk
     run_dir = tmp_path / "20261127-000000-resnet18-aaaa"
     run_dir.mkdir()
     (run_dir / "last.pt").write_bytes(b"checkpoint")
+    runner.state.set_run_id(first.key, run_dir.name)
+    engine = RunLock(run_dir).acquire()
     writer = EventWriter(run_dir / "events.jsonl")
     writer.emit(Step(1, 1, 1, 2, 4, 4.6, 0.0, 0.1, 100.0))  # the engine is training
-    runner.state.set_run_id(first.key, run_dir.name)
-
-    def engine_finishes_meanwhile(path):
-        writer.emit(Finished(status="done", summary={}))
-        return None  # and has exited by the time its pid is looked for
-
-    monkeypatch.setattr(sweep_runner, "live_engine", engine_finishes_meanwhile)
+    assert dict((run.key, how) for run, how in runner.todo())[first.key] == "follow"
+    writer.emit(Finished(status="done", summary={}))
+    assert dict((run.key, how) for run, how in runner.todo())[first.key] == "follow"  # still held
+    engine.release()  # the engine exits
     todo = {run.key: how for run, how in runner.todo()}
     assert first.key not in todo
     assert len(todo) == len(plan.runs) - 1 and set(todo.values()) == {"start"}

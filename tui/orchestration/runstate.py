@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.events import EpochEnd, Evaluated, Event, Failed, Finished, RunStarted, Step
+from engine.outcome import RunStatus
 
 
 @dataclass
@@ -90,12 +91,11 @@ class RunState:
         return bool(self.started and self.started.synthetic)
 
     @property
-    def status(self) -> str:
-        if isinstance(self.final, Finished):
-            return self.final.status
-        if isinstance(self.final, Failed):
-            return "failed" if self.final.status == "error" else self.final.status
-        return "running" if self.started else "starting"
+    def status(self) -> RunStatus:
+        """From the events seen (`engine.outcome`'s vocabulary): running until a final one."""
+        if isinstance(self.final, Finished | Failed):
+            return RunStatus(self.final.status)
+        return RunStatus.RUNNING if self.started else RunStatus.NOT_STARTED
 
     def apply(self, events: list[Event]) -> None:
         for event in events:

@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import control
 from engine.config import RunConfig
 from engine.events import EpochEnd, Event, Failed, Finished
+from engine.outcome import RunStatus
 from tui.fmt import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.orchestration.procs import pid_alive
@@ -240,7 +241,8 @@ class MonitorScreen(CifarScreen):
             return
         if s is None:
             return
-        title.set(s.run_id, synthetic_tag(s.synthetic), Text(s.status.upper(), style="bold"))
+        shown = "starting" if s.status is RunStatus.NOT_STARTED else s.status.value
+        title.set(s.run_id, synthetic_tag(s.synthetic), Text(shown.upper(), style="bold"))
         info.update(self._info(s))
         failed = isinstance(s.final, Failed) or (
             self.engine_gone and s.final is None and self.engine_exit not in (None, 0)

@@ -29,6 +29,7 @@ from engine.checkpoint_files import CheckpointError
 from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
+from engine.outcome import RunStatus
 from engine.runs import RunRegistry, create_run_dir
 from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
@@ -122,16 +123,12 @@ class SweepRunner:
             if run_id is None:
                 out.append((run, "start"))
                 continue
-            status = run_status(self.root / run_id)
+            status = run_status(self.root / run_id)  # the lock first, then the events
             if status in FINISHED:
                 continue
-            if status == "incomplete":
-                if live_engine(self.root / run_id) is not None:
-                    out.append((run, "follow"))
-                    continue
-                # its engine may have written `finished` and exited between the two looks
-                if run_status(self.root / run_id) in FINISHED:
-                    continue
+            if status is RunStatus.RUNNING:
+                out.append((run, "follow"))
+                continue
             has_checkpoint = any(
                 (self.root / run_id / name).is_file() for name in ("last.pt", "last.prev.pt")
             )
@@ -238,7 +235,7 @@ class SweepRunner:
                         job = self._start(run, how, slot)
                     except BadInputError as exc:
                         self.console.print(f"{self._prefix(run)}: {exc}", soft_wrap=True)
-                        self.codes[run.key] = "failed"
+                        self.codes[run.key] = RunStatus.BAD_INPUT
                         continue
                     active[slot] = job
                     forward.add(job.process)
@@ -256,7 +253,7 @@ class SweepRunner:
                     code = exit_code(proc) if isinstance(proc, subprocess.Popen) else proc.wait()
                     status = run_status(job.run_dir)
                     self.codes[job.run.key] = status
-                    if status == "interrupted" or code in (130, 143):
+                    if status is RunStatus.INTERRUPTED or code in (130, 143):
                         stop_code = code or stop_code or 0
                 if active:
                     time.sleep(POLL_S)

@@ -1,7 +1,8 @@
 """A sweep's state on disk and where each of its runs stands (torch-free).
 
 `<checkpoints>/sweeps/<sweep id>.json` maps each planned (recipe, seed) to its run id as soon as
-the run folder exists; a run's status is read from the last event of its log. Started again, a
+the run folder exists; a run's status is its outcome (`engine.outcome`: its lock and its
+events). Started again, a
 sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from its last
 checkpoint, and starts again a run that stopped before its first checkpoint.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.events import EVENTS_FILE, Event, Failed, Finished, parse_event
+from engine.outcome import RunStatus, read_outcome
 from tui.orchestration.exports.results_table import (
     RunResult,
     SweepTable,
@@ -30,7 +31,7 @@ from tui.orchestration.exports.results_table import (
 from tui.orchestration.sweep.plan import Plan
 
 STATE_DIR = "sweeps"  # under the checkpoints root: <sweep id>.json, .md, .csv
-FINISHED = ("done", "diverged")  # a run in one of these states is a result: never run again
+FINISHED = (RunStatus.DONE, RunStatus.DIVERGED)  # a result: never run again
 
 
 def state_dir(root: Path) -> Path:
@@ -101,34 +102,11 @@ class SweepState:
         _write_json_atomic(self.path, self.data)
 
 
-def _last_event(log: Path, window: int = 1 << 16) -> Event | None:
-    """The last complete event of a log, read from its tail (logs of long runs are large)."""
-    try:
-        with log.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - window))
-            lines = f.read().split(b"\n")
-    except OSError:
-        return None
-    for line in reversed(lines[:-1]):  # the piece after the last newline may be partial
-        event = parse_event(line.decode("utf-8", "replace"))
-        if event is not None:
-            return event
-    return None
-
-
-def run_status(run_dir: Path) -> str:
-    """Where a run stands, from the last event of its log: done | diverged | interrupted (its
-    session ended with a `finished` event of that status) | failed | bad_input (a `failed`
-    event) | incomplete (still running, or its engine died) | missing (no folder)."""
+def run_status(run_dir: Path) -> RunStatus:
+    """Where a planned run stands (`engine.outcome`): not_started when it has no folder yet."""
     if not run_dir.is_dir():
-        return "missing"
-    last = _last_event(run_dir / EVENTS_FILE)
-    if isinstance(last, Finished):
-        return last.status
-    if isinstance(last, Failed):  # bad_input, error, or interrupted while starting up
-        return "failed" if last.status == "error" else last.status
-    return "incomplete"
+        return RunStatus.NOT_STARTED
+    return read_outcome(run_dir).status
 
 
 def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunResult]]:
