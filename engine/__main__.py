@@ -39,10 +39,23 @@ EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 def run(
     run_dir: Path, progress: bool = True, resume: bool = False, changes: list[str] | None = None
 ) -> int:
-    """One engine per run folder: rank 0 holds the run's lock for the whole session; a second
-    engine on a held run is refused before it reads or writes anything there."""
+    """One engine per run folder: rank 0 holds the run's lock for the whole session. A resume
+    first checks its checkpoint (a refused one leaves the folder exactly as it was), then the
+    lock is taken, before anything is written; a second engine on a held run is refused."""
+    world = torchrun.world()
+    last = run_dir / "last.pt"
+    if world.restart and (last.exists() or previous_path(last).exists()):
+        resume = True  # torchrun restarted the group after a failure: continue from last.pt
+    if resume:
+        from engine.checkpoint import load_with_fallback  # torch: after the cheap checks
+
+        try:
+            load_with_fallback(last)
+        except CheckpointError as exc:
+            print(f"cifar-tui: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     lock = RunLock(run_dir)
-    if torchrun.world().is_main:
+    if world.is_main:
         try:
             lock.acquire(signal_pid=torchrun.launcher_pid())
         except (RunBusyError, FileNotFoundError) as exc:
@@ -61,17 +74,6 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
     from engine import distributed  # torch: once the run is ours
 
     world = torchrun.world()
-    last = run_dir / "last.pt"
-    if world.restart and (last.exists() or previous_path(last).exists()):
-        resume = True  # torchrun restarted the group after a failure: continue from last.pt
-    if resume:  # a refused checkpoint must leave the run folder exactly as it was
-        from engine.checkpoint import load_with_fallback  # torch: after the cheap checks
-
-        try:
-            load_with_fallback(run_dir / "last.pt")
-        except CheckpointError as exc:
-            print(f"cifar-tui: error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
     main = world.is_main  # only rank 0 writes events (and the records that follow them)
     events: EventWriter = (
         RunRecorder(run_dir / EVENTS_FILE, run_sinks(run_dir, RunRegistry(run_dir.parent)))

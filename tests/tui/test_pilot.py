@@ -27,7 +27,7 @@ from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import MetricPlot
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # drives the real app on a live engine
 
 
 def _finished(app: CifarApp) -> Finished | None:

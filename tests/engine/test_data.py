@@ -38,7 +38,7 @@ from engine.data import (
 from engine.datafiles import find_cifar100, resolve_data_dir
 from engine.errors import DataError
 
-REAL = Path(__file__).resolve().parents[2] / "shared/data/cifar-100-python"
+REAL = Path(__file__).resolve().parents[3] / "shared/data/cifar-100-python"
 ARCHIVE = "cifar-100-python.tar.gz"
 
 

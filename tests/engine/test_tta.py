@@ -98,7 +98,7 @@ def test_tta_preset_is_the_row_above_plus_tta():
     assert tta["eval"]["tta"] == list(DEFAULT_VIEWS)
     tta["eval"]["tta"], tta["description"] = [], base["description"]
     assert tta == base
-    text = (Path(__file__).parents[1] / "presets" / "wrn40_10_sam_ls_full_tta.yaml").read_text()
+    text = (Path(__file__).parents[2] / "presets" / "wrn40_10_sam_ls_full_tta.yaml").read_text()
     assert "reported 0.8437" in text
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine.config import load_config
 from engine.events import EpochEnd, EventWriter, read_events
 from engine.trainer import Trainer
 from tests.conftest import real_cifar_or_skip
+
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
 
 
 def _train(tmp_path, preset: str, overrides: list[str]) -> dict:

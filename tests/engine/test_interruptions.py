@@ -22,6 +22,8 @@ from engine.runs import RunRegistry, create_run_dir
 from engine.trainer import Trainer
 from tests.conftest import ROOT, cli
 
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
+
 SMALL = [
     *("--set", "model.name=wrn", "--set", "model.depth=10", "--set", "model.width=1"),
     *("--set", "model.dropout=0.2", "--set", "data.subset=320", "--set", "data.val_size=100"),

@@ -27,9 +27,11 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
+
 pytestmark = pytest.mark.timeout(280)  # each test; the subprocesses have their own timeouts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # 2 ranks vs 1 process, float32 (measured: 3.7e-5, 2.1e-3 on a BatchNorm running variance ~1.3)
 LOSS_RTOL, STATE_ATOL = 1e-4, 5e-3
 # the same runs in float64 (measured: 5e-8, the loss is float32 at the end; 1e-14)

@@ -18,6 +18,8 @@ from engine.events import Finished, read_events
 from engine.runs import RunRegistry
 from tests.conftest import ROOT, cli
 
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
+
 # quickstart cut down to seconds: WRN-10-1, 2 epochs of 1,600 synthetic images
 FAST = [
     *("--set", "model.name=wrn", "--set", "model.depth=10", "--set", "model.width=1"),

@@ -39,6 +39,8 @@ from tui.orchestration.exports.results_table import (
 )
 from tui.orchestration.sweep import runner as sweep_runner
 
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
+
 TINY = sweeps.SWEEPS_DIR / "tiny.yaml"
 LABELS = ["sgd-baseline", "+random-erasing", "asam+label-smoothing"]
 

@@ -13,7 +13,7 @@ from engine import card as cards
 from engine.card import CARD_FIELDS, build_card, write_card, write_card_safely
 from tests.tui.fixtures import RUN_ID, make_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

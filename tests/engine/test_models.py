@@ -13,7 +13,7 @@ from torch import nn
 from engine.catalog import MODELS
 from engine.models.resnet import build_resnet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Exact parameter counts for 100 classes; a change here changes every published number.
 EXACT_PARAMS = {
@@ -210,3 +210,25 @@ def test_registry_names_and_descriptions() -> None:
     assert len(MODELS) == len(expected)
     for entry in MODELS.entries():
         assert entry.description.strip(), entry.name
+
+
+def test_vit_uses_64_patch_tokens_and_has_the_formula_parameter_count():
+    from engine.catalog import MODELS
+
+    def formula(dim: int, depth: int, p: int = 4, classes: int = 100, mlp: float = 4.0) -> int:
+        n, hidden = (32 // p) ** 2, int(dim * mlp)
+        embed = 3 * p * p * dim + dim + dim + (n + 1) * dim  # patch conv, cls, positions
+        block = 2 * dim + (3 * dim * dim + 3 * dim) + (dim * dim + dim) + 2 * dim
+        block += dim * hidden + hidden + hidden * dim + dim
+        return embed + depth * block + 2 * dim + dim * classes + classes
+
+    small = MODELS.build("vit_small", 100)
+    assert sum(q.numel() for q in small.parameters()) == formula(384, 6)
+    assert sum(
+        q.numel() for q in MODELS.build("vit", 100, dim=96, depth=2, heads=4).parameters()
+    ) == formula(96, 2)
+    tokens = small.tokens(torch.zeros(2, 3, 32, 32))
+    assert tokens.shape == (2, 64, 384)
+    tiny = MODELS.build("vit", 100, dim=64, depth=1, heads=4, patch_size=8)
+    assert tiny.tokens(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 64)
+    assert tiny(torch.zeros(2, 3, 32, 32)).shape == (2, 100)

@@ -13,7 +13,7 @@ from engine.catalog import COMPONENTS, DATASETS, LOADERS, Catalog, Spec, Unknown
 from engine.catalog.spec import param
 from engine.config_values import check_choice, check_range, coerce
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALL: dict[str, Catalog] = {**COMPONENTS, "loader": LOADERS, "dataset": DATASETS}
 SPECS = [(kind, spec) for kind, catalog in ALL.items() for spec in catalog.entries()]
 IDS = [f"{kind}:{spec.name}" for kind, spec in SPECS]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine import __main__ as engine_main
 from engine.config import dump_config, load_config
 from engine.events import CheckpointSaved, Failed, read_events
 from engine.runs import create_run_dir
+
+pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
 
 
 def _prepare(tmp_path, *overrides: str):
@@ -89,7 +93,8 @@ def test_a_second_engine_on_a_held_run_is_refused_and_writes_nothing(tmp_path, c
         assert engine_main.run(run_dir, progress=False) == 2
         assert engine_main.run(run_dir, progress=False, resume=True) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all("already running (engine pid 4242)" in line for line in err)
+    assert len(err) == 2 and "already running (engine pid 4242)" in err[0]
+    assert "last.pt does not exist" in err[1]  # a resume checks its checkpoint first
     after = _tree(run_dir)
     assert after.keys() == before.keys() and not (run_dir / "events.jsonl").exists()
     assert {k: v for k, v in after.items() if k != "engine.lock"} == {
