@@ -1,4 +1,6 @@
-"""The engine/UI wall: the engine never imports Textual, the UI side never imports torch."""
+"""The walls at runtime (import-linter checks them statically, `make lint`): the engine never
+loads the terminal UI libraries, the UI side never loads torch, the CLI and orchestration never
+load Textual."""
 
 from __future__ import annotations
 
@@ -21,20 +23,26 @@ def _top_level(modules: set[str]) -> set[str]:
     return {m.split(".")[0] for m in modules}
 
 
+def _modules(package: str) -> list[str]:
+    return [
+        p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        for p in (ROOT / package).rglob("*.py")
+        if p.stem != "__main__"
+    ]
+
+
 def test_engine_loads_no_textual_or_plotext():
-    engine_modules = [p.stem for p in (ROOT / "engine").glob("*.py") if p.stem != "__main__"]
-    statement = "; ".join(f"import engine.{m}" for m in engine_modules) + "; import engine.models"
-    loaded = _top_level(_loaded_after(statement))
-    assert not loaded & {"textual", "plotext", "textual_plotext"}
+    loaded = _top_level(_loaded_after("; ".join(f"import {m}" for m in _modules("engine"))))
+    assert "engine.catalog.models" in _modules("engine")
+    assert not loaded & {"textual", "plotext", "textual_plotext", "rich", "typer"}
 
 
-def test_cli_and_light_engine_modules_load_no_torch():
-    statement = (
-        "import tui.cli, tui.orchestration.headless, tui.orchestration.launcher, engine.config, "
-        "engine.events, engine.runs"
-    )
-    loaded = _top_level(_loaded_after(statement))
-    assert "torch" not in loaded and "torchvision" not in loaded
+def test_every_tui_module_loads_no_torch_torchvision_or_sklearn():
+    """The whole UI side (the dashboard included) and the catalogs it reads."""
+    modules = _modules("tui")
+    assert "tui.app" in modules and "tui.screens.setup" in modules
+    loaded = _top_level(_loaded_after("; ".join(f"import {m}" for m in modules)))
+    assert not loaded & {"torch", "torchvision", "sklearn"}
 
 
 def test_no_tui_module_imports_torch_in_source():
@@ -46,11 +54,7 @@ def test_no_tui_module_imports_torch_in_source():
 def test_cli_and_orchestration_load_no_textual():
     """tui.cli and tui.orchestration (and tui.fmt) work without Textual: only the dashboard
     needs it, and the CLI imports tui.app lazily, where it opens the dashboard."""
-    modules = ["tui.fmt"] + [
-        p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
-        for folder in ("cli", "orchestration")
-        for p in (ROOT / "tui" / folder).rglob("*.py")
-    ]
+    modules = ["tui.fmt", *_modules("tui/cli"), *_modules("tui/orchestration")]
     loaded = _top_level(_loaded_after("; ".join(f"import {m}" for m in modules)))
     assert "tui.orchestration.sweep.runner" in modules
     assert not loaded & {"textual", "textual_plotext", "torch", "torchvision", "sklearn"}

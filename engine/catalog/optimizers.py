@@ -5,7 +5,28 @@ Weight decay is applied only to weights of dimension >= 2, never to biases or no
 
 from __future__ import annotations
 
-from engine.catalog.spec import Catalog, Spec, param
+from engine.catalog.spec import Catalog, Param, Spec, param
+
+
+def _adam(
+    weight_decay: float, *, beta1: float = 0.9, eps: float = 1e-8, decoupled: bool | None = None
+) -> tuple[Param, ...]:
+    """The Adam family's parameters; `decoupled` adds RAdam's decoupled_weight_decay switch,
+    None Adam's amsgrad."""
+    last = (
+        param("amsgrad", "bool", False)
+        if decoupled is None
+        else param("decoupled_weight_decay", "bool", decoupled)
+    )
+    return (
+        param("lr", "float", 0.001, limit="> 0"),
+        param("beta1", "float", beta1, limit="0..1"),
+        param("beta2", "float", 0.999, limit="0..1"),
+        param("eps", "float", eps, limit="> 0"),
+        param("weight_decay", "float", weight_decay, limit=">= 0"),
+        last,
+    )
+
 
 OPTIMIZERS = Catalog(
     "optimizer",
@@ -15,52 +36,26 @@ OPTIMIZERS = Catalog(
             "Adam (Kingma & Ba 2015) with L2 weight decay added to the gradient, as "
             "torch.optim.Adam",
             "engine.optim:adam",
-            params=(
-                param("lr", "float", 0.001, limit="> 0"),
-                param("beta1", "float", 0.9, limit="0..1"),
-                param("beta2", "float", 0.999, limit="0..1"),
-                param("eps", "float", 1e-08, limit="> 0"),
-                param("weight_decay", "float", 0.0005, limit=">= 0"),
-                param("amsgrad", "bool", False),
-            ),
+            params=_adam(0.0005),
         ),
         Spec(
             "adamw",
             "AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay",
             "engine.optim:adamw",
-            params=(
-                param("lr", "float", 0.001, limit="> 0"),
-                param("beta1", "float", 0.9, limit="0..1"),
-                param("beta2", "float", 0.999, limit="0..1"),
-                param("eps", "float", 1e-08, limit="> 0"),
-                param("weight_decay", "float", 0.05, limit=">= 0"),
-                param("amsgrad", "bool", False),
-            ),
+            params=_adam(0.05),
         ),
         Spec(
             "radam",
             "RAdam (Liu et al. 2020): Adam with the variance of the adaptive rate rectified",
             "engine.optim:radam",
-            params=(
-                param("lr", "float", 0.001, limit="> 0"),
-                param("beta1", "float", 0.9, limit="0..1"),
-                param("beta2", "float", 0.999, limit="0..1"),
-                param("eps", "float", 1e-08, limit="> 0"),
-                param("weight_decay", "float", 0.0005, limit=">= 0"),
-                param("decoupled_weight_decay", "bool", False),
-            ),
+            params=_adam(0.0005, decoupled=False),
         ),
         Spec(
             "ranger",
             "Ranger: RAdam + Lookahead (k fast steps, then slow += alpha * (fast - slow))",
             "engine.optim:ranger",
             params=(
-                param("lr", "float", 0.001, limit="> 0"),
-                param("beta1", "float", 0.95, limit="0..1"),
-                param("beta2", "float", 0.999, limit="0..1"),
-                param("eps", "float", 1e-05, limit="> 0"),
-                param("weight_decay", "float", 0.0005, limit=">= 0"),
-                param("decoupled_weight_decay", "bool", False),
+                *_adam(0.0005, beta1=0.95, eps=1e-5, decoupled=False),
                 param("k", "int", 6, limit=">= 1"),
                 param("alpha", "float", 0.5, limit="(0, 1]"),
             ),

@@ -135,6 +135,26 @@ def test_supervise_follows_a_finished_log_to_its_end(tmp_path):
     assert batches[0][-1].type == "finished"
 
 
+def test_attached_supervise_runs_while_the_lock_is_held_and_ends_once_it_is_free(tmp_path):
+    """Attached (no process of ours), a log without a final event is followed while an engine
+    holds the run's lock, and given up once none does (the engine died without a word)."""
+    from engine.run_lock import RunLock
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    EventWriter(run_dir / EVENTS_FILE).emit(Step(1, 1, 1, 2, 4, 4.6, 0.0, 0.1, 100.0))
+    polls: list[int] = []
+
+    def cancelled() -> bool:
+        polls.append(1)
+        return len(polls) > 30
+
+    with RunLock(run_dir):
+        code, final = supervise(run_dir, lambda _batch: None, cancelled=cancelled, poll_s=0.001)
+        assert (code, final) == (None, False) and len(polls) > 30  # cancelled, never given up
+    assert supervise(run_dir, lambda _batch: None, poll_s=0.001) == (None, False)
+
+
 def test_registry_delete_removes_rows_and_folder(tmp_path):
     run_dir = make_run(tmp_path)
     registry = RunRegistry(tmp_path)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.events import EVENTS_FILE, Event, EventTail, Failed, Finished, RunStarted
-from tui.orchestration.procs import pid_alive
+from engine.events import EVENTS_FILE, Event, EventTail, Failed, Finished
+from engine.run_lock import is_running
 
 POLL_S = 0.25  # how often the log is read: matches the 4 Hz redraw ceiling
 ENGINE_LOG = "engine.log"  # the engine's stdout + stderr when the dashboard starts it
@@ -43,22 +43,19 @@ def supervise(
     """Tail `run_dir/events.jsonl`, calling `emit(batch)` for each non-empty batch.
 
     With `process` (a Popen we started) the loop ends once it has exited and the log is drained.
-    Without one (attach), it ends after a `finished`/`failed` event, or when the engine pid named
-    in `run_started` is gone. Returns (the process's exit code or None, whether a final event
-    was read). `cancelled()` is checked every poll; `wake` (set it to poll at once) may shorten
-    the wait. `offset`: the byte of the log to start from (0: all of it).
+    Without one (attach), it ends after a `finished`/`failed` event, or once no engine holds the
+    run's lock (`engine.run_lock`: it died without a word). Returns (the process's exit code or
+    None, whether a final event was read). `cancelled()` is checked every poll; `wake` (set it
+    to poll at once) may shorten the wait. `offset`: the byte of the log to start from (0: all).
     """
     tail = EventTail(run_dir / EVENTS_FILE, offset)
     wake = wake or threading.Event()
     final = False
-    engine_pid: int | None = None
     idle_polls = 0
     while not cancelled():
         exited = process is not None and process.poll() is not None
         batch = read_new(tail, warn)
         for e in batch:
-            if isinstance(e, RunStarted):
-                engine_pid = e.pid
             if isinstance(e, Finished | Failed):
                 final = True
         if batch:
@@ -71,7 +68,7 @@ def supervise(
                 return process.returncode, final
         elif final:
             return None, True
-        elif engine_pid is not None and idle_polls >= 8 and not pid_alive(engine_pid):
+        elif idle_polls >= 8 and not is_running(run_dir):
             return None, False
         wake.wait(poll_s)
         wake.clear()

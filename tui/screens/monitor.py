@@ -22,9 +22,9 @@ from engine import control
 from engine.config import RunConfig
 from engine.events import EpochEnd, Event, Failed, Finished
 from engine.outcome import RunStatus
+from engine.run_lock import holder_pid
 from tui.fmt import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
-from tui.orchestration.procs import pid_alive
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import ENGINE_LOG, supervise
 from tui.screens.common import CifarScreen, TitleBar, duration, pct, synthetic_tag
@@ -365,8 +365,8 @@ class MonitorScreen(CifarScreen):
         if not self._live():
             return
         assert self.state is not None
-        pid = self.state.started.pid if self.state.started else None
-        if not pid_alive(pid):
+        pid = holder_pid(self.state.run_dir)  # the engine holding the run's lock
+        if pid is None:
             self.notify("no engine process to signal", severity="warning")
             return
         import os
