@@ -13,6 +13,8 @@ per-image torchvision path in `engine.augment` apply the same distributions of o
 
 from __future__ import annotations
 
+import torch
+
 # op names, in a fixed order: the batched path refers to ops by index into this tuple
 OPS = (
     "Identity",
@@ -121,7 +123,6 @@ AUGMIX_SPACE: Space = {
 
 def magnitude_bins(kind: str, maximum: float, bins: int) -> list[float] | None:
     """The magnitude of each bin, computed exactly as torchvision does (float32 linspace)."""
-    import torch
 
     if kind == "none":
         return None

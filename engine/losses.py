@@ -10,15 +10,10 @@ live in `engine.loss_functions`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from engine.loss_functions import OHEM, CrossEntropy, SoftTargetLoss, effective_number_weights
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 def cross_entropy(

@@ -30,7 +30,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from engine.config import RunConfig, fast_options, parse_config
 from engine.errors import BadInputError
@@ -45,10 +48,6 @@ from engine.lr_sweep import (
     sweep_lrs,
 )
 from engine.presets import read_yaml
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 Batch = tuple["torch.Tensor", "torch.Tensor"]
 
@@ -127,7 +126,6 @@ def lr_sweep(
     `autocast` (optional) returns the context the forward pass and loss run in.
     Losses are assumed >= 0 (the divergence test compares ratios).
     """
-    import torch
 
     check_sweep(start, end, steps, smoothing, diverge)
     lrs = sweep_lrs(start, end, steps)
@@ -221,7 +219,6 @@ def training_batches(
     pipeline, then MixUp/CutMix (soft targets) when configured, then normalisation. `images` and
     `labels` already sit on the device; the random draws come from a CPU generator seeded by
     `train.seed`. Epochs are reshuffled; a last partial batch is dropped."""
-    import torch
 
     from engine import build
 
@@ -255,7 +252,6 @@ def find_lr(
     SAM is not applied (the base optimizer takes every step) and the schedule is replaced by the
     sweep; both are said in the curve's notes. Raises BadInputError for bad input.
     """
-    import torch
 
     from engine import build
     from engine import device as devices

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from engine.config import RunConfig
 
 
 def make_preview(cfg: RunConfig, out: Path, *, count: int = 16, seed: int = 0) -> Path:
     """Write the preview npz for `cfg` to `out` (atomically) and return `out`."""
-    import torch
 
     from engine import build
 

@@ -2,9 +2,9 @@
 
 The trainer writes events and nothing else about its outcome. `RunRecorder` appends each event
 to `events.jsonl` (the record) and then hands it to its sinks, which derive the rest from it, each
-write atomic (one sqlite transaction; a temp file renamed over the target). Every sink is
-idempotent, so `replay` rebuilds all of them from the log alone: the registry does that for a run
-whose engine died between its final event and the sinks (the event is the truth).
+write atomic (one sqlite transaction; a temp file renamed over the target). The event is written
+first and is the truth: an engine killed between it and the sinks leaves a registry row that
+`RunRegistry.runs` repairs from the log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Protocol
 
 from engine.card import write_card_safely
 from engine.events import (
-    EVENTS_FILE,
     EpochEnd,
     Event,
     EventWriter,
@@ -24,7 +23,6 @@ from engine.events import (
     Finished,
     Resumed,
     RunStarted,
-    read_events,
 )
 from engine.runs import RunRegistry
 
@@ -129,11 +127,3 @@ class RunRecorder(EventWriter):
         for sink in self.sinks:
             sink.on_event(event)
         return event
-
-
-def replay(run_dir: Path, registry: RunRegistry | None) -> None:
-    """Rebuild the registry row, `summary.json` and the card of `run_dir` from its events."""
-    events = read_events(Path(run_dir) / EVENTS_FILE)
-    for sink in run_sinks(run_dir, registry):
-        for event in events:
-            sink.on_event(event)

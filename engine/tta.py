@@ -16,24 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.data import ImageSet
 from engine.errors import ConfigError
 from engine.events import TTAEvaluated
 from engine.tta_views import PAD, View, unique_views
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from engine.data import ImageSet
 
 # --------------------------------------------------------------------------- evaluation
 
 
 def apply_view(images: torch.Tensor, view: View) -> torch.Tensor:
     """Images [B, C, H, W] (any dtype; uint8 before normalisation) seen through `view`."""
-    import torch.nn.functional as F
 
     out = images
     if (view.dx, view.dy) != (0, 0):
@@ -83,7 +81,6 @@ def evaluate_tta(
     taken on the uint8 images before it, like the training crop. `amp`: bf16 autocast, as the
     trainer evaluates on CUDA. `net` is put in eval mode and handed back in the mode it had.
     """
-    import torch
 
     from engine import metrics
 

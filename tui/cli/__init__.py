@@ -164,6 +164,14 @@ def run_headless(
     code = exit_code(process)
     if gpus is not None:
         code = torchrun_exit_code(code, final, forwarded.received)
+    if final is None and code not in (0, 2):  # killed (SIGKILL, OOM): the engine said nothing
+        err.print(
+            f"cifar-tui: error: the engine of run {run_dir.name} ended without a final event "
+            f"(exit {code}); it keeps its last checkpoint: cifar-tui --resume {run_dir.name}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if json_out:
         if isinstance(final, Finished):
             payload = final.summary

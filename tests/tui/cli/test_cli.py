@@ -210,3 +210,39 @@ def _wait_for_step(root: Path, timeout: float = 60) -> Path:
                 return path
         time.sleep(0.1)
     raise AssertionError("no step event within the timeout")
+
+
+def test_an_engine_killed_without_a_word_is_reported_with_the_way_back(tmp_path):
+    """SIGKILL leaves no final event: the launcher says so in one line, with the resume command,
+    and exits 137; the run reads as crashed."""
+    from engine.test_hooks import PAUSE_ENV, is_paused
+
+    env = {**os.environ, "CIFAR_TUI_CHECKPOINTS": str(tmp_path), "NO_COLOR": "1", PAUSE_ENV: "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "--run", "quickstart"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.time() + 120
+    started = []
+    while not started:  # the engine's first event names its run folder
+        assert time.time() < deadline, "the engine never started"
+        started = [p.parent for p in tmp_path.glob("*/events.jsonl") if read_events(p)]
+        time.sleep(0.05)
+    run_dir = started[0]
+    pid = int((run_dir / "engine.lock").read_text())  # the engine holding the run
+    while not is_paused(pid):  # the engine stops itself after step 3 (test hook)
+        assert time.time() < deadline, "the engine never reached its pause step"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 137, err
+    line = err.strip().splitlines()[-1]
+    assert "ended without a final event (exit 137)" in line
+    assert f"cifar-tui --resume {run_dir.name}" in line
+    (row,) = RunRegistry(tmp_path).runs()
+    assert row.status == "crashed"
