@@ -228,7 +228,7 @@ def test_an_engine_killed_without_a_word_is_reported_with_the_way_back(tmp_path)
         text=True,
     )
     deadline = time.time() + 120
-    started = []
+    started: list[Path] = []
     while not started:  # the engine's first event names its run folder
         assert time.time() < deadline, "the engine never started"
         started = [p.parent for p in tmp_path.glob("*/events.jsonl") if read_events(p)]
