@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from engine.outcome import RunStatus
+from engine.outcome import RunStatus, RunSummary, read_summary
 from engine.runs import RUN_META_FILE
 
 CARD_JSON, CARD_MD = "card.json", "card.md"
@@ -104,11 +104,11 @@ def _raw_events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _tta(summary: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _tta(summary: RunSummary | None, events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """TTA numbers (views, merged top-1/top-5, cost): the summary's `tta`, else the last
     `tta_evaluated` event; None for a run without TTA."""
-    if isinstance(summary.get("tta"), dict):
-        return summary["tta"]
+    if summary is not None and isinstance(summary.tta, dict):
+        return summary.tta
     last = next((e for e in reversed(events) if e.get("type") == "tta_evaluated"), None)
     if last is None:
         return None
@@ -118,7 +118,13 @@ def _tta(summary: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any
 def build_card(run_dir: Path) -> dict[str, Any]:
     """card.json's content for a run folder (what is unknown is null)."""
     meta = _read_json(run_dir / RUN_META_FILE)
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_summary(run_dir)  # None for a run that never finished
+
+    def pick(field: str, otherwise: Any = None) -> Any:
+        """The summary's value, else `otherwise` (what the run's first start event said)."""
+        value = getattr(summary, field) if summary is not None else None
+        return otherwise if value is None or value == "" else value
+
     config: dict[str, Any] = {}
     with contextlib.suppress(OSError, yaml.YAMLError):
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
@@ -139,20 +145,20 @@ def build_card(run_dir: Path) -> dict[str, Any]:
         "card_version": CARD_VERSION,
         "run_id": meta.get("run_id", run_dir.name),
         "preset": meta.get("preset"),
-        "status": summary.get("status") or end.get("status") or RunStatus.CRASHED.value,
+        "status": pick("status") or end.get("status") or RunStatus.CRASHED.value,
         "sweep": sweep,
         "seeds": {"train.seed": train.get("seed")},  # data split, init, augmentation, dropout
         "config": config,
         "dataset": {
-            "name": summary.get("dataset", first.get("dataset")),
-            "synthetic": summary.get("synthetic", first.get("synthetic")),
-            "train_size": summary.get("train_size", first.get("train_size")),
-            "val_size": summary.get("val_size", first.get("val_size")),
-            "test_size": summary.get("test_size", first.get("test_size")),
+            "name": pick("dataset", first.get("dataset")),
+            "synthetic": pick("synthetic", first.get("synthetic")),
+            "train_size": pick("train_size", first.get("train_size")),
+            "val_size": pick("val_size", first.get("val_size")),
+            "test_size": pick("test_size", first.get("test_size")),
         },
         "code": code_version(),
         "libraries": library_versions(),
-        "device": summary.get("device", first.get("device")),
+        "device": pick("device", first.get("device")),
         "platform": {
             "system": platform.platform(),
             "machine": platform.machine(),
@@ -162,26 +168,26 @@ def build_card(run_dir: Path) -> dict[str, Any]:
             "started": first.get("t"),
             "finished": end.get("t"),
             "sessions": len(starts),  # 1 + the number of resumes
-            "wall_s": summary.get("wall_s"),
-            "train_s": summary.get("train_s"),
-            "img_per_s": summary.get("img_per_s"),
+            "wall_s": pick("wall_s"),
+            "train_s": pick("train_s"),
+            "img_per_s": pick("img_per_s"),
         },
         "validation": {
-            "best_val_top1": summary.get("best_val_top1"),
-            "best_epoch": summary.get("best_epoch"),
-            "epochs": summary.get("epochs", train.get("epochs")),
-            "epochs_done": summary.get("epochs_done"),
+            "best_val_top1": pick("best_val_top1"),
+            "best_epoch": pick("best_epoch"),
+            "epochs": pick("epochs", train.get("epochs")),
+            "epochs_done": pick("epochs_done"),
             "curve": [curve[k] for k in sorted(curve)],
         },
         "test": {
             "checkpoint": "best on validation",
-            "top1": summary.get("test_top1"),
-            "top5": summary.get("test_top5"),
-            "loss": summary.get("test_loss"),
-            "top1_last": summary.get("test_top1_last"),
-            "top5_last": summary.get("test_top5_last"),
-            "macro_ap": summary.get("macro_ap"),
-            "macro_auc": summary.get("macro_auc"),
+            "top1": pick("test_top1"),
+            "top5": pick("test_top5"),
+            "loss": pick("test_loss"),
+            "top1_last": pick("test_top1_last"),
+            "top5_last": pick("test_top5_last"),
+            "macro_ap": pick("macro_ap"),
+            "macro_auc": pick("macro_auc"),
         },
         "tta": _tta(summary, events),
         "written": time.time(),

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.events import EVENTS_FILE, Event, Failed, Finished, last_event
 from engine.run_lock import is_running
+
+SUMMARY_FILE = "summary.json"  # written by engine.sinks.SummarySink
 
 
 class RunStatus(enum.StrEnum):
@@ -126,6 +129,19 @@ def outcome_of(last: Event | None, running: bool) -> Outcome:
     if final is not None:
         return Outcome(RunStatus(final.status), final)
     return Outcome(RunStatus.CRASHED if last is not None else RunStatus.NOT_STARTED)
+
+
+def read_summary(run_dir: Path) -> RunSummary | None:
+    """A finished run's summary: `summary.json` (its sink), else its `finished` event (an engine
+    killed between the two); None when it has neither."""
+    try:
+        data = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict):
+        return RunSummary.from_dict(data)
+    last = last_event(Path(run_dir) / EVENTS_FILE)
+    return RunSummary.from_dict(last.summary) if isinstance(last, Finished) else None
 
 
 def read_outcome(run_dir: Path) -> Outcome:

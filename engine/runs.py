@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import Finished
-from engine.outcome import RunStatus, read_outcome
+from engine.outcome import RunStatus, RunSummary, read_outcome
 from engine.run_lock import LOCK_FILE
 
 DB_FILE = "runs.sqlite"
@@ -254,8 +254,9 @@ _FINISH_FIELDS = (
 
 
 def _finish_values(summary: dict[str, Any]) -> dict[str, Any]:
-    """The row's columns a finished run's summary sets."""
-    return {f: summary.get(f) for f in _FINISH_FIELDS}
+    """The row's columns a finished run's summary (the `finished` event's) sets."""
+    typed = RunSummary.from_dict(summary)
+    return {f: getattr(typed, f) for f in _FINISH_FIELDS}
 
 
 # --------------------------------------------------------------------------- run folders

@@ -24,9 +24,8 @@ from engine.events import (
     Resumed,
     RunStarted,
 )
+from engine.outcome import SUMMARY_FILE
 from engine.runs import RunRegistry
-
-SUMMARY_FILE = "summary.json"
 
 
 class Sink(Protocol):

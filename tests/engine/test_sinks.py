@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from engine.events import EpochEnd, Event, Failed, Finished, read_events
+from engine.outcome import SUMMARY_FILE
 from engine.runs import RunRegistry, create_run_dir
-from engine.sinks import SUMMARY_FILE, RunRecorder, run_sinks
+from engine.sinks import RunRecorder, run_sinks
 from tests.engine.test_outcome import STARTED
 
 

@@ -25,6 +25,7 @@ from engine.data import ImageSet
 from engine.errors import ConfigError
 from engine.evaluate_checkpoint import main as engine_eval_main
 from engine.events import TTAEvaluated, parse_event, read_events
+from engine.outcome import RunSummary
 from engine.runs import RUN_META_FILE
 from engine.sinks import RunRecorder, run_sinks
 from engine.trainer import Trainer
@@ -350,7 +351,7 @@ TTA_SUMMARY: dict[str, Any] = {
 def test_headless_summary_prints_tta_lines_only_when_present():
     def text(summary: dict) -> str:
         console = Console(record=True, width=120, color_system=None)
-        console.print(summary_table(summary))
+        console.print(summary_table(RunSummary.from_dict(summary)))
         return console.export_text()
 
     base = {"run_id": "r", "status": "done", "test_top1": 0.5, "test_top5": 0.8}
@@ -378,9 +379,9 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
     summary = json.loads((with_tta / "summary.json").read_text())
     summary = {**summary, "test_top1": 0.5}
     (with_tta / "summary.json").write_text(json.dumps({**summary, "tta": TTA_SUMMARY}))
-    scores = tta_scores({**summary, "tta": TTA_SUMMARY})
+    scores = tta_scores(TTA_SUMMARY)
     assert scores is not None and scores.cost == 2
-    assert tta_scores(summary) is None
+    assert tta_scores(summary.get("tta")) is None
 
     async def check(run_dir: Path, expect_tab: bool) -> None:
         app = CifarApp(checkpoints=tmp_path / "checkpoints", results=run_dir)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.outcome import RunSummary, read_summary
+
 EVAL_FILE = "eval.npz"
-SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -40,9 +40,9 @@ class TTAScores:
     requested: int  # views asked for, duplicates included
 
 
-def tta_scores(summary: dict[str, Any]) -> TTAScores | None:
-    """The run's TTA result, or None when it ran without TTA (or the entry is unreadable)."""
-    t = summary.get("tta")
+def tta_scores(t: dict[str, Any] | None) -> TTAScores | None:
+    """A run's TTA result (its summary's `tta`), or None when it ran without TTA (or the entry is
+    unreadable)."""
     if not isinstance(t, dict):
         return None
     try:
@@ -77,15 +77,15 @@ class EvalData:
     roc_tpr: np.ndarray  # [C, G]
     micro_pr: np.ndarray  # [G]
     micro_roc: np.ndarray  # [G]
-    summary: dict[str, Any]
+    summary: RunSummary
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.summary.get("synthetic")) or self.summary.get("dataset") == "synthetic"
+        return self.summary.synthetic or self.summary.dataset == "synthetic"
 
     @property
     def tta(self) -> TTAScores | None:
-        return tta_scores(self.summary)
+        return tta_scores(self.summary.tta)
 
     @property
     def support(self) -> np.ndarray:
@@ -165,13 +165,12 @@ def micro_curves(
 
 
 def load_eval(run_dir: Path) -> EvalData:
-    """Read `run_dir/eval.npz` (and summary.json when present). Raises OSError / KeyError."""
+    """Read `run_dir/eval.npz` and the run's summary (engine.outcome). Raises OSError /
+    KeyError."""
     run_dir = Path(run_dir)
     with np.load(run_dir / EVAL_FILE, allow_pickle=False) as z:
         d = {k: z[k] for k in z.files}
-    summary: dict[str, Any] = {}
-    if (run_dir / SUMMARY_FILE).is_file():
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    summary = read_summary(run_dir) or RunSummary(run_id=run_dir.name)
     grid = d["curve_grid"].astype(np.float64)
     if "probs" in d and "labels" in d:
         micro_pr, micro_roc = micro_curves(d["probs"], d["labels"].astype(np.int64), grid)

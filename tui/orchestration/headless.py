@@ -34,6 +34,7 @@ from engine.events import (
     Step,
     TTAEvaluated,
 )
+from engine.outcome import RunSummary
 from tui.fmt import duration, load_text, pct
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import supervise
@@ -188,7 +189,7 @@ class HeadlessPrinter:
 
     def _on_finished(self, e: Finished) -> None:
         self.stop()
-        self.console.print(summary_table(e.summary))
+        self.console.print(summary_table(RunSummary.from_dict(e.summary)))
 
     def _on_failed(self, e: Failed) -> None:
         self.stop()
@@ -203,34 +204,28 @@ class HeadlessPrinter:
             self.progress = None
 
 
-def summary_table(s: dict[str, Any]) -> Table:
-    title = f"{s['run_id']}: {s['status']}"
-    if s.get("synthetic"):
+def summary_table(s: RunSummary) -> Table:
+    title = f"{s.run_id}: {s.status}"
+    if s.synthetic:
         title += "  [SYNTHETIC DATA]"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     rows = [
-        ("dataset", s.get("dataset", "-") + (" (SYNTHETIC)" if s.get("synthetic") else "")),
-        (
-            "model",
-            f"{s.get('model')} ({s.get('num_params', 0) / 1e6:.2f}M params) on {s.get('device')}",
-        ),
-        ("epochs", f"{s.get('epochs_done')} of {s.get('epochs')}"),
-        ("best val top-1", _best(s.get("best_val_top1"), s.get("best_epoch"))),
-        (
-            "test top-1 / top-5 (best)",
-            f"{pct(s.get('test_top1'), width=5)} / {pct(s.get('test_top5'), width=5)}",
-        ),
+        ("dataset", (s.dataset or "-") + (" (SYNTHETIC)" if s.synthetic else "")),
+        ("model", f"{s.model} ({(s.num_params or 0) / 1e6:.2f}M params) on {s.device}"),
+        ("epochs", f"{s.epochs_done} of {s.epochs}"),
+        ("best val top-1", _best(s.best_val_top1, s.best_epoch)),
+        ("test top-1 / top-5 (best)", f"{pct(s.test_top1, width=5)} / {pct(s.test_top5, width=5)}"),
         (
             "test top-1 / top-5 (last)",
-            f"{pct(s.get('test_top1_last'), width=5)} / {pct(s.get('test_top5_last'), width=5)}",
+            f"{pct(s.test_top1_last, width=5)} / {pct(s.test_top5_last, width=5)}",
         ),
-        ("macro AP / AUC (best)", _pair(s.get("macro_ap"), s.get("macro_auc"))),
-        *_tta_rows(s.get("tta")),
-        ("wall time", duration(s.get("wall_s"))),
-        ("train throughput", "-" if s.get("img_per_s") is None else f"{s['img_per_s']:,.0f} img/s"),
-        ("run folder", str(s.get("run_dir", "-"))),
+        ("macro AP / AUC (best)", _pair(s.macro_ap, s.macro_auc)),
+        *_tta_rows(s.tta),
+        ("wall time", duration(s.wall_s)),
+        ("train throughput", "-" if s.img_per_s is None else f"{s.img_per_s:,.0f} img/s"),
+        ("run folder", s.run_dir or "-"),
     ]
     for key, value in rows:
         table.add_row(key, value)

@@ -27,6 +27,8 @@ from engine.config import RunConfig, config_to_dict, dump_config, load_config
 from engine.datafiles import check_cifar100_files
 from engine.errors import BadInputError, ConfigError
 from engine.events import Event, Failed, Finished
+from engine.outcome import RunStatus, read_outcome
+from engine.run_lock import holder_pid
 from engine.runs import checkpoints_root, create_run_dir, find_run
 
 
@@ -234,6 +236,13 @@ def prepare_resume(
     Raises BadInputError / ConfigError / CheckpointError with a one-line message.
     """
     run_dir = find_run(checkpoints_root(checkpoints), run_ref)
+    status = read_outcome(run_dir).status  # the run's lock, then its last event
+    if status is RunStatus.RUNNING:
+        pid = holder_pid(run_dir)
+        raise BadInputError(
+            f"run {run_dir.name} is already running (engine pid {pid}): attach to it with "
+            f"cifar-tui attach {run_dir.name}, or stop it first"
+        )
     last = run_dir / "last.pt"
     try:
         read_verified(last)
@@ -252,8 +261,7 @@ def prepare_resume(
             f"run {run_dir.name} was started with a different config ({shown}); resume with the "
             "same preset and --set values, or add --force to continue with the new one"
         )
-    summary = run_dir / "summary.json"
-    if not changes and summary.exists() and json.loads(summary.read_text()).get("status") == "done":
+    if not changes and status is RunStatus.DONE:  # with changes (--force): it trains on
         raise BadInputError(f"run {run_dir.name} has already finished; nothing to resume")
     if config_to_dict(old) != config_to_dict(new):
         (run_dir / "config.prev.yaml").write_text((run_dir / "config.yaml").read_text())

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.events import EpochEnd, Evaluated, Event, Failed, Finished, RunStarted, Step
-from engine.outcome import RunStatus
+from engine.outcome import RunStatus, RunSummary
 
 
 @dataclass
@@ -207,7 +207,8 @@ class RunState:
 
     def best(self) -> tuple[float | None, int | None]:
         if isinstance(self.final, Finished):
-            return self.final.summary.get("best_val_top1"), self.final.summary.get("best_epoch")
+            summary = RunSummary.from_dict(self.final.summary)
+            return summary.best_val_top1, summary.best_epoch
         if self.last_epoch is None:
             return None, None
         return self.last_epoch.best_val_top1, self.last_epoch.best_epoch

@@ -217,10 +217,11 @@ class ResultsScreen(CifarScreen):
     def _title_parts(self) -> list[str | Text]:
         d = self.data
         assert d is not None
+        top1 = d.accuracy() if d.summary.test_top1 is None else d.summary.test_top1
         return [
             self.run_dir.name,
             synthetic_tag(d.synthetic),
-            f"test top-1 {pct(d.summary.get('test_top1', d.accuracy()))}",
+            f"test top-1 {pct(top1)}",
             f"AP macro {_num(d.macro_ap)} micro {_num(d.micro_ap)}",
             f"AUC macro {_num(d.macro_auc)} micro {_num(d.micro_auc)}",
         ]
@@ -228,7 +229,7 @@ class ResultsScreen(CifarScreen):
     def _tta_renderable(self, tta: TTAScores) -> Table:
         d = self.data
         assert d is not None
-        plain = d.summary.get("test_top1")
+        plain = d.summary.test_top1
         tag = "  SYNTHETIC" if d.synthetic else ""
         table = Table(
             box=box.SIMPLE_HEAD,

@@ -246,3 +246,19 @@ def test_an_engine_killed_without_a_word_is_reported_with_the_way_back(tmp_path)
     assert f"cifar-tui --resume {run_dir.name}" in line
     (row,) = RunRegistry(tmp_path).runs()
     assert row.status == "crashed"
+
+
+def test_resuming_a_run_its_engine_still_holds_is_refused_before_anything_is_written(tmp_path):
+    from engine.config import dump_config, load_config
+    from engine.run_lock import RunLock
+    from engine.runs import create_run_dir
+
+    run_id, run_dir = create_run_dir(tmp_path, "quickstart", dump_config(load_config("quickstart")))
+    with RunLock(run_dir).acquire(signal_pid=4242):
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.iterdir())
+        result = cli("--resume", run_id, "--force", "--set", "optim.lr=0.01", checkpoints=tmp_path)
+        after = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.iterdir())
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert f"run {run_id} is already running (engine pid 4242)" in line and "attach" in line
+    assert after == before  # no config.prev.yaml, no config.yaml rewritten

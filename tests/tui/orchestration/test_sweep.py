@@ -24,6 +24,7 @@ from rich.console import Console
 from engine.card import CARD_FIELDS
 from engine.errors import BadInputError, ConfigError
 from engine.events import Finished, RunStarted, read_events
+from engine.outcome import RunSummary
 from engine.runs import DB_FILE, RunRegistry, run_ids
 from tests.conftest import ROOT, cli
 from tui.orchestration import procs
@@ -218,7 +219,8 @@ def test_change_against_the_first_row_is_a_difference_of_means_with_welch_spread
 
 def _result(recipe, seed, top1, status="done"):
     summary = {"test_top1": top1, "test_top5": 0.9, "best_epoch": 3, "wall_s": 60.0}
-    return RunResult(recipe, seed, f"{recipe}-{seed}", status, summary if top1 else None, "p")
+    typed = RunSummary.from_dict(summary) if top1 else None
+    return RunResult(recipe, seed, f"{recipe}-{seed}", status, typed, "p")
 
 
 def test_table_counts_only_finished_runs_and_says_why_the_others_are_missing():

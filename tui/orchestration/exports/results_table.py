@@ -24,6 +24,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from engine.outcome import RunSummary
 from tui.fmt import duration, pct
 
 STATS_NOTE = (
@@ -34,13 +35,13 @@ STATS_NOTE = (
 
 @dataclass(frozen=True)
 class RunResult:
-    """One planned run of a sweep: where it stands and, once it ran, its summary.json."""
+    """One planned run of a sweep: where it stands and, once it ran, its summary."""
 
     recipe: str
     seed: int
     run_id: str | None
-    status: str  # done | diverged | interrupted | failed | running | pending | ...
-    summary: dict[str, Any] | None = None
+    status: str  # a RunStatus (engine.outcome), or pending before the run has a folder
+    summary: RunSummary | None = None
     preset: str = ""
 
 
@@ -114,12 +115,13 @@ class SweepTable:
 
 
 def _numbers(results: list[RunResult], key: str) -> list[float]:
-    """The finite numbers at `key` (dotted for nested: `tta.top1`) of the runs' summaries."""
+    """The finite numbers at `key` (dotted into the TTA record: `tta.top1`) of the summaries."""
     out = []
     for r in results:
-        value: Any = r.summary or {}
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        first, _, rest = key.partition(".")
+        value: Any = getattr(r.summary, first, None)
+        if rest:
+            value = value.get(rest) if isinstance(value, dict) else None
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             out.append(float(value))
     return out
@@ -133,9 +135,7 @@ def build_table(title: str, results: Sequence[RunResult]) -> SweepTable:
     rows = []
     for i, (recipe, runs) in enumerate(by_recipe.items(), 1):
         counted = [
-            r
-            for r in runs
-            if r.status == "done" and r.summary and r.summary.get("test_top1") is not None
+            r for r in runs if r.status == "done" and r.summary and r.summary.test_top1 is not None
         ]
         statuses = Counter("done" if r in counted else _why_not(r) for r in runs)
         rows.append(
@@ -159,7 +159,7 @@ def build_table(title: str, results: Sequence[RunResult]) -> SweepTable:
     if rows:
         for row in rows[1:]:
             row.delta, row.delta_se = difference(row.top1, rows[0].top1)
-    synthetic = any((r.summary or {}).get("synthetic") for r in results)
+    synthetic = any(r.summary is not None and r.summary.synthetic for r in results)
     return SweepTable(title, rows, synthetic)
 
 

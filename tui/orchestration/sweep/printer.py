@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.events import Event, Failed, Finished
+from engine.outcome import RunSummary
 from tui.fmt import duration, pct
 from tui.orchestration.headless import HeadlessPrinter
 
@@ -40,12 +41,11 @@ class SweepPrinter(HeadlessPrinter):
 
     def _on_finished(self, e: Finished) -> None:
         self.stop()
-        s = e.summary
-        test = s.get("test_top1")
-        result = "no test" if test is None else f"test top-1 {pct(test)}"
+        s = RunSummary.from_dict(e.summary)
+        result = "no test" if s.test_top1 is None else f"test top-1 {pct(s.test_top1)}"
         self.console.print(
-            f"{self.prefix} {e.status}: {result}, best val epoch {s.get('best_epoch')}, "
-            f"{duration(s.get('wall_s'))}",
+            f"{self.prefix} {e.status}: {result}, best val epoch {s.best_epoch}, "
+            f"{duration(s.wall_s)}",
             soft_wrap=True,
             highlight=False,
         )

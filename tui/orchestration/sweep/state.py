@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.outcome import RunStatus, read_outcome
+from engine.outcome import RunStatus, read_outcome, read_summary
 from tui.orchestration.exports.results_table import (
     RunResult,
     SweepTable,
@@ -110,7 +110,7 @@ def run_status(run_dir: Path) -> RunStatus:
 
 
 def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunResult]]:
-    """A sweep's state and one RunResult per planned run (from the run folders' summary.json)."""
+    """A sweep's state and one RunResult per planned run (their summaries: engine.outcome)."""
     path = state_path(root, sweep_id)
     try:
         data = json.loads(path.read_text())
@@ -124,8 +124,7 @@ def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunRe
         if run_id:
             run_dir = root / run_id
             status = run_status(run_dir)
-            with contextlib.suppress(ValueError, OSError):
-                summary = json.loads((run_dir / "summary.json").read_text())
+            summary = read_summary(run_dir)
         results.append(
             RunResult(e["recipe"], int(e["seed"]), run_id, status, summary, e.get("preset", ""))
         )
