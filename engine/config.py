@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from engine import strict_yaml
 from engine.catalog import (
     AUGMENTATIONS,
     COMPONENTS,
@@ -319,7 +320,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     keys = path.strip().split(".")
     if not all(keys):
         raise ConfigError(f"--set: bad key {path!r}")
-    value = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = strict_yaml.load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {path}: not a valid YAML value: {strict_yaml.one_line(exc)}"
+        ) from None
     node: Any = raw
     for i, key in enumerate(keys[:-1]):
         where = ".".join(keys[: i + 1])

@@ -5,11 +5,14 @@ Shared by the run config, the component catalogs' parameters and the sweep files
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 from typing import Any
 
 import yaml
 
+from engine import strict_yaml
 from engine.errors import ConfigError
 
 
@@ -42,14 +45,21 @@ def coerce(value: Any, annotation: str, key: str) -> Any:
                 "yes",
                 "no",
             ):
-                raise ConfigError(f"{key} must be true, false or auto (null), got {value!r}")
+                raise ConfigError(
+                    f"{key} must be true, false or auto (null), got {strict_yaml.short(value)}"
+                )
         ann = ann.replace("|None", "").replace("None|", "")
     if ann.startswith(("tuple[", "list[")):
         inner = ann[ann.index("[") + 1 : -1].split(",")
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = strict_yaml.load(value)
+            except yaml.YAMLError as exc:
+                raise ConfigError(
+                    f"{key}: not a valid YAML list: {strict_yaml.one_line(exc)}"
+                ) from None
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {strict_yaml.short(value)}")
         if ann.startswith("tuple[") and len(value) != len(inner):
             raise ConfigError(f"{key} must have {len(inner)} values, got {len(value)}")
         item_ann = inner[0]
@@ -60,10 +70,10 @@ def coerce(value: Any, annotation: str, key: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {strict_yaml.short(value)}")
     if ann == "int":
         if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {strict_yaml.short(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -76,22 +86,23 @@ def coerce(value: Any, annotation: str, key: str) -> Any:
             else:
                 if number.is_integer():
                     return int(number)
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        raise ConfigError(f"{key} must be an integer, got {strict_yaml.short(value)}")
     if ann == "float":
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+        real: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            real = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                real = float(value)
+        if real is None:
+            raise ConfigError(f"{key} must be a number, got {strict_yaml.short(value)}")
+        if not math.isfinite(real):  # NaN passes every range check
+            raise ConfigError(f"{key} must be a finite number, got {strict_yaml.short(value)}")
+        return real
     if ann == "str":
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
+        raise ConfigError(f"{key} must be a string, got {strict_yaml.short(value)}")
     raise ConfigError(f"{key}: unsupported type {annotation}")
 
 
@@ -107,11 +118,15 @@ def check_range(
             lo_txt = "-inf" if lo is None else f"{lo:g}"
             hi_txt = "inf" if hi is None else f"{hi:g}"
             bracket = "(" if open_lo or lo is None else "["
-            raise ConfigError(f"{key} = {v!r} is out of range {bracket}{lo_txt}, {hi_txt}]")
+            raise ConfigError(
+                f"{key} = {strict_yaml.short(v)} is out of range {bracket}{lo_txt}, {hi_txt}]"
+            )
 
 
 def check_choice(value: Any, key: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         near = nearest(str(value), list(allowed))
         hint = f"; did you mean {near!r}?" if near else ""
-        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}{hint}")
+        raise ConfigError(
+            f"{key} = {strict_yaml.short(value)} is not one of {', '.join(allowed)}{hint}"
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from engine import strict_yaml
 from engine.config_values import nearest
 from engine.errors import ConfigError
 
@@ -33,28 +34,14 @@ def preset_path(preset: str) -> Path:
     raise ConfigError(f"unknown preset {preset!r}{hint} (available: {', '.join(names)})")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml(path: Path) -> Any:
-    """Safe YAML (no Python tags) with duplicate keys refused; errors name the file and line."""
+    """Strict safe YAML (`engine.strict_yaml`); errors name the file and line."""
     try:
-        return yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader subclass
+        return strict_yaml.load(path.read_text())
     except yaml.YAMLError as exc:
-        one_line = " ".join(str(exc).split())
-        raise ConfigError(f"{path} is not valid YAML: {one_line}") from None
+        raise ConfigError(f"{path} is not valid YAML: {strict_yaml.one_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (a preset is YAML)") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 

@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
+from engine import strict_yaml
 from tui.screens.setup_fields import (
     NONE,
     OPTIONAL_SECTIONS,
@@ -62,8 +63,8 @@ def parse_value(text: str) -> Any:
     if not text.strip():
         return None
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = strict_yaml.load(text)
+    except yaml.YAMLError:  # kept as typed: the config check names what is wrong
         return text
     if isinstance(value, str) and EXPONENT_FLOAT_RE.fullmatch(value.strip()):
         return float(value)

@@ -42,13 +42,67 @@ def _run_with_checkpoint(tmp: Path, ck: Path, payload: bytes | None, *, raw: byt
     return run_dir.name
 
 
+def _binary_preset(tmp: Path) -> str:
+    path = tmp / "binary.yaml"
+    path.write_bytes(bytes(range(128, 256)) * 8)
+    return str(path)
+
+
 def _valid_header(payload: bytes) -> bytes:
     digest = hashlib.sha256(payload).hexdigest()
     return f"cifar-tui-checkpoint v1 sha256={digest} size={len(payload)}\n".encode()
 
 
+def _alias_bomb() -> str:
+    """A "billion laughs" YAML value: 10 levels of 10 aliases each, 10^10 leaves when expanded."""
+    lines = ["&l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 10):
+        lines.append(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "[" + ", ".join(lines) + "]"
+
+
 # each case: (name, builder(tmp, ck) -> cli args, expected fragment of the message)
 CASES = [
+    (
+        "alias bomb in --set",
+        lambda t, ck: ["--run", "quickstart", "--set", f"optim.lr={_alias_bomb()}"],
+        "expands to more than 100,000 values",
+    ),
+    (
+        "alias bomb in a preset",
+        lambda t, ck: ["--run", _preset(t, f"optim: {{name: sgd, lr: {_alias_bomb()}}}\n")],
+        "expands to more than 100,000 values",
+    ),
+    (
+        "600 levels of nesting",
+        lambda t, ck: ["--run", _preset(t, "optim: {lr: " + "[" * 600 + "]" * 600 + "}\n")],
+        "nested deeper than 64 levels",
+    ),
+    (
+        "binary preset",
+        lambda t, ck: ["--run", _binary_preset(t)],
+        "is not a text file",
+    ),
+    (
+        "nan learning rate",
+        lambda t, ck: ["--run", "quickstart", "--set", "optim.lr=.nan"],
+        "optim.lr must be a finite number",
+    ),
+    (
+        "python tag in --set",
+        lambda t, ck: [
+            "--run",
+            "quickstart",
+            "--set",
+            f"optim.lr=!!python/object/apply:os.system ['touch {t / MARKER}']",
+        ],
+        "not a valid YAML value",
+    ),
+    (
+        "unclosed list in --set",
+        lambda t, ck: ["--run", "quickstart", "--set", "optim.lr=[unclosed"],
+        "not a valid YAML value",
+    ),
     (
         "malformed yaml",
         lambda t, ck: ["--run", _preset(t, "model: {name: [\n")],

@@ -707,3 +707,32 @@ def test_a_followed_run_that_finishes_before_its_turn_is_not_resumed(tmp_path, m
     assert started == [] and job.run_dir == run_dir
     assert job.process.poll() == 0 and job.process.wait() == 0
     job.process.send_signal(2)  # signals nothing: it has no process
+
+
+def test_a_sweep_never_deletes_a_folder_with_a_result_or_a_valid_checkpoint(tmp_path):
+    """Starting a planned run again removes its old folder only when nothing in it is worth
+    keeping (a run killed at its very end once lost a fully trained and tested result)."""
+    from engine.checkpoint_files import header
+    from tui.orchestration.sweep.runner import worth_keeping
+
+    plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
+    run = plan.runs[0]
+    checkpointed, finished, empty = (tmp_path / name for name in ("r-ck", "r-done", "r-empty"))
+    for folder in (checkpointed, finished, empty):
+        folder.mkdir()
+        (folder / "events.jsonl").write_text("")
+    payload = b"any payload whose checksum matches"
+    (checkpointed / "last.pt").write_bytes(header(payload) + payload)
+    (empty / "last.pt").write_bytes(b"damaged")
+    (finished / "summary.json").write_text(json.dumps({"status": "done", "test_top1": 0.7}))
+    assert worth_keeping(checkpointed) == "a valid checkpoint (last.pt)"
+    assert worth_keeping(finished) == "a finished result"
+    assert worth_keeping(empty) is None
+    for folder in (checkpointed, finished, empty):
+        runner._discard(run, folder.name)
+    assert checkpointed.is_dir() and (checkpointed / "last.pt").is_file()
+    assert finished.is_dir() and (finished / "summary.json").is_file()
+    assert not empty.exists()
+    printed = runner.console.file.getvalue()  # type: ignore[attr-defined]
+    assert "so its folder is kept as it is" in printed and "its folder is removed" in printed

@@ -2,7 +2,8 @@
 
 Started again, a sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from
 its last checkpoint (the same path as `--resume`), follows one whose engine still runs, and
-starts again a run that stopped before its first checkpoint (its folder is removed). Ctrl-C
+starts again a run that stopped before its first checkpoint (its folder is removed; a folder
+with a finished result or a valid checkpoint is never removed). Ctrl-C
 stops the current runs (the engines save last.pt) and the sweep exits 130.
 
 With several GPUs (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), that many runs go at once, each
@@ -25,11 +26,11 @@ from typing import Any
 
 from rich.console import Console
 
-from engine.checkpoint_files import CheckpointError
+from engine.checkpoint_files import CheckpointError, read_verified
 from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
-from engine.outcome import RunStatus
+from engine.outcome import RunStatus, read_summary
 from engine.runs import RunRegistry, create_run_dir
 from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
@@ -65,6 +66,17 @@ class Job:
     tail: EventTail
     printer: SweepPrinter
     slot: int
+
+
+def worth_keeping(run_dir: Path) -> str | None:
+    """What in `run_dir` must never be deleted: a finished result or a valid checkpoint."""
+    if read_summary(run_dir) is not None:
+        return "a finished result"
+    for name in ("last.pt", "last.prev.pt", "best.pt"):
+        with contextlib.suppress(CheckpointError):
+            read_verified(run_dir / name)
+            return f"a valid checkpoint ({name})"
+    return None
 
 
 class SweepRunner:
@@ -187,10 +199,17 @@ class SweepRunner:
         return self._job(run, run_dir, process, 0, slot)
 
     def _discard(self, run: PlannedRun, run_id: str) -> None:
-        """Forget a planned run that has nothing to resume from, before starting it again."""
-        gone = not (self.root / run_id).is_dir()
-        RunRegistry(self.root).delete(run_id)
-        why = "its folder is gone" if gone else "no usable checkpoint; its folder is removed"
+        """Forget a planned run that cannot go on, before starting it again. Its folder is
+        removed only when it holds nothing of value: a folder with a finished result or a valid
+        checkpoint is kept as it is (the new attempt gets a new run id)."""
+        run_dir = self.root / run_id
+        gone = not run_dir.is_dir()
+        kept = None if gone else worth_keeping(run_dir)
+        if kept is None:
+            RunRegistry(self.root).delete(run_id)
+            why = "its folder is gone" if gone else "no usable checkpoint; its folder is removed"
+        else:
+            why = f"it holds {kept}, so its folder is kept as it is"
         self.console.print(
             f"{self._prefix(run)}: {run_id} cannot continue ({why}); starting it again",
             soft_wrap=True,
