@@ -111,7 +111,8 @@ def cutout(*, size: int, p: float) -> Transform:
 class _GridMask:
     """GridMask (Chen et al. 2020) transcribed from the published code (mode 1: drop the squares
     between bands of width l = ceil(d * ratio)); unit d uniform over d_min..d_max, angle over
-    0..rotate degrees (the published `rotate=1` is `rotate=0` here)."""
+    0..rotate degrees (the published `rotate=1` is `rotate=0` here). The published training loop
+    masks the normalised image, so dropped pixels are the CIFAR-100 mean (as Cutout paints)."""
 
     def __init__(self, d_min: int, d_max: int, ratio: float, rotate: int, p: float) -> None:
         if d_max < d_min:
@@ -144,8 +145,10 @@ class _GridMask:
         if angle:
             mask = F.rotate(mask, float(angle), F.InterpolationMode.NEAREST)
         top, left = (hh - h) // 2, (hh - w) // 2
-        mask = 1 - mask[:, top : top + h, left : left + w]
-        return image * mask
+        keep = mask[:, top : top + h, left : left + w] == 0
+        # the published training loop masks after normalising: dropped pixels are the mean
+        mean = torch.tensor(CIFAR100_MEAN_U8, dtype=torch.uint8).view(3, 1, 1)
+        return torch.where(keep, image, mean)
 
     def __call__(self, image: Any) -> Any:
         return self.apply(image, *self.params())

@@ -55,13 +55,17 @@ def init_momentum(optimizer: Any) -> None:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: kernels with `weight_decay`, biases and norm parameters (ndim <= 1) with 0."""
+    """Two groups: kernels with `weight_decay`; biases, norm parameters (ndim <= 1) and the
+    parameters the model names in `no_weight_decay()` (a ViT's position embedding and class
+    token, as timm exempts them) with 0."""
+    exempt: set[str] = getattr(model, "no_weight_decay", lambda: set())()
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    for _, p in model.named_parameters():
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
+        named = name in exempt or any(name.endswith("." + n) for n in exempt)
+        (decay if p.ndim >= 2 and not named else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -59,7 +59,7 @@ AUGMENTATIONS = Catalog(
         ),
         Spec(
             "gridmask",
-            "drop a rotated grid of squares",
+            "drop a rotated grid of squares, painted with the mean",
             "engine.augment_batch:gridmask",
             params=(
                 param("d_min", "int", 24, limit="2..64"),

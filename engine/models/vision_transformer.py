@@ -62,6 +62,10 @@ class VisionTransformer(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters weight decay leaves alone (timm's VisionTransformer exempts the same)."""
+        return {"pos_embed", "cls_token"}
+
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> patch tokens [B, num_patches, dim]."""
         return self.patch_embed(x).flatten(2).transpose(1, 2)

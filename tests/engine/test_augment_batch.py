@@ -279,11 +279,18 @@ def test_gridmask_drop_fraction():
     ones = torch.full((2000, 3, 32, 32), 255, dtype=torch.uint8)
     op = B.GridMask(24, 32, 0.4, 0, 1.0)
     params = op.params(2000, gen(17))
-    kept = (op.apply(ones, params) > 0).double().mean((1, 2, 3))
+    out = op.apply(ones, params)
+    kept = (out == 255).double().mean((1, 2, 3))
     d, length = params["d"].double(), params["length"].double()
     expected = 1 - ((d - length) / d) ** 2  # the keep ratio of one unit, for the mean
     assert abs(kept.mean() - expected.mean()) < 0.04
     assert params["d"].min() == 24 and params["d"].max() == 32
+    # dropped pixels are the CIFAR-100 mean, not black (GridMask's code masks after normalising)
+    mean = torch.tensor(CIFAR100_MEAN_U8, dtype=torch.uint8).view(1, 3, 1, 1).expand_as(out)
+    dropped = out != 255
+    assert dropped.any() and torch.equal(out[dropped], mean[dropped])
+    ref_out = _GridMask(24, 32, 0.4, 0, 1.0).apply(ones[0], 24, 0, 0, 0, True)
+    assert set(ref_out.unique().tolist()) == {255, *CIFAR100_MEAN_U8}
 
 
 # --------------------------------------------------------------------------- auto-augment family

@@ -581,3 +581,19 @@ def test_nesterov_matches_hand_computed_update():
         w = w - 0.1 * (g + 0.9 * v)
         opt.step()
     assert model.weight.item() == pytest.approx(w, rel=1e-6)
+
+
+def test_vit_position_embedding_and_class_token_get_no_weight_decay():
+    """As timm's param_groups_weight_decay with VisionTransformer.no_weight_decay()."""
+    from engine.catalog import MODELS
+
+    model = MODELS.build("vit", 10, dim=32, depth=1, heads=2, patch_size=8)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert {"pos_embed", "cls_token"} <= exempt
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert "patch_embed.weight" not in exempt and "head.weight" not in exempt
+    conv = _ConvBN()  # a model without no_weight_decay(): only ndim <= 1 is exempt
+    _, plain = param_groups(conv, 0.05)
+    assert all(p.ndim <= 1 for p in plain["params"])
