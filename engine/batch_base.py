@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Protocol
 
 import torch
 
 Params = dict[str, torch.Tensor]
-
-
-class BatchAugment(Protocol):
-    def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor: ...
 
 
 class BatchOp(abc.ABC):

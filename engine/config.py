@@ -29,8 +29,9 @@ from engine.catalog import (
     MIXES,
     SAM_VARIANTS,
     Catalog,
+    UnknownNameError,
 )
-from engine.config_values import check_choice, check_range, coerce, nearest, unknown_key
+from engine.config_values import check_choice, check_range, coerce, unknown_key
 from engine.errors import ConfigError
 from engine.presets import preset_path, read_yaml
 from engine.tta_views import unique_views
@@ -200,14 +201,10 @@ def _parse_component(raw: Any, path: str, catalog: Catalog) -> Component:
     if "name" not in raw:
         raise ConfigError(f"{path}.name is missing (valid: {', '.join(catalog.names())})")
     name = raw["name"]
-    if name not in catalog:
-        near = nearest(str(name), catalog.names())
-        hint = f"; did you mean {near!r}?" if near else ""
-        raise ConfigError(
-            f"{path}.name: unknown {catalog.kind} {name!r}{hint} "
-            f"(valid: {', '.join(catalog.names())})"
-        )
-    spec = catalog.get(name)
+    try:
+        spec = catalog.get(str(name))
+    except UnknownNameError as exc:  # names the nearest valid one
+        raise ConfigError(f"{path}.name: {exc}") from None
     params = spec.resolve({})
     for key, value in raw.items():
         if key == "name":

@@ -95,9 +95,6 @@ def _check_betas(name: str, beta1: float, beta2: float) -> tuple[float, float]:
     return beta1, beta2
 
 
-_ADAM_LIMITS = {"lr": "> 0", "beta1": "0..1", "beta2": "0..1", "eps": "> 0", "weight_decay": ">= 0"}
-
-
 def adam(
     model: nn.Module,
     *,

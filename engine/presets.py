@@ -14,24 +14,34 @@ from engine.errors import ConfigError
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 
 
+def yaml_names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def named_yaml(ref: str, folder: Path, kind: str, listed: str) -> Path:
+    """`ref` as a path to a YAML file, else as the name of one in `folder` (`kind` and `listed`
+    word the error: "unknown preset 'x'; did you mean ...? (available: ...)")."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{kind} file {path} does not exist")
+        return path
+    candidate = folder / f"{ref}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = yaml_names(folder)
+    near = nearest(ref, names)
+    hint = f"; did you mean {near!r}?" if near else ""
+    raise ConfigError(f"unknown {kind} {ref!r}{hint} ({listed}: {', '.join(names) or 'none'})")
+
+
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    return yaml_names(PRESETS_DIR)
 
 
 def preset_path(preset: str) -> Path:
     """A preset name from presets/ or a path to a YAML file."""
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist")
-        return path
-    candidate = PRESETS_DIR / f"{preset}.yaml"
-    if candidate.is_file():
-        return candidate
-    names = preset_names()
-    near = nearest(preset, names)
-    hint = f"; did you mean {near!r}?" if near else ""
-    raise ConfigError(f"unknown preset {preset!r}{hint} (available: {', '.join(names)})")
+    return named_yaml(preset, PRESETS_DIR, "preset", "available")
 
 
 def read_yaml(path: Path) -> Any:

@@ -13,13 +13,14 @@ keywords: defaults live in the spec and nowhere else.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from engine.config_values import nearest
 
 Limit = tuple[float | None, float | None, bool]  # (low, high, low is exclusive); inclusive high
 
@@ -120,8 +121,8 @@ class UnknownNameError(KeyError):
     """A name that is not in a catalog; the message lists the nearest valid names."""
 
     def __init__(self, kind: str, name: str, valid: list[str]) -> None:
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = nearest(name, valid)
+        hint = f"; did you mean {close!r}?" if close else ""
         self.message = f"unknown {kind} {name!r}{hint} (valid: {', '.join(valid)})"
         super().__init__(self.message)
 

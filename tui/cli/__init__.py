@@ -15,6 +15,7 @@ from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from tui.cli import commands as _commands  # noqa: F401  (registers the subcommands)
 from tui.cli.common import (
+    EXIT_BAD_INPUT,
     CheckpointsOpt,
     DataDirOpt,
     DeviceOpt,
@@ -164,7 +165,7 @@ def run_headless(
     code = exit_code(process)
     if gpus is not None:
         code = torchrun_exit_code(code, final, forwarded.received)
-    if final is None and code not in (0, 2):  # killed (SIGKILL, OOM): the engine said nothing
+    if final is None and code not in (0, EXIT_BAD_INPUT):  # killed: the engine said nothing
         err.print(
             f"cifar-tui: error: the engine of run {run_dir.name} ended without a final event "
             f"(exit {code}); it keeps its last checkpoint: cifar-tui --resume {run_dir.name}",

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config_values import check_range, nearest, unknown_key
+from engine.config_values import check_range, unknown_key
 from engine.errors import ConfigError
-from engine.presets import read_yaml
+from engine.presets import named_yaml, read_yaml, yaml_names
 
 SWEEPS_DIR = Path(__file__).resolve().parents[3] / "sweeps"  # the bundled sweep files
 
@@ -56,23 +56,12 @@ class SweepSpec:
 
 
 def sweep_names() -> list[str]:
-    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+    return yaml_names(SWEEPS_DIR)
 
 
 def sweep_path(ref: str) -> Path:
     """A bundled sweep name (sweeps/NAME.yaml) or a path to a sweep file."""
-    path = Path(ref)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"sweep file {path} does not exist")
-        return path
-    bundled = SWEEPS_DIR / f"{ref}.yaml"
-    if bundled.is_file():
-        return bundled
-    names = sweep_names()
-    near = nearest(ref, names)
-    hint = f"; did you mean {near!r}?" if near else ""
-    raise ConfigError(f"unknown sweep {ref!r}{hint} (bundled: {', '.join(names) or 'none'})")
+    return named_yaml(ref, SWEEPS_DIR, "sweep", "bundled")
 
 
 def _check_keys(raw: dict[Any, Any], valid: list[str], where: str) -> None:
