@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -394,6 +395,45 @@ def dump_config(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     text = json.dumps(config_to_dict(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# a resume's new config (YAML), from the launcher to the engine, which adopts it as config.yaml
+# only once it has accepted the resume (tui.orchestration.launcher.ResumePlan)
+RESUME_CONFIG_ENV = "CIFAR_TUI_RESUME_CONFIG"
+
+# keys that say where a run executes, not what it computes: they may differ on resume
+WHERE_KEYS = frozenset(
+    {
+        "description",
+        "data.data_dir",
+        "data.download",
+        "data.num_workers",
+        "train.device",
+        "train.log_interval_s",
+        "train.checkpoint_every_s",
+    }
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, child in items:
+        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (`config_to_dict`), the
+    where-keys excluded: what a resume would change in the recipe."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in WHERE_KEYS)
 
 
 def recipe_summary(cfg: RunConfig) -> dict[str, str]:

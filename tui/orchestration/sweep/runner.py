@@ -170,7 +170,7 @@ class SweepRunner:
             return self._job(run, run_dir, EngineProcess.ended(), offset, slot)
         if how in ("resume", "follow") and old_id is not None:
             try:
-                run_dir, _ = prepare_resume(
+                plan = prepare_resume(
                     old_id, self.root, None, [], data_dir=self.data_dir, device=device
                 )
             except (BadInputError, CheckpointError) as exc:
@@ -182,8 +182,11 @@ class SweepRunner:
                 self.console.print(
                     f"{self._prefix(run)}: resuming {old_id}", soft_wrap=True, highlight=False
                 )
+                run_dir = plan.run_dir
                 offset = (run_dir / EVENTS_FILE).stat().st_size
-                process = start_engine(run_dir, ["--resume"], **output)
+                process = start_engine(
+                    run_dir, plan.engine_args(), extra_env=plan.engine_env(), **output
+                )
                 return self._job(run, run_dir, process, offset, slot)
         if old_id is not None:
             self._discard(run, old_id)
