@@ -26,7 +26,7 @@ from types import FrameType
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import parse_config
-from engine.errors import BadInputError
+from engine.errors import BadInputError, RunMetaError
 from engine.events import EVENTS_FILE, EventWriter, Failed
 from engine.presets import read_yaml
 from engine.run_lock import RunBusyError, RunLock
@@ -42,6 +42,11 @@ def run(
     """One engine per run folder: rank 0 holds the run's lock for the whole session. A resume
     first checks its checkpoint (a refused one leaves the folder exactly as it was), then the
     lock is taken, before anything is written; a second engine on a held run is refused."""
+    try:
+        meta = read_run_meta(run_dir)  # a damaged run.json: one line, nothing written
+    except RunMetaError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     world = torchrun.world()
     last = run_dir / "last.pt"
     if world.restart and (last.exists() or previous_path(last).exists()):
@@ -63,13 +68,14 @@ def run(
             print(f"cifar-tui: error: {reason}", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
-        return _run(run_dir, progress, resume, changes)
+        return _run(run_dir, meta, progress, resume, changes)
     finally:
         lock.release()
 
 
-def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None) -> int:
-    meta = read_run_meta(run_dir)
+def _run(
+    run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, changes: list[str] | None
+) -> int:
     run_id, preset = meta["run_id"], meta["preset"]
     from engine import distributed  # torch: once the run is ours
 
