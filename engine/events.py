@@ -13,6 +13,7 @@ import json
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -212,25 +213,18 @@ def parse_event(line: str) -> Event | None:
 def field_problems(cls: type, data: dict[str, Any]) -> list[str]:
     """What is wrong with `data` as the fields of dataclass `cls`: required fields missing and
     values of the wrong type (keys `cls` does not know are a newer writer's: ignored)."""
-    hints = _hints(cls)
-    fields = dataclasses.fields(cls)
-    missing = [
-        f.name
-        for f in fields
-        if f.name not in data
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
+    schema = _schema(cls)
+    missing = [name for name in schema.required if name not in data]
     problems = [f"lacks {', '.join(missing)}"] if missing else []
-    for f in fields:
-        if f.name in data and not fits_field(cls, f.name, data[f.name]):
-            problems.append(f"{f.name} = {_short(data[f.name])} is not {_kind(hints[f.name])}")
+    for name, check in schema.checks.items():
+        if name in data and not check(data[name]):
+            problems.append(f"{name} = {_short(data[name])} is not {_kind(schema.hints[name])}")
     return problems
 
 
 def fits_field(cls: type, name: str, value: Any) -> bool:
     """`value` (parsed JSON) is of the type of field `name` of dataclass `cls`."""
-    return _fits(_hints(cls)[name], value)
+    return _schema(cls).checks[name](value)
 
 
 def json_kind(value: Any) -> str:
@@ -238,28 +232,46 @@ def json_kind(value: Any) -> str:
     return _kind(type(value))
 
 
+@dataclass(frozen=True)
+class _Schema:
+    """A dataclass's fields as parsed JSON must give them: built once per class."""
+
+    required: tuple[str, ...]
+    hints: dict[str, Any]
+    checks: dict[str, Callable[[Any], bool]]
+
+
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _schema(cls: type) -> _Schema:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    required = tuple(
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    return _Schema(required, hints, {f.name: _checker(hints[f.name]) for f in fields})
 
 
-def _fits(hint: Any, value: Any) -> bool:
-    """`value` (parsed JSON) is of type `hint` (a field's annotation)."""
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A test that a parsed JSON value is of type `hint` (a field's annotation); JSON gives no
+    subclasses, so `type(v) is int` tells an integer from true and false."""
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        return any(_fits(h, value) for h in typing.get_args(hint))
+        parts = [_checker(h) for h in typing.get_args(hint)]
+        return lambda v: any(part(v) for part in parts)
     if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_fits(item, v) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
+        item = _checker(typing.get_args(hint)[0])
+        return lambda v: isinstance(v, list) and all(item(x) for x in v)
+    if origin is dict or hint is dict:
+        return lambda v: isinstance(v, dict)
     if hint is Any:
-        return True
+        return lambda v: True
+    if hint is float:
+        return lambda v: type(v) in (int, float)
     if hint is type(None):
-        return value is None
-    if hint in (int, float) and isinstance(value, bool):
-        return False
-    return isinstance(value, int | float) if hint is float else isinstance(value, hint)
+        return lambda v: v is None
+    return lambda v: type(v) is hint
 
 
 _KINDS = {
