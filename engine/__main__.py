@@ -28,7 +28,7 @@ from engine import strict_yaml
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import RESUME_CONFIG_ENV, parse_config
-from engine.errors import BadInputError
+from engine.errors import BadInputError, RunMetaError
 from engine.events import EVENTS_FILE, EventWriter, Failed
 from engine.presets import read_yaml
 from engine.run_lock import RunBusyError, RunLock
@@ -43,6 +43,11 @@ def run(run_dir: Path, progress: bool = True, resume: bool = False, force: bool 
     first checks its checkpoint, then the lock is taken; a second engine on a held run is
     refused. A resume writes nothing until every check passed (`Trainer.on_resume_accepted`):
     a refused one leaves the folder and the registry exactly as they were."""
+    try:
+        meta = read_run_meta(run_dir)  # a damaged run.json: one line, nothing written
+    except RunMetaError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     world = torchrun.world()
     last = run_dir / "last.pt"
     if world.restart and (last.exists() or previous_path(last).exists()):
@@ -65,13 +70,12 @@ def run(run_dir: Path, progress: bool = True, resume: bool = False, force: bool 
             print(f"cifar-tui: error: {reason}", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
-        return _run(run_dir, progress, resume, force)
+        return _run(run_dir, meta, progress, resume, force)
     finally:
         lock.release()
 
 
-def _run(run_dir: Path, progress: bool, resume: bool, force: bool) -> int:
-    meta = read_run_meta(run_dir)
+def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, force: bool) -> int:
     run_id, preset = meta["run_id"], meta["preset"]
     from engine import distributed  # torch: once the run is ours
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.events import Finished
+from engine.events import Finished, json_kind
 from engine.outcome import RunStatus, RunSummary, read_outcome
 from engine.run_lock import LOCK_FILE
 
@@ -293,7 +293,26 @@ def create_run_dir(
 
 
 def read_run_meta(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / RUN_META_FILE).read_text())
+    """A run folder's run.json: an object with the run's `run_id` and `preset` (strings).
+
+    Raises RunMetaError (a BadInputError, and a ValueError) naming the file and its fault."""
+    from engine.errors import RunMetaError
+
+    path = Path(run_dir) / RUN_META_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunMetaError(f"{path} is missing: not a run folder") from None
+    except OSError as exc:
+        raise RunMetaError(f"{path} is unreadable: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise RunMetaError(f"{path} is damaged: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RunMetaError(f"{path} is damaged: it holds {json_kind(data)}, not an object")
+    missing = [k for k in ("run_id", "preset") if not isinstance(data.get(k), str) or not data[k]]
+    if missing:
+        raise RunMetaError(f"{path} is damaged: no {' or '.join(missing)} (a string)")
+    return data
 
 
 def run_ids(root: Path) -> list[str]:

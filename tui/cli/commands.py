@@ -89,11 +89,16 @@ def sweep(
             code = runner.run()
     except BadInputError as exc:
         raise fail(str(exc)) from None
-    table = sweeps.sweep_table(root, plan.sweep_id)
+    table = sweeps.sweep_table(root, plan.sweep_id, warn)
     md, csv_path = sweeps.write_exports(root, plan.sweep_id, table)
     stdout_console().print(to_rich(table))
     err.print(f"table written to {md} and {csv_path}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
+
+
+def warn(text: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"cifar-tui: warning: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
@@ -174,7 +179,11 @@ def attach(
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Reopen the live view of a running or finished run from its event log."""
+    from tui.orchestration.supervisor import never_started, no_events_text
+
     run_dir = find_run(run, checkpoints)
+    if never_started(run_dir):
+        raise fail(no_events_text(run_dir))
     require_terminal()
     raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
 

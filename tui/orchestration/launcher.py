@@ -35,7 +35,7 @@ from engine.errors import BadInputError, ConfigError
 from engine.events import EVENTS_FILE, Event, Failed, Finished
 from engine.outcome import RunStatus, read_outcome
 from engine.run_lock import holder_pid
-from engine.runs import checkpoints_root, create_run_dir, find_run
+from engine.runs import checkpoints_root, create_run_dir, find_run, read_run_meta
 
 
 @dataclass
@@ -231,6 +231,7 @@ def prepare_resume(
     `force`. Raises BadInputError / ConfigError / CheckpointError with a one-line message.
     """
     run_dir = find_run(checkpoints_root(checkpoints), run_ref)
+    read_run_meta(run_dir)  # the engine needs it: a damaged run.json is refused here, at once
     status = read_outcome(run_dir).status  # the run's lock, then its last event
     if status is RunStatus.RUNNING:
         pid = holder_pid(run_dir)

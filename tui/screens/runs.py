@@ -6,6 +6,7 @@ only that sweep's runs, its result table (mean ± std over seeds) and all its cu
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -139,7 +140,8 @@ class RunsScreen(CifarScreen):
         if self.sweep is None:
             return
         try:
-            widget.update(to_rich(sweep_table(root, self.sweep)))
+            warn = partial(self.notify, severity="warning", timeout=10)
+            widget.update(to_rich(sweep_table(root, self.sweep, warn)))
         except BadInputError:  # a sweep known only from the registry: no state file to read
             widget.update(Text(f"sweep {self.sweep}: no table (its state file is missing)"))
 

@@ -30,7 +30,7 @@ from engine.checkpoint_files import CheckpointError, read_verified
 from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
-from engine.outcome import RunStatus, read_summary
+from engine.outcome import RunStatus, SummaryError, read_summary
 from engine.runs import RunRegistry, create_run_dir
 from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
@@ -70,8 +70,11 @@ class Job:
 
 def worth_keeping(run_dir: Path) -> str | None:
     """What in `run_dir` must never be deleted: a finished result or a valid checkpoint."""
-    if read_summary(run_dir) is not None:
-        return "a finished result"
+    try:
+        if read_summary(run_dir) is not None:
+            return "a finished result"
+    except SummaryError:
+        return "a finished result (its summary is damaged)"
     for name in ("last.pt", "last.prev.pt", "best.pt"):
         with contextlib.suppress(CheckpointError):
             read_verified(run_dir / name)
