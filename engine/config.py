@@ -283,13 +283,35 @@ def parse_config(raw: Any) -> RunConfig:
     return cfg
 
 
+def _check_split(cfg: RunConfig) -> None:
+    """The validation split, the subset and the batch must fit the dataset's training set (the
+    engine checks the files it reads again)."""
+    d = cfg.data
+    n = DATASETS.get(d.dataset).train_images
+    train = d.subset
+    if n is not None:
+        if d.val_size >= n:
+            raise ConfigError(
+                f"data.val_size = {d.val_size} is out of range: {d.dataset} has {n} training "
+                f"images; use 0..{n - 1}"
+            )
+        left = n - d.val_size
+        if d.subset is not None and d.subset > left:
+            raise ConfigError(
+                f"data.subset = {d.subset} is larger than the {left} training images left "
+                f"after holding out data.val_size = {d.val_size}"
+            )
+        train = d.subset or left
+    if train is not None and d.batch_size > train:
+        raise ConfigError(
+            f"data.batch_size = {d.batch_size} is larger than the training set ({train} "
+            f"images): not one full batch; use at most {train}"
+        )
+
+
 def _check_combination(cfg: RunConfig) -> None:
     """Refuse combinations that cannot work, with the reason."""
-    if cfg.data.subset is not None and cfg.data.subset < cfg.data.batch_size:
-        raise ConfigError(
-            f"data.subset = {cfg.data.subset} is smaller than data.batch_size = "
-            f"{cfg.data.batch_size}: not one full training batch"
-        )
+    _check_split(cfg)
     jsd = [i for i, a in enumerate(cfg.augment) if a.params.get("jsd")]
     if len(jsd) > 1:
         raise ConfigError(

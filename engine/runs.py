@@ -278,16 +278,22 @@ def create_run_dir(
     root: Path, preset: str, config_yaml: str, meta: dict[str, Any] | None = None
 ) -> tuple[str, Path]:
     """Make `<root>/<run-id>/` holding the resolved `config.yaml` and `run.json` (preset name,
-    plus `meta`: a sweep's run adds `sweep_id`, `recipe` and `seed`)."""
+    its creation time in ns, plus `meta`: a sweep's run adds `sweep_id`, `recipe` and `seed`).
+    Two runs created at once get two folders: a taken id is drawn again."""
     root.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id(preset)
-    run_dir = root / run_id
-    run_dir.mkdir()
+    while True:
+        run_id = new_run_id(preset)
+        run_dir = root / run_id
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            continue
     (run_dir / "config.yaml").write_text(config_yaml)
     (
         run_dir / LOCK_FILE
     ).touch()  # the engine's lock (engine.run_lock): the folder's layout is fixed
-    info = {"run_id": run_id, "preset": preset, **(meta or {})}
+    info = {"run_id": run_id, "preset": preset, "created_ns": time.time_ns(), **(meta or {})}
     (run_dir / RUN_META_FILE).write_text(json.dumps(info) + "\n")
     return run_id, run_dir
 
@@ -315,11 +321,37 @@ def read_run_meta(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _created_ns(run_dir: Path) -> int:
+    """When the run folder was made: run.json's `created_ns`, else (older runs, a damaged
+    run.json) the time run.json was last written."""
+    meta = run_dir / RUN_META_FILE
+    try:
+        created = json.loads(meta.read_text()).get("created_ns")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        created = None
+    if isinstance(created, int) and not isinstance(created, bool):
+        return created
+    try:
+        return meta.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 def run_ids(root: Path) -> list[str]:
-    """Run folders under `root`, oldest first (run ids begin with their start time)."""
+    """Run folders under `root`, oldest first by creation time (two runs of one second are
+    told apart: the id's time is only to the second)."""
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / RUN_META_FILE).is_file())
+    folders = [p for p in root.iterdir() if (p / RUN_META_FILE).is_file()]
+    return [p.name for p in sorted(folders, key=lambda p: (_created_ns(p), p.name))]
+
+
+def _refused(run_dir: Path) -> bool:
+    """A run its engine refused before training (bad input) and that has no checkpoint: not a
+    run to resume or evaluate, so never `last`."""
+    return (
+        read_outcome(run_dir).status is RunStatus.BAD_INPUT and not (run_dir / "last.pt").exists()
+    )
 
 
 def find_run(root: Path, ref: str) -> Path:
@@ -332,9 +364,10 @@ def find_run(root: Path, ref: str) -> Path:
 
     ids = run_ids(root)
     if ref == "last":
-        if not ids:
+        newest = next((i for i in reversed(ids) if not _refused(root / i)), None)
+        if newest is None:
             raise BadInputError(f"no runs in {root} to resume")
-        return root / ids[-1]
+        return root / newest
     if ref in ids:
         return root / ref
     matches = [i for i in ids if i.startswith(ref)]
