@@ -142,6 +142,16 @@ CASES = [
         "train.epochs = 0 is out of range",
     ),
     (
+        "epochs beyond the limit",
+        lambda t, ck: ["--run", "quickstart", "--set", f"train.epochs={10**30}"],
+        f"train.epochs = {10**30} is out of range [1, 100000]",
+    ),
+    (
+        "seed beyond 32 bits",
+        lambda t, ck: ["--run", "quickstart", "--set", f"train.seed={2**40}"],
+        f"train.seed = {2**40} is out of range [0, 4294967295]",
+    ),
+    (
         "negative batch",
         lambda t, ck: ["--run", "quickstart", "--set", "data.batch_size=-8"],
         "data.batch_size = -8 is out of range",
