@@ -14,7 +14,14 @@ import pytest
 from engine import runs
 from engine.events import EpochEnd, Finished
 from engine.outcome import SUMMARY_FILE
-from engine.runs import DB_FILE, STALE_FILE, RegistryError, RunRegistry, create_run_dir
+from engine.runs import (
+    DB_FILE,
+    STALE_FILE,
+    RegistryError,
+    RegistryLockedError,
+    RunRegistry,
+    create_run_dir,
+)
 from engine.sinks import RunRecorder, run_sinks
 from tests.engine.test_outcome import STARTED
 
@@ -37,7 +44,7 @@ def _epoch(n: int) -> EpochEnd:
     )
 
 
-def _record_run(root: Path, registry: RunRegistry | None = None) -> str:
+def record_run(root: Path, registry: RunRegistry | None = None) -> str:
     """A finished two-epoch run's events, followed by the sinks (of `registry`, if given)."""
     run_id, run_dir = create_run_dir(root, "p", "{}\n", {})
     recorder = RunRecorder(run_dir / "events.jsonl", run_sinks(run_dir, registry))
@@ -49,7 +56,7 @@ def _record_run(root: Path, registry: RunRegistry | None = None) -> str:
 
 
 def _real_db_bytes(tmp: Path) -> bytes:
-    _record_run(tmp / "real", RunRegistry(tmp / "real"))
+    record_run(tmp / "real", RunRegistry(tmp / "real"))
     return (tmp / "real" / DB_FILE).read_bytes()
 
 
@@ -119,7 +126,7 @@ def test_a_reader_of_a_registry_before_sweeps_needs_no_migration(tmp_path):
 
 
 def test_a_folder_nobody_may_write_is_read_immutable(tmp_path, monkeypatch):
-    run_id = _record_run(tmp_path, RunRegistry(tmp_path))
+    run_id = record_run(tmp_path, RunRegistry(tmp_path))
     for extra in ("-wal", "-shm"):
         assert not Path(f"{tmp_path / DB_FILE}{extra}").exists()  # the writer cleaned up
     real_access = os.access
@@ -132,7 +139,7 @@ def test_a_folder_nobody_may_write_is_read_immutable(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through a read-only folder's mode")
 def test_runs_are_listed_from_a_read_only_folder(tmp_path):
     root = tmp_path / "ck"
-    run_id = _record_run(root, RunRegistry(root))
+    run_id = record_run(root, RunRegistry(root))
     root.chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
         (row,) = RunRegistry(root).runs()
@@ -145,7 +152,7 @@ def test_runs_are_listed_from_a_read_only_folder(tmp_path):
 def test_a_failing_registry_costs_a_run_one_warning_and_is_repaired_later(tmp_path, capsys, damage):
     DAMAGE[damage](tmp_path, tmp_path / DB_FILE)
     before = (tmp_path / DB_FILE).read_bytes()
-    run_id = _record_run(tmp_path, RunRegistry(tmp_path))
+    run_id = record_run(tmp_path, RunRegistry(tmp_path))
     run_dir = tmp_path / run_id
     assert (run_dir / SUMMARY_FILE).is_file() and (run_dir / "card.json").is_file()
     warnings = capsys.readouterr().err.strip().splitlines()
@@ -179,10 +186,29 @@ def test_a_locked_registry_is_caught_up_by_the_run_at_its_next_event(tmp_path, c
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+def test_a_registry_locked_against_readers_is_one_error_and_rebuild_refuses(tmp_path, monkeypatch):
+    """A rollback-journal file (as `sqlite3 runs.sqlite 'BEGIN EXCLUSIVE;'` makes one) whose
+    lock another process holds: readers wait, then say so; it is not damaged."""
+    monkeypatch.setattr(runs, "READ_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(runs, "WRITE_TIMEOUT_S", 0.05)
+    holder = sqlite3.connect(tmp_path / DB_FILE)
+    holder.execute("CREATE TABLE runs (run_id TEXT)")
+    holder.commit()
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for act in (lambda r: r.runs(), lambda r: r.rebuild()):
+            with pytest.raises(RegistryLockedError, match="holds it locked .*; try again$"):
+                act(RunRegistry(tmp_path))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not list(tmp_path.glob(f"{DB_FILE}.damaged-*"))
+
+
 def test_rebuild_writes_the_rows_the_sinks_wrote(tmp_path):
     """One description of a row: replaying the logs gives back what the live sinks wrote."""
     registry = RunRegistry(tmp_path)
-    ids = [_record_run(tmp_path, registry) for _ in range(2)]
+    ids = [record_run(tmp_path, registry) for _ in range(2)]
     rows, epochs = registry.runs(), [registry.epochs(i) for i in ids]
     assert RunRegistry(tmp_path).rebuild() == (2, None)
     assert registry.runs() == rows and [registry.epochs(i) for i in ids] == epochs
@@ -190,7 +216,7 @@ def test_rebuild_writes_the_rows_the_sinks_wrote(tmp_path):
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_rebuild_keeps_a_damaged_registry_aside(tmp_path, damage):
-    run_id = _record_run(tmp_path)  # events only: no registry followed them
+    run_id = record_run(tmp_path)  # events only: no registry followed them
     DAMAGE[damage](tmp_path / "scratch", tmp_path / DB_FILE)
     damaged = (tmp_path / DB_FILE).read_bytes()
     count, aside = RunRegistry(tmp_path).rebuild()
