@@ -194,7 +194,7 @@ class RunRegistry:
         reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         where = f"cannot {doing} the runs registry {self.path}"
         if "locked" in reason or "busy" in reason:
-            reason = f"another process holds it locked ({reason})"
+            reason = "another process holds it locked"
             return RegistryLockedError(f"{where}: {reason}; try again", reason)
         return RegistryError(f"{where}: {reason}; {REBUILD_HINT}", reason)
 
