@@ -401,11 +401,16 @@ class RunRegistry:
                     raise sqlite3.DatabaseError("database disk image is malformed")
         except RegistryLockedError:
             raise
-        except (RegistryError, sqlite3.Error):
+        except RegistryError:
             aside = self.path.with_name(f"{DB_FILE}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
             for path in (self.path, *self._sidecars()):
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     path.rename(f"{aside}{path.name[len(DB_FILE) :]}")
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    reason = f"damaged, and it cannot be moved aside: {exc.strerror}"
+                    raise RegistryError(f"{self.path} is {reason}", reason) from None
             return aside
         return None
 

@@ -229,3 +229,22 @@ def test_rebuild_keeps_a_damaged_registry_aside(tmp_path, damage):
     assert aside.name.startswith(f"{DB_FILE}.damaged-")
     (row,) = RunRegistry(tmp_path).runs()
     assert (row.run_id, row.status, row.epochs_done) == (run_id, "done", 2)
+
+
+def test_rebuild_that_cannot_move_a_damaged_file_aside_says_so_and_changes_nothing(
+    tmp_path, monkeypatch
+):
+    record_run(tmp_path)
+    DAMAGE["garbage"](tmp_path, tmp_path / DB_FILE)
+    before = _snapshot(tmp_path)
+
+    def refuse(self: Path, target: object) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "rename", refuse)  # a folder this user may not write
+    with pytest.raises(RegistryError) as caught:
+        RunRegistry(tmp_path).rebuild()
+    assert str(caught.value) == (
+        f"{tmp_path / DB_FILE} is damaged, and it cannot be moved aside: Permission denied"
+    )
+    assert _snapshot(tmp_path) == before

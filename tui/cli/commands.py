@@ -140,6 +140,8 @@ def _write_or_fail(target: Path, write: Callable[[], T]) -> T:
 
 def rebuild_registry(root: Path) -> None:
     """`runs --rebuild`: runs.sqlite replayed from the run folders' event logs."""
+    if not root.is_dir():
+        raise fail(f"no runs folder {root} (see --checkpoints)")
     registry = RunRegistry(root)
     count, aside = registry.rebuild()
     if aside is not None:

@@ -110,6 +110,11 @@ CASES = [
     *_readers("truncated", "runs.sqlite: database disk image is malformed; rebuild it"),
     *_readers("other schema", "runs.sqlite is not a runs registry of this version: its runs"),
     (
+        "rebuild of a missing runs folder",
+        lambda t, ck: ["runs", "--rebuild", "--checkpoints", str(ck / "missing")],
+        "no runs folder",
+    ),
+    (
         "export into a folder",
         _with_registry("runs", "--export", "csv", "--out", "{tmp}"),
         "is a folder: name the file to write",
