@@ -38,6 +38,8 @@ from engine.presets import preset_path, read_yaml
 from engine.tta_views import unique_views
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+MAX_EPOCHS = 100_000  # beyond any real run; a bigger number overflowed the registry's INTEGER
+MAX_SEED = 2**32 - 1  # numpy's seeding takes 32 bits
 
 
 def _meta(
@@ -89,8 +91,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = field(default=200, metadata=_meta("training epochs", lo=1))
-    seed: int = field(default=0, metadata=_meta("seed for data split, init and augmentation", lo=0))
+    epochs: int = field(default=200, metadata=_meta("training epochs", lo=1, hi=MAX_EPOCHS))
+    seed: int = field(
+        default=0,
+        metadata=_meta("seed for data split, init and augmentation", lo=0, hi=MAX_SEED),
+    )
     device: str = field(
         default="auto", metadata=_meta("auto | cpu | cuda | cuda:N", pattern=_DEVICE_RE)
     )

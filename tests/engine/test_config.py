@@ -116,7 +116,7 @@ def test_wrong_types_are_refused(override, message):
         ("optim.lr=0", r"optim\.lr = 0\.0 is out of range \(0, inf\]"),
         ("optim.lr=-0.1", r"optim\.lr = -0\.1 is out of range"),
         ("optim.momentum=1.5", r"optim\.momentum = 1\.5 is out of range \[0, 1\]"),
-        ("train.epochs=0", r"train\.epochs = 0 is out of range \[1, inf\]"),
+        ("train.epochs=0", r"train\.epochs = 0 is out of range \[1, 100000\]"),
         ("data.batch_size=0", r"data\.batch_size = 0 is out of range"),
         ("loss.label_smoothing=2", r"loss\.label_smoothing = 2\.0 is out of range \[0, 1\]"),
         ("data.subset=10", r"data\.batch_size = \d+ is larger than the training set \(10 "),

@@ -736,3 +736,15 @@ def test_a_sweep_never_deletes_a_folder_with_a_result_or_a_valid_checkpoint(tmp_
     assert not empty.exists()
     printed = runner.console.file.getvalue()  # type: ignore[attr-defined]
     assert "so its folder is kept as it is" in printed and "its folder is removed" in printed
+
+
+def test_a_damaged_registry_does_not_stop_a_sweep_starting_a_run_again(tmp_path):
+    plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
+    (tmp_path / DB_FILE).write_bytes(b"not a database\n" * 40)
+    empty = tmp_path / "r-empty"
+    empty.mkdir()
+    (empty / "events.jsonl").write_text("")
+    runner._discard(plan.runs[0], empty.name)
+    assert not empty.exists()
+    assert "its folder is removed" in runner.console.file.getvalue()  # type: ignore[attr-defined]

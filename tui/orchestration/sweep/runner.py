@@ -31,7 +31,7 @@ from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
 from engine.outcome import RunStatus, SummaryError, read_summary
-from engine.runs import RunRegistry, create_run_dir
+from engine.runs import RegistryError, RunRegistry, create_run_dir
 from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
 from tui.orchestration.supervisor import read_new
@@ -212,7 +212,10 @@ class SweepRunner:
         gone = not run_dir.is_dir()
         kept = None if gone else worth_keeping(run_dir)
         if kept is None:
-            RunRegistry(self.root).delete(run_id)
+            if not gone:
+                shutil.rmtree(run_dir)
+            with contextlib.suppress(RegistryError):  # derived: `runs --rebuild` drops it too
+                RunRegistry(self.root).forget(run_id)
             why = "its folder is gone" if gone else "no usable checkpoint; its folder is removed"
         else:
             why = f"it holds {kept}, so its folder is kept as it is"
