@@ -105,6 +105,18 @@ def test_grid_form_is_the_product_first_key_slowest_and_runs_go_seed_major(tmp_p
         ("presets: [quickstart, quickstart]\n", "two recipes are labelled 'quickstart'"),
         ("presets: []\n", "non-empty list"),
         ("- quickstart\n", "must be a mapping"),
+        (  # 10^6 recipes: refused at once with the count, before one of them is made
+            "base: quickstart\ngrid: {"
+            + ", ".join(f"k{i}: [{', '.join(map(str, range(10)))}]" for i in range(6))
+            + "}\n",
+            "plans 1,000,000 runs (1,000,000 recipes x 1 seeds): more than 1,000",
+        ),
+        (
+            "seeds: [0, 1, 2]\npresets: ["
+            + ", ".join(f"{{preset: quickstart, label: r{i}}}" for i in range(334))
+            + "]\n",
+            "plans 1,002 runs (334 recipes x 3 seeds)",
+        ),
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_what_is_wrong(tmp_path, text, expected):
