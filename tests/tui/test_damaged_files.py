@@ -124,3 +124,31 @@ def test_the_monitor_skips_one_bad_line_and_shows_every_other_event(checkpoints)
             assert warning.startswith(f"skipped line 11 of {log}: epoch_end event: lacks epochs")
 
     asyncio.run(scenario())
+
+
+def test_deleting_a_run_from_a_damaged_registry_is_an_error_note_not_a_crash(checkpoints) -> None:
+    """The registry turns to garbage while the Runs screen is open: `d`, `y` shows what is
+    wrong, keeps the run folder, and the app goes on."""
+    run_dir = make_run(checkpoints)
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=checkpoints, start="runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            await wait_for(pilot, lambda: bool(screen.rows), 10, "the run listed")
+            (checkpoints / "runs.sqlite").write_bytes(b"not a database" * 100)
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen is not screen, 5, "the confirmation")
+            await pilot.press("y")
+            said = f"cannot delete {run_dir.name}: "
+
+            def delete_notes() -> list[str]:
+                return [n for n in _notes(app, "error") if n.startswith(said)]
+
+            await wait_for(pilot, lambda: bool(delete_notes()), 5, "the error note")
+            (note,) = delete_notes()
+            assert "runs.sqlite" in note and "--rebuild" in note
+            assert run_dir.is_dir() and app.is_running
+
+    asyncio.run(scenario())

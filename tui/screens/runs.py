@@ -178,7 +178,11 @@ class RunsScreen(CifarScreen):
         lines = []
         synthetic = False
         for run_id in ids:
-            epochs = registry.epochs(run_id)
+            try:
+                epochs = registry.epochs(run_id)
+            except BadInputError as exc:  # a damaged registry: said once, nothing drawn
+                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                return
             row = next((r for r in self.rows if r.run_id == run_id), None)
             synthetic |= bool(row and row.dataset == "synthetic")
             xs = [e["epoch"] for e in epochs if e.get("val_top1") is not None]
@@ -254,7 +258,11 @@ class RunsScreen(CifarScreen):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.cifar.registry.delete(row.run_id)
+                try:
+                    self.cifar.registry.delete(row.run_id)
+                except (BadInputError, OSError) as exc:  # a damaged or read-only registry
+                    self.notify(f"cannot delete {row.run_id}: {exc}", severity="error")
+                    return
                 self.selected.discard(row.run_id)
                 self.notify(f"deleted {row.run_id}")
                 self.reload()
