@@ -177,3 +177,20 @@ def test_a_crafted_checkpoint_is_refused_in_one_line(interrupted, tmp_path, dama
     _write_checkpoint(run_dir / "last.pt", state)
     line = _refused(root, run_dir)
     assert "last.pt" in line and expected in line
+
+
+def test_resuming_a_read_only_run_folder_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    """A run folder the user may not write (faked: the tests run as root, which may write
+    anywhere) is refused in one line before an engine starts."""
+    from engine.config import dump_config, load_config
+    from engine.errors import BadInputError
+    from engine.runs import create_run_dir
+    from tui.orchestration import launcher
+
+    run_id, run_dir = create_run_dir(tmp_path, "quickstart", dump_config(load_config("quickstart")))
+    real_access = os.access
+    monkeypatch.setattr(
+        launcher.os, "access", lambda p, mode: Path(p) != run_dir and real_access(p, mode)
+    )
+    with pytest.raises(BadInputError, match=f"cannot resume run {run_id}: its folder .* read-only"):
+        launcher.prepare_resume(run_id, tmp_path, None, [], force=True)
