@@ -50,7 +50,9 @@ def record_run(root: Path, registry: RunRegistry | None = None) -> str:
     recorder = RunRecorder(run_dir / "events.jsonl", run_sinks(run_dir, registry))
     for event in (STARTED, _epoch(1), _epoch(2)):
         recorder.emit(event)
-    recorder.emit(Finished(status="done", summary={"test_top1": 0.3, "wall_s": 2.0}))
+    recorder.emit(
+        Finished(status="done", summary={"status": "done", "test_top1": 0.3, "wall_s": 2.0})
+    )
     recorder.close()
     return run_id
 
