@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from engine import test_hooks
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import parse_config
@@ -76,7 +77,10 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
     world = torchrun.world()
     main = world.is_main  # only rank 0 writes events (and the records that follow them)
     events: EventWriter = (
-        RunRecorder(run_dir / EVENTS_FILE, run_sinks(run_dir, RunRegistry(run_dir.parent)))
+        RunRecorder(
+            run_dir / EVENTS_FILE,
+            test_hooks.with_pause_points(run_sinks(run_dir, RunRegistry(run_dir.parent))),
+        )
         if main
         else distributed.NullEventWriter()
     )
