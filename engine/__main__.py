@@ -17,41 +17,47 @@ group resumes from last.pt by itself (TORCHELASTIC_RESTART_COUNT > 0).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine import test_hooks
+from engine import strict_yaml, test_hooks
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
-from engine.config import parse_config
-from engine.errors import BadInputError
+from engine.config import RESUME_CONFIG_ENV, parse_config
+from engine.errors import BadInputError, RunMetaError
 from engine.events import EVENTS_FILE, EventWriter, Failed
 from engine.presets import read_yaml
 from engine.run_lock import RunBusyError, RunLock
 from engine.runs import RunRegistry, read_run_meta
-from engine.sinks import RunRecorder, run_sinks
+from engine.sinks import RunRecorder, run_sinks, write_atomic
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
 
-def run(
-    run_dir: Path, progress: bool = True, resume: bool = False, changes: list[str] | None = None
-) -> int:
+def run(run_dir: Path, progress: bool = True, resume: bool = False, force: bool = False) -> int:
     """One engine per run folder: rank 0 holds the run's lock for the whole session. A resume
-    first checks its checkpoint (a refused one leaves the folder exactly as it was), then the
-    lock is taken, before anything is written; a second engine on a held run is refused."""
+    first checks its checkpoint, then the lock is taken; a second engine on a held run is
+    refused. A resume writes nothing until every check passed (`Trainer.on_resume_accepted`):
+    a refused one leaves the folder and the registry exactly as they were."""
+    try:
+        meta = read_run_meta(run_dir)  # a damaged run.json: one line, nothing written
+    except RunMetaError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     world = torchrun.world()
     last = run_dir / "last.pt"
     if world.restart and (last.exists() or previous_path(last).exists()):
         resume = True  # torchrun restarted the group after a failure: continue from last.pt
     if resume:
         from engine.checkpoint import load_with_fallback  # torch: after the cheap checks
+        from engine.loop_state import check_training_state
 
         try:
-            load_with_fallback(last)
+            check_training_state(*load_with_fallback(last)[:2])
         except CheckpointError as exc:
             print(f"cifar-tui: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -64,13 +70,12 @@ def run(
             print(f"cifar-tui: error: {reason}", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
-        return _run(run_dir, progress, resume, changes)
+        return _run(run_dir, meta, progress, resume, force)
     finally:
         lock.release()
 
 
-def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None) -> int:
-    meta = read_run_meta(run_dir)
+def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, force: bool) -> int:
     run_id, preset = meta["run_id"], meta["preset"]
     from engine import distributed  # torch: once the run is ours
 
@@ -85,6 +90,7 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
         else distributed.NullEventWriter()
     )
     trainer = None
+    accepted = not resume  # a resume records nothing (not even its refusal) until accepted
     early: list[int] = []  # a signal that came while starting up (importing torch): nothing to save
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -98,7 +104,7 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
 
     def fail(status: str, message: str, code: int, traceback_path: Path | None = None) -> int:
         where = str(traceback_path) if traceback_path else None
-        if world.final_attempt:  # else torchrun restarts the group, which resumes
+        if world.final_attempt and accepted:  # else torchrun restarts the group (resuming)
             events.emit(Failed(status=status, message=message, traceback_path=where))
         suffix = f" (traceback: {traceback_path})" if traceback_path else ""
         if not world.final_attempt:
@@ -110,19 +116,23 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        cfg = parse_config(read_yaml(run_dir / "config.yaml"))
+        new_config = os.environ.get(RESUME_CONFIG_ENV) if resume else None
+        cfg = parse_config(
+            read_yaml(run_dir / "config.yaml")
+            if new_config is None
+            else strict_yaml.load(new_config)
+        )
         from engine.trainer import Trainer  # torch import: after the cheap checks
 
-        trainer = Trainer(
-            cfg,
-            run_dir,
-            run_id,
-            preset,
-            events,
-            progress,
-            resume,
-            changes or [],
-        )
+        trainer = Trainer(cfg, run_dir, run_id, preset, events, progress, resume, force)
+
+        def accept() -> None:
+            nonlocal accepted
+            accepted = True
+            if main and new_config is not None:
+                adopt_config(run_dir, new_config)
+
+        trainer.on_resume_accepted = accept
         if early:
             raise KeyboardInterrupt
         summary = trainer.run()
@@ -130,7 +140,7 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
     except (BadInputError, CheckpointError) as exc:
         return fail("bad_input", str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        if world.final_attempt:
+        if world.final_attempt and accepted:
             events.emit(Failed(status="interrupted", message="interrupted before training started"))
         return 128 + (early[0] if early else signal.SIGINT)
     except Exception as exc:
@@ -159,6 +169,15 @@ def _run(run_dir: Path, progress: bool, resume: bool, changes: list[str] | None)
     return EXIT_OK
 
 
+def adopt_config(run_dir: Path, text: str) -> None:
+    """A resume's new config replaces config.yaml, the old one kept as config.prev.yaml."""
+    config = run_dir / "config.yaml"
+    old = config.read_text()
+    if old != text:  # (a torchrun restart of the group finds it adopted already)
+        write_atomic(run_dir / "config.prev.yaml", old)
+        write_atomic(config, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,11 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--no-progress", action="store_true", help="no download progress bar")
     run_parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     run_parser.add_argument(
-        "--changed",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="config keys changed (--force)",
+        "--force",
+        action="store_true",
+        help="with --resume: train on although the recipe differs from the checkpoint's",
     )
     preview_parser = sub.add_parser("preview", help="augmentation preview for the dashboard")
     preview_parser.add_argument("config", type=Path, help="a preset or resolved config YAML")
@@ -205,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine import lr_finder
 
         return lr_finder.main(args.config, args.out, args.start, args.end, args.steps)
-    return run(args.run_dir, not args.no_progress, args.resume, args.changed)
+    return run(args.run_dir, not args.no_progress, args.resume, args.force)
 
 
 def preview(config: Path, out: Path, count: int, seed: int = 0) -> int:

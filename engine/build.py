@@ -24,6 +24,7 @@ from engine.data import DataBundle, ImageSet, load_data
 from engine.errors import ConfigError
 from engine.loader import Loader, build_loader, jsd_split
 from engine.optim import init_momentum, skips_on_device
+from engine.schedule import Scheduler
 
 
 def build_component(catalog: Catalog, section: str, name: str, *args: Any, **params: Any) -> Any:
@@ -153,9 +154,9 @@ def build_optimizer(cfg: RunConfig, model: nn.Module, *, sam: bool = True) -> An
 
 def build_schedule(
     cfg: RunConfig, optimizer: Any, total_steps: int, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning-rate schedule, stepped once per optimizer step."""
-    factor = build_component(
+) -> Scheduler:
+    """The learning-rate (and momentum) schedule, stepped once per optimizer step."""
+    schedule = build_component(
         SCHEDULES,
         "schedule",
         cfg.schedule.name,
@@ -163,7 +164,7 @@ def build_schedule(
         steps_per_epoch,
         **cfg.schedule.params,
     )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return Scheduler(optimizer, schedule)
 
 
 def device_side_skip(

@@ -8,6 +8,7 @@ raises `DataError` with a message that says what is wrong and what to do about i
 from __future__ import annotations
 
 import codecs
+import contextlib
 import importlib
 import os
 import pickle
@@ -259,9 +260,20 @@ def download_cifar100(data_dir: Path, url: str | None = None, progress: bool = T
 
     The URL is `url`, else $CIFAR_TUI_CIFAR100_URL, else the official one (whose MD5 is checked).
     An archive already lying at `data_dir/cifar-100-python.tar.gz` is used without downloading.
+    A download that fails removes the folders it made (a mistyped --data-dir leaves no tree).
     """
     data_dir = Path(data_dir)
-    url = url or os.environ.get(ENV_URL) or CIFAR100_URL
+    made = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+    try:
+        return _download(data_dir, url or os.environ.get(ENV_URL) or CIFAR100_URL, progress)
+    except DataError:
+        for folder in made:  # deepest first; only those still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _download(data_dir: Path, url: str, progress: bool) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from engine.presets import preset_path, read_yaml
 from engine.tta_views import unique_views
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+MAX_EPOCHS = 100_000  # beyond any real run; a bigger number overflowed the registry's INTEGER
+MAX_SEED = 2**32 - 1  # numpy's seeding takes 32 bits
 
 
 def _meta(
@@ -88,8 +91,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = field(default=200, metadata=_meta("training epochs", lo=1))
-    seed: int = field(default=0, metadata=_meta("seed for data split, init and augmentation", lo=0))
+    epochs: int = field(default=200, metadata=_meta("training epochs", lo=1, hi=MAX_EPOCHS))
+    seed: int = field(
+        default=0,
+        metadata=_meta("seed for data split, init and augmentation", lo=0, hi=MAX_SEED),
+    )
     device: str = field(
         default="auto", metadata=_meta("auto | cpu | cuda | cuda:N", pattern=_DEVICE_RE)
     )
@@ -282,13 +288,35 @@ def parse_config(raw: Any) -> RunConfig:
     return cfg
 
 
+def _check_split(cfg: RunConfig) -> None:
+    """The validation split, the subset and the batch must fit the dataset's training set (the
+    engine checks the files it reads again)."""
+    d = cfg.data
+    n = DATASETS.get(d.dataset).train_images
+    train = d.subset
+    if n is not None:
+        if d.val_size >= n:
+            raise ConfigError(
+                f"data.val_size = {d.val_size} is out of range: {d.dataset} has {n} training "
+                f"images; use 0..{n - 1}"
+            )
+        left = n - d.val_size
+        if d.subset is not None and d.subset > left:
+            raise ConfigError(
+                f"data.subset = {d.subset} is larger than the {left} training images left "
+                f"after holding out data.val_size = {d.val_size}"
+            )
+        train = d.subset or left
+    if train is not None and d.batch_size > train:
+        raise ConfigError(
+            f"data.batch_size = {d.batch_size} is larger than the training set ({train} "
+            f"images): not one full batch; use at most {train}"
+        )
+
+
 def _check_combination(cfg: RunConfig) -> None:
     """Refuse combinations that cannot work, with the reason."""
-    if cfg.data.subset is not None and cfg.data.subset < cfg.data.batch_size:
-        raise ConfigError(
-            f"data.subset = {cfg.data.subset} is smaller than data.batch_size = "
-            f"{cfg.data.batch_size}: not one full training batch"
-        )
+    _check_split(cfg)
     jsd = [i for i, a in enumerate(cfg.augment) if a.params.get("jsd")]
     if len(jsd) > 1:
         raise ConfigError(
@@ -394,6 +422,45 @@ def dump_config(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     text = json.dumps(config_to_dict(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# a resume's new config (YAML), from the launcher to the engine, which adopts it as config.yaml
+# only once it has accepted the resume (tui.orchestration.launcher.ResumePlan)
+RESUME_CONFIG_ENV = "CIFAR_TUI_RESUME_CONFIG"
+
+# keys that say where a run executes, not what it computes: they may differ on resume
+WHERE_KEYS = frozenset(
+    {
+        "description",
+        "data.data_dir",
+        "data.download",
+        "data.num_workers",
+        "train.device",
+        "train.log_interval_s",
+        "train.checkpoint_every_s",
+    }
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, child in items:
+        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (`config_to_dict`), the
+    where-keys excluded: what a resume would change in the recipe."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in WHERE_KEYS)
 
 
 def recipe_summary(cfg: RunConfig) -> dict[str, str]:

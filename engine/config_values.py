@@ -115,12 +115,17 @@ def check_range(
     for v in values:
         too_low = lo is not None and (v <= lo if open_lo else v < lo)
         if too_low or (hi is not None and v > hi):
-            lo_txt = "-inf" if lo is None else f"{lo:g}"
-            hi_txt = "inf" if hi is None else f"{hi:g}"
+            lo_txt = "-inf" if lo is None else _bound(lo)
+            hi_txt = "inf" if hi is None else _bound(hi)
             bracket = "(" if open_lo or lo is None else "["
             raise ConfigError(
                 f"{key} = {strict_yaml.short(v)} is out of range {bracket}{lo_txt}, {hi_txt}]"
             )
+
+
+def _bound(limit: float) -> str:
+    """A range's end as written: an integer in full (4294967295, not 4.29497e+09)."""
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"
 
 
 def check_choice(value: Any, key: str, allowed: tuple[str, ...]) -> None:

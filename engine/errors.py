@@ -11,3 +11,7 @@ class ConfigError(BadInputError):
 
 class DataError(BadInputError):
     """The dataset is missing, corrupt or cannot be fetched."""
+
+
+class RunMetaError(BadInputError, ValueError):
+    """A run folder's run.json that is missing or damaged (a ValueError for its old readers)."""

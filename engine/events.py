@@ -8,8 +8,12 @@ Torch-free: consumers import it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -20,6 +24,7 @@ EVENTS_FILE = "events.jsonl"
 @dataclass
 class Event:
     type: ClassVar[str] = ""
+    statuses: ClassVar[tuple[str, ...]] = ()  # a final event's allowed `status` values
     t: float = field(default=0.0, kw_only=True)  # wall-clock time (Unix seconds) of emission
 
     def to_json(self) -> str:
@@ -131,6 +136,7 @@ class Evaluated(Event):
 @dataclass
 class Finished(Event):
     type: ClassVar[str] = "finished"
+    statuses: ClassVar[tuple[str, ...]] = ("done", "interrupted", "diverged")
     status: str  # "done" | "interrupted" | "diverged"
     summary: dict[str, Any]
 
@@ -138,6 +144,7 @@ class Finished(Event):
 @dataclass
 class Failed(Event):
     type: ClassVar[str] = "failed"
+    statuses: ClassVar[tuple[str, ...]] = ("bad_input", "error", "interrupted")
     status: str  # "bad_input" | "error"
     message: str
     traceback_path: str | None = None
@@ -176,17 +183,120 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+class BadEvent(ValueError):
+    """A line of the log that is not an event: not a JSON object with a `type`, or an event of a
+    known type whose fields are missing or of the wrong type."""
+
+
 def parse_event(line: str) -> Event | None:
-    """One JSON line -> typed event; None for an unknown type (newer writer) or a bad line."""
+    """One JSON line -> typed event; None for an unknown type (a newer writer's).
+
+    Raises BadEvent for a line that is not an event, or a known event gone wrong."""
     try:
         data = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    cls = EVENT_TYPES.get(data.pop("type", None)) if isinstance(data, dict) else None
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+        raise BadEvent("not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise BadEvent("not an event (a JSON object with a type)")
+    cls = EVENT_TYPES.get(data.pop("type"))
     if cls is None:
         return None
+    problems = field_problems(cls, data)
+    if cls.statuses and data.get("status") not in (None, *cls.statuses):
+        problems.append(f"status {_short(data['status'])} is not one of {', '.join(cls.statuses)}")
+    if problems:
+        raise BadEvent(f"{cls.type} event: {'; '.join(problems)}")
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def field_problems(cls: type, data: dict[str, Any]) -> list[str]:
+    """What is wrong with `data` as the fields of dataclass `cls`: required fields missing and
+    values of the wrong type (keys `cls` does not know are a newer writer's: ignored)."""
+    schema = _schema(cls)
+    missing = [name for name in schema.required if name not in data]
+    problems = [f"lacks {', '.join(missing)}"] if missing else []
+    for name, check in schema.checks.items():
+        if name in data and not check(data[name]):
+            problems.append(f"{name} = {_short(data[name])} is not {_kind(schema.hints[name])}")
+    return problems
+
+
+def fits_field(cls: type, name: str, value: Any) -> bool:
+    """`value` (parsed JSON) is of the type of field `name` of dataclass `cls`."""
+    return _schema(cls).checks[name](value)
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in words: "a list", "a string", "null"."""
+    return _kind(type(value))
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """A dataclass's fields as parsed JSON must give them: built once per class."""
+
+    required: tuple[str, ...]
+    hints: dict[str, Any]
+    checks: dict[str, Callable[[Any], bool]]
+
+
+@functools.cache
+def _schema(cls: type) -> _Schema:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    required = tuple(
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    return _Schema(required, hints, {f.name: _checker(hints[f.name]) for f in fields})
+
+
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A test that a parsed JSON value is of type `hint` (a field's annotation); JSON gives no
+    subclasses, so `type(v) is int` tells an integer from true and false."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        parts = [_checker(h) for h in typing.get_args(hint)]
+        return lambda v: any(part(v) for part in parts)
+    if origin is list:
+        item = _checker(typing.get_args(hint)[0])
+        return lambda v: isinstance(v, list) and all(item(x) for x in v)
+    if origin is dict or hint is dict:
+        return lambda v: isinstance(v, dict)
+    if hint is Any:
+        return lambda v: True
+    if hint is float:
+        return lambda v: type(v) in (int, float)
+    if hint is type(None):
+        return lambda v: v is None
+    return lambda v: type(v) is hint
+
+
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _kind(hint: Any) -> str:
+    """A type annotation in words: "a number or null"."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join(_kind(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    return _KINDS.get(hint) or {list: "a list", dict: "an object"}.get(origin, str(hint))
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class EventWriter:
@@ -220,7 +330,8 @@ def _ends_mid_line(path: Path) -> bool:
 class EventTail:
     """Incremental reader: `poll()` returns the complete lines appended since the last call.
 
-    A partial last line (the writer is mid-write, or crashed mid-write) is left for later.
+    A partial last line (the writer is mid-write, or crashed mid-write) is left for later. A bad
+    line (BadEvent) is skipped, and said once by `take_warning()`; the other lines are read.
     """
 
     def __init__(self, path: Path, offset: int = 0) -> None:
@@ -228,6 +339,8 @@ class EventTail:
         self.path = path
         self._offset = offset
         self._partial = b""
+        self._line = _lines_before(path, offset)  # the number of the last line read
+        self._skipped: list[tuple[int, str]] = []  # (line number, what is wrong)
 
     def poll(self) -> list[Event]:
         try:
@@ -239,12 +352,47 @@ class EventTail:
         self._offset += len(chunk)
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
-        events = [parse_event(line.decode("utf-8", "replace")) for line in lines if line.strip()]
-        return [e for e in events if e is not None]
+        events = []
+        for line in lines:
+            self._line += 1
+            if not line.strip():
+                continue
+            try:
+                event = parse_event(line.decode("utf-8", "replace"))
+            except BadEvent as exc:
+                self._skipped.append((self._line, str(exc)))
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+    def take_warning(self) -> str | None:
+        """One line on the bad lines skipped since the last call (None: there were none)."""
+        if not self._skipped:
+            return None
+        (first, reason), count = self._skipped[0], len(self._skipped)
+        self._skipped.clear()
+        if count == 1:
+            return f"skipped line {first} of {self.path}: {reason}"
+        return f"skipped {count} bad lines of {self.path}, the first line {first}: {reason}"
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """The number of lines in the first `offset` bytes of `path` (0 when it is missing)."""
+    count, left = 0, offset
+    try:
+        with path.open("rb") as f:
+            while left > 0 and (chunk := f.read(min(left, 1 << 20))):
+                count += chunk.count(b"\n")
+                left -= len(chunk)
+    except FileNotFoundError:
+        return 0
+    return count
 
 
 def last_event(path: Path, window: int = 1 << 16) -> Event | None:
-    """The last complete event of a log, read from its tail (logs of long runs are large)."""
+    """The last complete, well-formed event of a log, read from its tail (logs of long runs are
+    large)."""
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -253,12 +401,15 @@ def last_event(path: Path, window: int = 1 << 16) -> Event | None:
     except OSError:
         return None
     for line in reversed(lines[:-1]):  # the piece after the last newline may be partial
-        event = parse_event(line.decode("utf-8", "replace"))
+        try:
+            event = parse_event(line.decode("utf-8", "replace"))
+        except BadEvent:
+            continue
         if event is not None:
             return event
     return None
 
 
 def read_events(path: Path) -> list[Event]:
-    """All complete events in a log (a truncated last line is ignored)."""
+    """All complete, well-formed events in a log (a truncated last line, bad lines skipped)."""
     return EventTail(path).poll()

@@ -44,13 +44,17 @@ Components = list[tuple[str, dict[str, Any]]]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+_SEED_BITS = 2**64  # torch's generators take a 64-bit seed: larger mixes wrap around
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % _SEED_BITS)
 
 
 def batch_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     """The generator of one batch's augmentation draws (device path)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + step)
+    mixed = (seed * 1_000_003 + epoch) * 1_000_033 + step
+    return torch.Generator().manual_seed(mixed % _SEED_BITS)
 
 
 @dataclass

@@ -7,16 +7,19 @@ best epoch so far, the config, and the Python/numpy/torch/CUDA RNG states.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from engine.config import RunConfig, config_hash, config_to_dict
+from engine.checkpoint_files import CheckpointError
+from engine.config import RunConfig, config_changes, config_hash, config_to_dict
 from engine.errors import ConfigError
 
 CHECKPOINT_FORMAT = 2
@@ -110,27 +113,78 @@ def checkpoint_state(
     }
 
 
+# what a training checkpoint holds, by type: a file missing one (or holding another type) is
+# not one of ours, whatever its signature says
+_TRAINING_KEYS = {
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "loop": dict,
+    "history": list,
+    "config": dict,
+    "rng": dict,
+}
+
+
+def check_training_state(state: dict[str, Any], path: Path) -> None:
+    """Refuse (CheckpointError naming `path`) a checkpoint that cannot continue a run."""
+    wrong = [k for k, kind in _TRAINING_KEYS.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint {path} cannot continue a run: its {', '.join(wrong)} "
+            f"{'is' if len(wrong) == 1 else 'are'} missing or of the wrong type"
+        )
+    fields = {f.name for f in dataclasses.fields(LoopState)}
+    if set(state["loop"]) != fields:
+        raise CheckpointError(f"checkpoint {path} cannot continue a run: its loop state is damaged")
+
+
 def restore_training(
     state: dict[str, Any],
+    path: Path,
     model: nn.Module,
     ema: nn.Module | None,
     optimizer: Any,
     scheduler: Any,
 ) -> tuple[LoopState, list[dict[str, Any]], float | None, int | None]:
-    """Load a checkpoint's weights, EMA, optimizer and scheduler state; returns its position,
-    history, best validation top-1 and best epoch.
+    """Load a checkpoint's weights, EMA, optimizer, scheduler and RNG states (checked by
+    `check_training_state`); returns its position, history, best validation top-1 and best
+    epoch. A checkpoint that does not fit this run's model or optimizer raises CheckpointError
+    naming `path`.
 
     Loaded to the CPU: load_state_dict copies weights and optimizer state onto the device (the
     RNG states must stay CPU ByteTensors: `restore_rng`)."""
-    model.load_state_dict(state["model"])
-    if ema is not None:
-        if state.get("ema") is None:
-            raise ConfigError("train.ema_decay is set but the checkpoint has no EMA weights")
-        ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None and state.get("ema") is None:
+        raise ConfigError("train.ema_decay is set but the checkpoint has no EMA weights")
+    try:
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = " ".join(lines[:2])[:200] or type(exc).__name__  # torch's heading, its first case
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's model or optimizer ({why})"
+        ) from None
     loop = LoopState(**state["loop"])
-    return loop, list(state["history"]), state["best_val_top1"], state["best_epoch"]
+    return loop, list(state["history"]), state.get("best_val_top1"), state.get("best_epoch")
+
+
+def check_config(state: dict[str, Any], cfg: RunConfig, path: Path, force: bool) -> list[str]:
+    """The recipe keys in which `cfg` differs from the config the checkpoint was trained with
+    (a hand-edited config.yaml too); refused unless `force`."""
+    changes = config_changes(state["config"], config_to_dict(cfg))
+    if changes and not force:
+        shown = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
+        raise ConfigError(
+            f"config.yaml of run {path.parent.name} differs from its checkpoint {path} "
+            f"({shown}), so it was edited after the run started; restore it, or resume with "
+            "--force to train on with it"
+        )
+    return changes
 
 
 def _as_tuple(value: Any) -> Any:

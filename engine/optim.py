@@ -143,27 +143,6 @@ def adamw(
     )
 
 
-def _radam(
-    model: nn.Module,
-    name: str,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    decoupled_weight_decay: bool,
-) -> optim.Optimizer:
-
-    betas = _check_betas(name, beta1, beta2)
-    return torch.optim.RAdam(
-        param_groups(model, weight_decay),
-        lr=lr,
-        betas=betas,
-        eps=eps,
-        decoupled_weight_decay=decoupled_weight_decay,
-    )
-
-
 def radam(
     model: nn.Module,
     *,
@@ -174,7 +153,43 @@ def radam(
     weight_decay: float,
     decoupled_weight_decay: bool,
 ) -> optim.Optimizer:
-    return _radam(model, "radam", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+    """torch's RAdam, the update of the paper's Algorithm 2: rectified where rho_t > 5, an
+    un-adapted momentum step (lr * m_hat) in the first steps before it. The reference code
+    (LiyuanLucasLiu/RAdam) skips those first steps by default (`degenerated_to_sgd=False`); its
+    decay is decoupled (w *= 1 - lr * weight_decay), the catalog's default here."""
+
+    betas = _check_betas("radam", beta1, beta2)
+    return torch.optim.RAdam(
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+
+
+@torch.no_grad()
+def centralize_gradients(params: list[torch.Tensor]) -> None:
+    """Gradient centralisation (Yong et al. 2020) as Ranger applies it: from the gradient of every
+    parameter with more than one dimension (conv and linear kernels), subtract its mean over all
+    dimensions but the first (one mean per output channel or unit)."""
+    for p in params:
+        if p.grad is not None and p.grad.dim() > 1:
+            p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
+
+
+class CentralizedRAdam(torch.optim.RAdam):
+    """torch's RAdam stepping on centralised gradients (`centralize_gradients`, before the moments
+    see them: Ranger's default `gc_loc=True`)."""
+
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        centralize_gradients([p for group in self.param_groups for p in group["params"]])
+        super().step()
+        return loss
 
 
 def ranger(
@@ -185,13 +200,28 @@ def ranger(
     beta2: float,
     eps: float,
     weight_decay: float,
-    decoupled_weight_decay: bool,
+    gc: bool,
     k: int,
     alpha: float,
 ) -> optim.Optimizer:
-    """beta1 0.95 and eps 1e-5 are Ranger's defaults (lessw2020/Ranger-Deep-Learning-Optimizer)."""
+    """Ranger (lessw2020/Ranger-Deep-Learning-Optimizer, `ranger.py`, the package's `Ranger`):
+    RAdam with decoupled decay (w *= 1 - lr * weight_decay), rectified where rho_t > 5 and an
+    un-adapted momentum step before, on centralised gradients (`gc`: conv and linear kernels, as
+    `use_gc=True, gc_conv_only=False`; False is the 2019 Ranger), inside Lookahead. That is the
+    published update exactly, except that biases and norm parameters get no decay here (see
+    `param_groups`; the published code decays every parameter it is given). `ranger2020.py`
+    differs: it adds the decay to the update, scaled by the step size (which mutates the first
+    moment in the un-rectified steps)."""
 
-    base = _radam(model, "ranger", lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+    betas = _check_betas("ranger", beta1, beta2)
+    radam_class = CentralizedRAdam if gc else torch.optim.RAdam
+    base = radam_class(
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        decoupled_weight_decay=True,
+    )
     return Lookahead(base, k=k, alpha=alpha)
 
 

@@ -11,11 +11,21 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.events import EVENTS_FILE, Event, Failed, Finished, last_event
+from engine.events import (
+    EVENTS_FILE,
+    Event,
+    Failed,
+    Finished,
+    field_problems,
+    fits_field,
+    json_kind,
+    last_event,
+)
 from engine.run_lock import is_running
 
 SUMMARY_FILE = "summary.json"  # written by engine.sinks.SummarySink
@@ -83,9 +93,13 @@ class RunSummary:
     tta: dict[str, Any] | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+    def from_dict(cls, data: Any) -> RunSummary:
+        """The fields of `data` it knows; a value of the wrong type (`summary_problems`) is left
+        at its default, and so is everything when `data` is not a JSON object."""
+        if not isinstance(data, dict):
+            return cls()
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in names and fits_field(cls, k, v)})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, keys in field order; the test pass's fields only when it ran."""
@@ -105,6 +119,22 @@ _TEST_FIELDS = {
     "per_class_auc",
     "tta",
 }
+
+
+def summary_problems(data: Any) -> list[str]:
+    """What is wrong with `data` as a run's summary (none: it is one). It needs a final status."""
+    if not isinstance(data, dict):
+        return [f"it holds {json_kind(data)}, not an object"]
+    problems = field_problems(RunSummary, data)
+    if "status" not in data:
+        problems.insert(0, "lacks status")
+    elif isinstance(data["status"], str) and data["status"] not in Finished.statuses:
+        problems.append(f"status {data['status']!r} is not one of {', '.join(Finished.statuses)}")
+    return problems
+
+
+class SummaryError(ValueError):
+    """A run's summary is damaged in summary.json and in its finished event (or it has none)."""
 
 
 @dataclass
@@ -131,17 +161,47 @@ def outcome_of(last: Event | None, running: bool) -> Outcome:
     return Outcome(RunStatus.CRASHED if last is not None else RunStatus.NOT_STARTED)
 
 
-def read_summary(run_dir: Path) -> RunSummary | None:
-    """A finished run's summary: `summary.json` (its sink), else its `finished` event (an engine
-    killed between the two); None when it has neither."""
+def read_summary(
+    run_dir: Path, warn: Callable[[str], None] = lambda _text: None
+) -> RunSummary | None:
+    """A finished run's summary: `summary.json` (its sink), else its `finished` event (the record:
+    an engine killed between the two); None when it has neither. A damaged summary.json is said
+    through `warn` and the event's summary used. Raises SummaryError when neither is usable."""
+    path = Path(run_dir) / SUMMARY_FILE
+    summary, damage = _summary_file(path)
+    if summary is not None:
+        return summary
+    events = Path(run_dir) / EVENTS_FILE
+    last = last_event(events)
+    if not isinstance(last, Finished):
+        if damage:
+            raise SummaryError(f"{path} is damaged ({damage}) and {events} has no finished event")
+        return None
+    problems = summary_problems(last.summary)
+    if problems:
+        both = f"{path} is damaged ({damage}) and " if damage else ""
+        raise SummaryError(
+            f"{both}the finished event in {events} is damaged: {'; '.join(problems)}"
+        )
+    if damage:
+        warn(
+            f"{path} is damaged ({damage}); its summary is read from the finished event in {events}"
+        )
+    return RunSummary.from_dict(last.summary)
+
+
+def _summary_file(path: Path) -> tuple[RunSummary | None, str]:
+    """summary.json's summary, or None and what is wrong with the file ("": there is none)."""
     try:
-        data = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        data = None
-    if isinstance(data, dict):
-        return RunSummary.from_dict(data)
-    last = last_event(Path(run_dir) / EVENTS_FILE)
-    return RunSummary.from_dict(last.summary) if isinstance(last, Finished) else None
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None, "not valid JSON"
+    problems = summary_problems(data)
+    return (None, "; ".join(problems)) if problems else (RunSummary.from_dict(data), "")
 
 
 def read_outcome(run_dir: Path) -> Outcome:

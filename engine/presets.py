@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,21 @@ def preset_path(preset: str) -> Path:
     return named_yaml(preset, PRESETS_DIR, "preset", "available")
 
 
+_PARSED: dict[tuple[str, int, int], Any] = {}
+
+
 def read_yaml(path: Path) -> Any:
-    """Strict safe YAML (`engine.strict_yaml`); errors name the file and line."""
+    """Strict safe YAML (`engine.strict_yaml`); errors name the file and line. A file read
+    before and unchanged since (same size and mtime) is parsed once: a sweep resolves its base
+    preset for every recipe. Callers get their own copy to change."""
     try:
-        return strict_yaml.load(path.read_text())
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _PARSED:
+            if len(_PARSED) >= 32:  # a small cache: the few files a sweep reads over and over
+                _PARSED.clear()
+            _PARSED[key] = strict_yaml.load(path.read_text())
+        return copy.deepcopy(_PARSED[key])
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {strict_yaml.one_line(exc)}") from None
     except UnicodeDecodeError:

@@ -63,8 +63,12 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Drop the lock; the file is emptied first (it names a holder only while held, so an
+        engine that was refused and released leaves it as it found it after a clean end)."""
         if self._fd is not None:
             _HELD.discard(self._fd)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
 

@@ -9,13 +9,16 @@ first and is the truth: an engine killed between it and the sinks leaves a regis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
 from engine.card import write_card_safely
 from engine.events import (
+    EVENTS_FILE,
     EpochEnd,
     Event,
     EventWriter,
@@ -23,9 +26,10 @@ from engine.events import (
     Finished,
     Resumed,
     RunStarted,
+    read_events,
 )
 from engine.outcome import SUMMARY_FILE
-from engine.runs import RunRegistry
+from engine.runs import STALE_FILE, RegistryError, RunRegistry
 
 
 class Sink(Protocol):
@@ -46,14 +50,56 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class RegistrySink:
-    """`runs.sqlite` follows the run: started or resumed, each epoch, the end."""
+    """`runs.sqlite` follows the run: started or resumed, each epoch, the end.
+
+    The registry is derived from the events, so no failure of it (locked, damaged, read-only, disk
+    full) ends a run; a locked file costs an event `runs.WRITE_TIMEOUT_S` at most. One warning line,
+    the run folder is marked (`STALE_FILE`), and the run's rows are replayed from its log at the
+    next event that can be written (else by the next reader, or `cifar-tui runs --rebuild`)."""
 
     def __init__(self, registry: RunRegistry, run_id: str) -> None:
         self.registry, self.run_id = registry, run_id
+        self.run_dir = registry.path.parent / run_id
+        self.stale = False  # a write failed: the rows are behind the log
+        self.warned = False
 
     def on_event(self, event: Event) -> None:
+        if not isinstance(event, RunStarted | EpochEnd | Finished | Failed):
+            return
+        try:
+            if self.stale:
+                replay_run(self.registry, self.run_dir)
+            else:
+                self.write(event)
+        except Exception as exc:  # noqa: BLE001 - the registry is derived: it never ends a run
+            self._fall_behind(exc)
+            return
+        if self.stale:
+            self.stale = False
+            (self.run_dir / STALE_FILE).unlink(missing_ok=True)
+
+    def _fall_behind(self, exc: Exception) -> None:
+        self.stale = True
+        with contextlib.suppress(OSError):
+            (self.run_dir / STALE_FILE).touch()
+        if not self.warned:
+            self.warned = True
+            reason = (
+                exc.reason if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
+            )
+            print(
+                f"cifar-tui: warning: the runs registry {self.registry.path} was not updated"
+                f" ({reason}); training goes on, and run {self.run_id}'s row is repaired from"
+                " its events later (or: cifar-tui runs --rebuild)",
+                file=sys.stderr,
+            )
+
+    def write(self, event: Event) -> None:
+        """The registry's rows for one event (errors raised)."""
         if isinstance(event, Resumed):
-            self.registry.resume(self.run_id, config=event.config, epochs=event.epochs)
+            self.registry.resume(
+                self.run_id, config=event.config, epochs=event.epochs, at=event.t, pid=event.pid
+            )
         elif isinstance(event, RunStarted):
             self.registry.start(
                 self.run_id,
@@ -63,6 +109,8 @@ class RegistrySink:
                 config=event.config,
                 device=event.device,
                 epochs=event.epochs,
+                at=event.t,
+                pid=event.pid,
             )
         elif isinstance(event, EpochEnd):
             metrics = {
@@ -76,11 +124,21 @@ class RegistrySink:
                 "best_val_top1": event.best_val_top1,
                 "best_epoch": event.best_epoch,
             }
-            self.registry.record_epoch(self.run_id, event.epoch, metrics)
+            self.registry.record_epoch(self.run_id, event.epoch, metrics, at=event.t)
         elif isinstance(event, Finished):
-            self.registry.finish(self.run_id, event.status, event.summary)
+            self.registry.finish(self.run_id, event.status, event.summary, at=event.t)
         elif isinstance(event, Failed):
-            self.registry.finish(self.run_id, event.status, {})  # a no-op before any start
+            self.registry.finish(self.run_id, event.status, {}, at=event.t)  # no-op before a start
+
+
+def replay_run(registry: RunRegistry, run_dir: Path) -> None:
+    """A run's rows rewritten from its event log, in one transaction (a row that fell behind,
+    `runs --rebuild`)."""
+    sink = RegistrySink(registry, Path(run_dir).name)
+    with registry.transaction():
+        registry.forget(sink.run_id)
+        for event in read_events(Path(run_dir) / EVENTS_FILE):
+            sink.write(event)
 
 
 class SummarySink:

@@ -38,6 +38,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,19 @@ class Trainer:
         events: EventWriter,
         progress: bool = True,
         resume: bool = False,
-        config_changes: list[str] | None = None,
+        force: bool = False,
     ) -> None:
         """`events`: the run's record (the engine process gives one whose sinks derive the
-        registry row, summary.json and the card from it)."""
+        registry row, summary.json and the card from it). `force`: a resume may change the
+        recipe the checkpoint was trained with (else such a change is refused)."""
         self.cfg, self.run_dir, self.run_id, self.preset = cfg, run_dir, run_id, preset
         self.world = torchrun.world()
         if not self.world.is_main:  # only rank 0 writes events
             events = distributed.NullEventWriter()
         self.events, self.progress = events, progress
-        self.resume, self.config_changes = resume, config_changes or []
+        self.resume, self.force = resume, force
+        self.config_changes: list[str] = []  # recipe keys a resume changes (with force)
+        self.on_resume_accepted: Callable[[], None] = lambda: None  # all checks passed
         self.stop_signal: int | None = None  # set from a signal handler: stop at the next step
         self.stop_after_epoch = False  # set by a control request
         self.history: list[dict[str, Any]] = []
@@ -191,11 +195,13 @@ class Trainer:
     def _restore(self) -> None:
         """Continue from last.pt (else last.prev.pt), loaded to the CPU (see loop_state)."""
         state, used, warning = checkpoint.load_with_fallback(self.run_dir / "last.pt")
+        loop_state.check_training_state(state, used)
+        self.config_changes = loop_state.check_config(state, self.cfg, used, self.force)
         self.state, self.history, self.best_val_top1, self.best_epoch = loop_state.restore_training(
-            state, self.model, self.ema, self.optimizer, self.scheduler
+            state, used, self.model, self.ema, self.optimizer, self.scheduler
         )
-        loop_state.restore_rng(state["rng"])
         self.resumed_from = (used, warning)
+        self.on_resume_accepted()
 
     # ------------------------------------------------------------------ the loop
 

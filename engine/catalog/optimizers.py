@@ -8,24 +8,18 @@ from __future__ import annotations
 from engine.catalog.spec import Catalog, Param, Spec, param
 
 
-def _adam(
-    weight_decay: float, *, beta1: float = 0.9, eps: float = 1e-8, decoupled: bool | None = None
-) -> tuple[Param, ...]:
-    """The Adam family's parameters; `decoupled` adds RAdam's decoupled_weight_decay switch,
-    None Adam's amsgrad."""
-    last = (
-        param("amsgrad", "bool", False)
-        if decoupled is None
-        else param("decoupled_weight_decay", "bool", decoupled)
-    )
+def _adam(weight_decay: float, *, beta1: float = 0.9, eps: float = 1e-8) -> tuple[Param, ...]:
+    """The parameters the Adam family shares."""
     return (
         param("lr", "float", 0.001, limit="> 0"),
         param("beta1", "float", beta1, limit="0..1"),
         param("beta2", "float", 0.999, limit="0..1"),
         param("eps", "float", eps, limit="> 0"),
         param("weight_decay", "float", weight_decay, limit=">= 0"),
-        last,
     )
+
+
+AMSGRAD = param("amsgrad", "bool", False)
 
 
 OPTIMIZERS = Catalog(
@@ -36,26 +30,43 @@ OPTIMIZERS = Catalog(
             "Adam (Kingma & Ba 2015) with L2 weight decay added to the gradient, as "
             "torch.optim.Adam",
             "engine.optim:adam",
-            params=_adam(0.0005),
+            params=(*_adam(0.0005), AMSGRAD),
         ),
         Spec(
             "adamw",
             "AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay",
             "engine.optim:adamw",
-            params=_adam(0.05),
+            params=(*_adam(0.05), AMSGRAD),
         ),
         Spec(
             "radam",
-            "RAdam (Liu et al. 2020): Adam with the variance of the adaptive rate rectified",
+            "RAdam (Liu et al. 2020): Adam with the variance of the adaptive rate rectified; "
+            "decay decoupled as in its reference code",
             "engine.optim:radam",
-            params=_adam(0.0005, decoupled=False),
+            params=(
+                *_adam(0.0005),
+                param(
+                    "decoupled_weight_decay",
+                    "bool",
+                    True,
+                    doc="w *= 1 - lr * weight_decay each step; false: L2 added to the gradient",
+                ),
+            ),
         ),
         Spec(
             "ranger",
-            "Ranger: RAdam + Lookahead (k fast steps, then slow += alpha * (fast - slow))",
+            "Ranger (lessw2020): RAdam with decoupled decay on centralised gradients, in "
+            "Lookahead (k fast steps, then slow += alpha * (fast - slow))",
             "engine.optim:ranger",
             params=(
-                *_adam(0.0005, beta1=0.95, eps=1e-5, decoupled=False),
+                *_adam(0.0005, beta1=0.95, eps=1e-5),
+                param(
+                    "gc",
+                    "bool",
+                    True,
+                    doc="gradient centralisation of conv and linear kernels (Ranger since "
+                    "2020); false: the 2019 Ranger",
+                ),
                 param("k", "int", 6, limit=">= 1"),
                 param("alpha", "float", 0.5, limit="(0, 1]"),
             ),

@@ -1,5 +1,5 @@
 """Learning-rate schedules: implementations take (total_steps, steps_per_epoch) and return
-the factor on the base rate for each step.
+the factor on the base rate for each step (and, for onecycle, the momentum).
 """
 
 from __future__ import annotations
@@ -36,12 +36,22 @@ SCHEDULES = Catalog(
         ),
         Spec(
             "onecycle",
-            "one-cycle (Smith 2018): cosine up from lr/div_factor to lr, then down to lr/final_div",
+            "one-cycle (Smith 2018): cosine up from lr/div_factor to lr, then down to "
+            "lr/final_div; momentum the other way",
             "engine.schedule:onecycle",
             params=(
                 param("pct_start", "float", 0.3, limit="0..1"),
                 param("div_factor", "float", 25.0, limit=">= 1"),
                 param("final_div_factor", "float", 10000.0, limit=">= 1"),
+                param(
+                    "cycle_momentum",
+                    "bool",
+                    True,
+                    doc="SGD's momentum or Adam's beta1 from max_momentum down to base_momentum "
+                    "as the rate rises, and back (replacing the optimizer's own)",
+                ),
+                param("base_momentum", "float", 0.85, limit="0..1"),
+                param("max_momentum", "float", 0.95, limit="0..1"),
             ),
         ),
         Spec(

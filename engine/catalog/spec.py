@@ -85,7 +85,9 @@ def _load(path: str) -> Callable[..., Any]:
 class Spec:
     """A component: `impl` ("module:attribute") builds it; `reference` (augmentations only) is
     the slow per-image implementation the fast one is checked against; `fixed` are arguments
-    this entry sets for its implementation (a ResNet-18 is `build_resnet` with depth 18)."""
+    this entry sets for its implementation (a ResNet-18 is `build_resnet` with depth 18);
+    `train_images` (datasets only) is the size of its training set, so that a split or a batch
+    too large for it is refused before a run folder exists."""
 
     name: str
     description: str
@@ -93,6 +95,7 @@ class Spec:
     params: tuple[Param, ...] = ()
     reference: str | None = None
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    train_images: int | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

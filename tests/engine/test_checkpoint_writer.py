@@ -67,9 +67,13 @@ def test_a_write_cut_short_leaves_the_previous_checkpoint_and_its_temp_file_is_r
     checkpoint.save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "last.pt")
     stale = tmp_path / ".last.pt.tmp-12345"  # what a SIGKILL during a write leaves
     stale.write_bytes(b"cifar-tui-checkpoint v1 sha256=")
+    others = [tmp_path / n for n in (".summary.json.tmp-7", ".card.md.tmp-7", ".config.yaml.tmp-7")]
+    for path in others:  # engine.sinks.write_atomic's, cut short the same way
+        path.write_text("part")
+    (tmp_path / "summary.json").write_text("{}")
     assert checkpoint.load(tmp_path / "last.pt")["model"]["w"].sum() == 3
-    assert checkpoint_files.remove_stale_temp_files(tmp_path) == [stale]
-    assert not stale.exists() and (tmp_path / "last.pt").exists()
+    assert checkpoint_files.remove_stale_temp_files(tmp_path) == sorted([stale, *others])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "summary.json"]
 
 
 def test_host_copy_clones_every_tensor_and_rebuilds_containers():

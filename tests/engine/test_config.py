@@ -116,15 +116,37 @@ def test_wrong_types_are_refused(override, message):
         ("optim.lr=0", r"optim\.lr = 0\.0 is out of range \(0, inf\]"),
         ("optim.lr=-0.1", r"optim\.lr = -0\.1 is out of range"),
         ("optim.momentum=1.5", r"optim\.momentum = 1\.5 is out of range \[0, 1\]"),
-        ("train.epochs=0", r"train\.epochs = 0 is out of range \[1, inf\]"),
+        ("train.epochs=0", r"train\.epochs = 0 is out of range \[1, 100000\]"),
         ("data.batch_size=0", r"data\.batch_size = 0 is out of range"),
         ("loss.label_smoothing=2", r"loss\.label_smoothing = 2\.0 is out of range \[0, 1\]"),
-        ("data.subset=10", r"data\.subset = 10 is smaller than data\.batch_size"),
+        ("data.subset=10", r"data\.batch_size = \d+ is larger than the training set \(10 "),
     ],
 )
 def test_out_of_range_values_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("quickstart", [override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.val_size=50000"], r"data\.val_size = 50000 is out of range: cifar100 has 50000"),
+        (
+            ["data.val_size=49000", "data.subset=1001"],
+            r"data\.subset = 1001 is larger than the 1000",
+        ),
+        (
+            ["data.subset=null", "data.batch_size=60000"],
+            r"data\.batch_size = 60000 is larger than the training set \(45000",
+        ),
+        (["data.dataset=synthetic", "data.val_size=10000"], r"synthetic has 10000 training"),
+    ],
+)
+def test_a_split_or_batch_larger_than_the_dataset_is_refused_before_the_run(overrides, message):
+    """Checked with the config (before a run folder exists), from the dataset's catalog entry;
+    the engine checks the files it reads again."""
+    with pytest.raises(ConfigError, match=message):
+        load_config("quickstart", ["data.dataset=cifar100", "data.val_size=5000", *overrides])
 
 
 def test_unknown_preset_suggests_nearest():

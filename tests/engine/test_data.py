@@ -423,7 +423,7 @@ def test_download_of_a_bad_archive_fails_naming_it(
         assert "cifar-100-python/meta" in str(err.value)
     if kind == "bad-pickle":
         assert f"{ARCHIVE}:cifar-100-python/train" in str(err.value)
-    assert sorted(p.name for p in data_dir.iterdir()) == []  # bad file removed, nothing unpacked
+    assert not data_dir.exists()  # bad file removed, nothing unpacked, the folder it made gone
 
 
 @pytest.mark.parametrize("member", ["../evil", "cifar-100-python/../../evil", "/tmp/evil-abs"])
@@ -472,7 +472,23 @@ def test_unreachable_url_gives_offline_message(
         f"put the dataset at {data_dir / 'cifar-100-python'} (files train, test, meta)" in message
     )
     assert "--data-dir" in message and "CIFAR_TUI_DATA" in message
-    assert not any(data_dir.iterdir())  # no partial file left behind
+    assert not data_dir.exists()  # the folder it made is gone, no partial file left behind
+
+
+def test_a_failed_download_into_a_mistyped_folder_leaves_no_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--data-dir` mistyped into folders that do not exist: the failed download removes every
+    folder it made, and only those (a folder that existed stays, with what it held)."""
+    monkeypatch.setenv("CIFAR_TUI_CIFAR100_URL", f"http://127.0.0.1:{_closed_port()}/x.tar.gz")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "note").write_text("mine")
+    with pytest.raises(DataError, match="offline"):
+        load_data("cifar100", tmp_path / "kept" / "typo" / "deeper" / "data", progress=False)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "kept",
+        "kept/note",
+    ]
 
 
 def test_http_error_is_reported(server: tuple[Path, str], tmp_path: Path) -> None:

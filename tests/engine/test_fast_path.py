@@ -153,6 +153,16 @@ def test_device_batches_are_the_batched_pipeline_under_the_batch_generator():
         assert torch.equal(a, b) and torch.equal(la, lb)
 
 
+def test_the_largest_seed_draws_device_batches():
+    """train.seed allows 32 bits; the mixed (seed, epoch, step) seeds wrap into torch's 64."""
+    from engine.config import MAX_SEED
+
+    data = images_set()
+    device = DeviceLoader(data, [("random_crop", {"padding": 4})], 32, 3, seed=MAX_SEED, device=CPU)
+    device.start(100_000)
+    assert len(list(device)) == 3
+
+
 CHUNKED: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "writeup": WRITEUP,
     "colour+policies": [

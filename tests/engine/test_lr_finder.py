@@ -288,6 +288,9 @@ def test_cli_refuses_overwriting_and_bad_input(tmp_path):
         "unknown preset 'quickstat'; did you mean 'quickstart'?": ["quickstat"],
         "--steps must be an integer >= 2": ["quickstart", "--steps", "1"],
         "--end must be larger than --start": ["quickstart", "--start", "1", "--end", "0.5"],
+        # checked before the sweep (which takes minutes), not after it
+        "--out /proc/lr.json: cannot write there": ["quickstart", "--out", "/proc/lr.json"],
+        "is a folder; give a file name": ["quickstart", "--out", str(tmp_path)],
     }
     for message, args in cases.items():
         result = cli("lr-find", *args, checkpoints=tmp_path)

@@ -18,7 +18,7 @@ from torch import nn
 from engine.catalog import LOSSES, OPTIMIZERS, SAM_VARIANTS, Catalog
 from engine.config import ConfigError, parse_config
 from engine.lookahead import Lookahead
-from engine.optim import param_groups
+from engine.optim import CentralizedRAdam, centralize_gradients, param_groups
 from engine.sam import SAM, frozen_bn_stats, needs_closure
 
 
@@ -104,8 +104,8 @@ def _adam_by_hand(steps, lr, b1, b2, eps, wd, decoupled, rectified=False):
         ("adam", {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1}, False, False),
         ("adamw", {}, True, False),
         ("adamw", {"lr": 0.02, "weight_decay": 0.5, "eps": 1e-6}, True, False),
-        ("radam", {"lr": 0.01, "weight_decay": 0.1}, False, True),
-        ("radam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}, True, True),
+        ("radam", {"lr": 0.01, "weight_decay": 0.1}, True, True),  # decoupled by default
+        ("radam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": False}, False, True),
     ],
 )
 def test_adam_family_matches_the_papers_update_rules(name, options, decoupled, rectified):
@@ -154,34 +154,138 @@ def test_lookahead_matches_the_algorithm_by_hand():
         _assert_close(model, *_sgd_lookahead_by_hand(steps, 0.1, 0.9, 3, 0.4))
 
 
-def test_ranger_is_radam_plus_lookahead():
-    model = _Quadratic()
-    opt = OPTIMIZERS.build("ranger", model, k=4, alpha=0.3, lr=0.01)
-    assert isinstance(opt, Lookahead) and isinstance(opt.base, torch.optim.RAdam)
-    assert (opt.k, opt.alpha) == (4, 0.3)
-    assert opt.param_groups is opt.base.param_groups
-    group = opt.param_groups[0]
-    assert group["betas"] == (0.95, 0.999) and group["eps"] == 1e-5 and group["lr"] == 0.01
-    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
-    # the same run through torch's RAdam and a hand-written lookahead
-    ref = _Quadratic()
-    ref_opt = torch.optim.RAdam(
-        [{"params": [ref.w], "weight_decay": 5e-4}, {"params": [ref.b], "weight_decay": 0.0}],
-        lr=0.01,
-        betas=(0.95, 0.999),
-        eps=1e-5,
-    )
-    slow = [p.detach().clone() for p in ref.parameters()]
-    for t in range(1, 10):
-        _train(model, opt, 1)
-        _train(ref, ref_opt, 1)
-        if t % 4 == 0:
-            with torch.no_grad():
-                for s, p in zip(slow, ref.parameters(), strict=True):
-                    s += 0.3 * (p - s)
-                    p.copy_(s)
-    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+class _PublishedRanger(torch.optim.Optimizer):
+    """lessw2020/Ranger-Deep-Learning-Optimizer `ranger/ranger.py` (version 20.4.11, the package's
+    `Ranger`), its `step` transcribed line by line; only the deprecated `add_(scalar, tensor)`
+    calls are written `add_(tensor, alpha=scalar)`. `use_gc` gates the centralisation as
+    `ranger2020.py` does (`ranger.py` reads only `gc_conv_only` and centralises always)."""
+
+    def __init__(self, params, lr, alpha, k, betas, eps, weight_decay, use_gc):
+        defaults = dict(lr=lr, alpha=alpha, k=k, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        self.N_sma_threshhold = 5
+        self.alpha = alpha
+        self.radam_buffer: list[list[Any]] = [[None, None, None] for ind in range(10)]
+        self.use_gc = use_gc
+        self.gc_gradient_threshold = 1  # gc_conv_only=False: conv and fc layers
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.data.float()
+                p_data_fp32 = p.data.float()
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p_data_fp32)
+                    state["exp_avg_sq"] = torch.zeros_like(p_data_fp32)
+                    state["slow_buffer"] = torch.empty_like(p.data)
+                    state["slow_buffer"].copy_(p.data)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                beta1, beta2 = group["betas"]
+                if self.use_gc and grad.dim() > self.gc_gradient_threshold:
+                    grad.add_(-grad.mean(dim=tuple(range(1, grad.dim())), keepdim=True))
+                state["step"] += 1
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                buffered = self.radam_buffer[int(state["step"] % 10)]
+                if state["step"] == buffered[0]:
+                    N_sma, step_size = buffered[1], buffered[2]
+                else:
+                    buffered[0] = state["step"]
+                    beta2_t = beta2 ** state["step"]
+                    N_sma_max = 2 / (1 - beta2) - 1
+                    N_sma = N_sma_max - 2 * state["step"] * beta2_t / (1 - beta2_t)
+                    buffered[1] = N_sma
+                    if N_sma > self.N_sma_threshhold:
+                        step_size = math.sqrt(
+                            (1 - beta2_t)
+                            * (N_sma - 4)
+                            / (N_sma_max - 4)
+                            * (N_sma - 2)
+                            / N_sma
+                            * N_sma_max
+                            / (N_sma_max - 2)
+                        ) / (1 - beta1 ** state["step"])
+                    else:
+                        step_size = 1.0 / (1 - beta1 ** state["step"])
+                    buffered[2] = step_size
+                if group["weight_decay"] != 0:
+                    p_data_fp32.add_(p_data_fp32, alpha=-group["weight_decay"] * group["lr"])
+                if N_sma > self.N_sma_threshhold:
+                    denom = exp_avg_sq.sqrt().add_(group["eps"])
+                    p_data_fp32.addcdiv_(exp_avg, denom, value=-step_size * group["lr"])
+                else:
+                    p_data_fp32.add_(exp_avg, alpha=-step_size * group["lr"])
+                p.data.copy_(p_data_fp32)
+                if state["step"] % group["k"] == 0:
+                    slow_p = state["slow_buffer"]
+                    slow_p.add_(p.data - slow_p, alpha=self.alpha)
+                    p.data.copy_(slow_p)
+
+
+class _ConvNet(nn.Module):
+    """A conv kernel (4-d, centralised), its bias, a linear kernel (2-d, centralised), its bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 3 * 3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).flatten(1))
+
+
+@pytest.mark.parametrize("gc", [True, False])
+@pytest.mark.parametrize("groups", ["catalog", "every_parameter_decayed"])
+def test_ranger_matches_the_published_ranger_step_for_step(gc, groups):
+    lr, wd, k, alpha, betas, eps = 0.01, 0.1, 6, 0.5, (0.95, 0.999), 1e-5
+    torch.manual_seed(0)
+    model = _ConvNet()
+    ref, initial = copy.deepcopy(model), copy.deepcopy(model)
+    if groups == "catalog":  # kernels decayed, biases not (param_groups)
+        opt = OPTIMIZERS.build("ranger", model, lr=lr, weight_decay=wd, gc=gc)
+        assert (opt.k, opt.alpha, opt.param_groups[0]["betas"]) == (k, alpha, betas)
+        ref_groups = param_groups(ref, wd)
+    else:  # as the published code is usually given model.parameters(): the biases decayed too
+        base = (CentralizedRAdam if gc else torch.optim.RAdam)(
+            [{"params": list(model.parameters()), "weight_decay": wd}],
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            decoupled_weight_decay=True,
+        )
+        opt = Lookahead(base, k=k, alpha=alpha)
+        ref_groups = [{"params": list(ref.parameters()), "weight_decay": wd}]
+    ref_opt = _PublishedRanger(ref_groups, lr, alpha, k, betas, eps, wd, use_gc=gc)
+    g = torch.Generator().manual_seed(1)
+    for step in range(1, 15):  # un-rectified to t = 5, rectified after; lookahead at 6 and 12
+        x, y = torch.randn(8, 3, 5, 5, generator=g), torch.randint(0, 5, (8,), generator=g)
+        for net, optimizer in ((model, opt), (ref, ref_opt)):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+        for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=f"{name} at step {step}")
+    assert not torch.allclose(model.conv.weight, initial.conv.weight)  # it did train
+
+
+def test_gradient_centralisation_leaves_kernels_mean_free_per_output():
+    model = _ConvNet()
+    before = {name: torch.randn_like(p) + 3.0 for name, p in model.named_parameters()}
+    for name, p in model.named_parameters():
+        p.grad = before[name].clone()
+    centralize_gradients(list(model.parameters()))
+    after = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert after["conv.weight"].mean(dim=(1, 2, 3)).abs().max() < 1e-6
+    assert after["fc.weight"].mean(dim=1).abs().max() < 1e-6
+    shift = before["fc.weight"] - after["fc.weight"]  # one constant per output unit
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    assert torch.equal(after["conv.bias"], before["conv.bias"])
+    assert torch.equal(after["fc.bias"], before["fc.bias"])
 
 
 def test_lookahead_validates_k_and_alpha():

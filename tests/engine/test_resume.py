@@ -69,6 +69,7 @@ OPTIMIZERS = {
     "sgd": [],
     "asam": ["sam.name=asam"],
     "ranger": ["optim.name=ranger", "optim.lr=0.003"],
+    "adam+onecycle": ["optim.name=adam", "schedule.name=onecycle"],  # beta1 cycled
     "sgd+ema+mix": ["train.ema_decay=0.9", "mix.name=mixup_cutmix"],
 }
 

@@ -274,4 +274,5 @@ def test_headless_follow_skips_an_unreadable_line_and_goes_on(tmp_path):
     final = follow(tmp_path, Engine(), printer)
     assert isinstance(final, Failed) and printer.state.status == "bad_input"
     text = out.getvalue()
-    assert "warning: unreadable event in" in text and "run failed (bad_input)" in text
+    assert f"warning: skipped line 1 of {log}: step event: lacks epoch" in text
+    assert "run failed (bad_input)" in text

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from engine.checkpoint_files import CheckpointError
-from engine.config import load_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.outcome import read_summary
@@ -136,7 +135,7 @@ def run_headless(
 
     try:
         if resume is not None:
-            run_dir, changes = prepare_resume(
+            plan = prepare_resume(
                 resume,
                 checkpoints,
                 preset,
@@ -145,14 +144,16 @@ def run_headless(
                 device=device,
                 force=force,
             )
-            check_processes(load_config(str(run_dir / "config.yaml")), gpus)
+            run_dir = plan.run_dir
+            check_processes(plan.config, gpus)
             log = run_dir / EVENTS_FILE
             events_offset = log.stat().st_size if log.exists() else 0  # show only what is new
             process = start_engine(
                 run_dir,
-                ["--resume", *(f"--changed={c}" for c in changes)],
+                plan.engine_args(),
                 gpus=gpus,
                 max_restarts=max_restarts,
+                extra_env=plan.engine_env(),
             )
         else:
             assert preset is not None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich import box
@@ -13,7 +14,7 @@ from rich.table import Column, Table
 from engine.config import load_config, recipe_summary
 from engine.errors import BadInputError
 from engine.presets import PRESETS_DIR, preset_description, preset_names
-from engine.runs import DB_FILE, RunRegistry, checkpoints_root
+from engine.runs import DB_FILE, RunRegistry, checkpoints_root, run_ids
 from tui.cli.common import (
     CheckpointsOpt,
     DataDirOpt,
@@ -27,6 +28,8 @@ from tui.cli.common import (
     stdout_console,
 )
 from tui.fmt import duration, pct
+
+T = TypeVar("T")
 
 
 @app.command()
@@ -89,21 +92,31 @@ def sweep(
             code = runner.run()
     except BadInputError as exc:
         raise fail(str(exc)) from None
-    table = sweeps.sweep_table(root, plan.sweep_id)
+    table = sweeps.sweep_table(root, plan.sweep_id, warn)
     md, csv_path = sweeps.write_exports(root, plan.sweep_id, table)
     stdout_console().print(to_rich(table))
     err.print(f"table written to {md} and {csv_path}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
+def warn(text: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"cifar-tui: warning: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path | None) -> int:
     """`runs --export FORMAT [--out FILE]` and `runs --tensorboard DIR`."""
+    from engine.sinks import write_atomic
     from tui.orchestration.exports.runs_export import EXPORT_FORMATS, export_text, write_tensorboard
 
     if fmt is None and tensorboard is None:
         raise fail("--out goes with --export csv|json")
     if fmt is not None and fmt not in EXPORT_FORMATS:
         raise fail(f"--export {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if out is not None and out.is_dir():
+        raise fail(f"--out {out} is a folder: name the file to write")
+    if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
+        raise fail(f"--tensorboard {tensorboard} is a file: name a folder to write into")
     if not (root / DB_FILE).exists():
         raise fail(f"no runs registry in {root} (see --checkpoints)")
     if fmt is not None:
@@ -111,16 +124,42 @@ def export_runs(root: Path, fmt: str | None, out: Path | None, tensorboard: Path
         if out is None:
             sys.stdout.write(text)
         else:
-            out.write_text(text)
+            _write_or_fail(out, lambda: write_atomic(out, text))
             err.print(f"runs written to {out}", soft_wrap=True, highlight=False)
     if tensorboard is not None:
-        files = write_tensorboard(root, tensorboard)
+        files = _write_or_fail(tensorboard, lambda: write_tensorboard(root, tensorboard))
         err.print(
             f"{len(files)} runs written to {tensorboard}: tensorboard --logdir {tensorboard}",
             soft_wrap=True,
             highlight=False,
         )
     return 0
+
+
+def _write_or_fail(target: Path, write: Callable[[], T]) -> T:
+    try:
+        return write()
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def rebuild_registry(root: Path) -> None:
+    """`runs --rebuild`: runs.sqlite replayed from the run folders' event logs."""
+    if not root.is_dir():
+        raise fail(f"no runs folder {root} (see --checkpoints)")
+    registry = RunRegistry(root)
+    count, aside = registry.rebuild()
+    if aside is not None:
+        err.print(
+            f"the damaged registry was kept aside as {aside}", soft_wrap=True, highlight=False
+        )
+    folders = len(run_ids(root))
+    err.print(
+        f"rebuilt {registry.path} from the event logs: rows for {count} of the run folders "
+        f"({folders}; a run refused before it started has none)",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -137,13 +176,37 @@ def runs(
         Path | None,
         typer.Option("--tensorboard", metavar="DIR", help="write TensorBoard event files to DIR"),
     ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="first write runs.sqlite again from the run folders' event logs (a damaged "
+            "file is kept aside as runs.sqlite.damaged-<time>)",
+        ),
+    ] = False,
 ) -> None:
-    """List past runs from the registry (newest first), or export them."""
+    """List past runs from the registry (newest first), or export them.
+
+    The registry, <checkpoints>/runs.sqlite, is derived from each run folder's event log
+    (events.jsonl): when it is reported damaged, --rebuild writes it again from them.
+    """
     root = checkpoints_root(checkpoints)
-    if export is not None or tensorboard is not None or out is not None:
-        raise typer.Exit(export_runs(root, export, out, tensorboard))
-    if not (root / DB_FILE).exists():
-        stdout_console().print(f"no runs yet in {root}")
+    try:
+        if rebuild:
+            rebuild_registry(root)
+        if export is not None or tensorboard is not None or out is not None:
+            raise typer.Exit(export_runs(root, export, out, tensorboard))
+        rows = RunRegistry(root).runs()
+    except BadInputError as exc:
+        raise fail(str(exc)) from None
+    if not rows and not (root / DB_FILE).exists():
+        folders = len(run_ids(root))
+        stdout_console().print(
+            f"no runs registry in {root}, though it holds run folders ({folders}): "
+            "cifar-tui runs --rebuild"
+            if folders
+            else f"no runs yet in {root}"
+        )
         return
     table = Table(
         Column("run", no_wrap=True),
@@ -156,7 +219,7 @@ def runs(
         title=f"runs in {root}",
         title_justify="left",
     )
-    for r in RunRegistry(root).runs():
+    for r in rows:
         table.add_row(
             r.run_id,
             r.preset,
@@ -174,7 +237,11 @@ def attach(
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Reopen the live view of a running or finished run from its event log."""
+    from tui.orchestration.supervisor import never_started, no_events_text
+
     run_dir = find_run(run, checkpoints)
+    if never_started(run_dir):
+        raise fail(no_events_text(run_dir))
     require_terminal()
     raise typer.Exit(run_dashboard(checkpoints=checkpoints, attach=run_dir))
 

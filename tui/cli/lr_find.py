@@ -8,6 +8,7 @@ the suggestion. `--apply` writes a copy of the resolved preset with `optim.lr` s
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -47,6 +48,13 @@ def _check_out(out: Path) -> None:
         raise BadInputError(f"--out {out} is a folder; give a file name such as {out}/lr.json")
     if not out.parent.is_dir():
         raise BadInputError(f"--out {out}: the folder {out.parent} does not exist")
+    try:  # before the sweep, not after it: a probe file, made and removed at once
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".lr-find-probe-"):
+            pass
+        if out.exists() and not os.access(out, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _refuse_existing(path: Path) -> None:

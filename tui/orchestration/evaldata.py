@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zipfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.outcome import RunSummary, read_summary
+from engine.outcome import RunSummary, SummaryError, read_summary
 
 EVAL_FILE = "eval.npz"
+
+
+class EvalDataError(Exception):
+    """A run's eval.npz that cannot be shown: its path and what is wrong with it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path.name} is damaged ({reason}): {path}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass
@@ -78,6 +89,7 @@ class EvalData:
     micro_pr: np.ndarray  # [G]
     micro_roc: np.ndarray  # [G]
     summary: RunSummary
+    warnings: list[str] = field(default_factory=list)  # e.g. a damaged summary.json
 
     @property
     def synthetic(self) -> bool:
@@ -165,12 +177,18 @@ def micro_curves(
 
 
 def load_eval(run_dir: Path) -> EvalData:
-    """Read `run_dir/eval.npz` and the run's summary (engine.outcome). Raises OSError /
-    KeyError."""
+    """Read `run_dir/eval.npz` and the run's summary (engine.outcome). Raises EvalDataError; a
+    damaged summary is a warning (`EvalData.warnings`), the run's id standing in for it."""
     run_dir = Path(run_dir)
-    with np.load(run_dir / EVAL_FILE, allow_pickle=False) as z:
-        d = {k: z[k] for k in z.files}
-    summary = read_summary(run_dir) or RunSummary(run_id=run_dir.name)
+    path = run_dir / EVAL_FILE
+    d = _read_arrays(path)
+    _check_arrays(path, d)
+    warnings: list[str] = []
+    try:
+        summary = read_summary(run_dir, warnings.append)
+    except SummaryError as exc:
+        warnings.append(str(exc))
+        summary = None
     grid = d["curve_grid"].astype(np.float64)
     if "probs" in d and "labels" in d:
         micro_pr, micro_roc = micro_curves(d["probs"], d["labels"].astype(np.int64), grid)
@@ -193,5 +211,99 @@ def load_eval(run_dir: Path) -> EvalData:
         roc_tpr=d["roc_tpr"].astype(np.float64),
         micro_pr=micro_pr,
         micro_roc=micro_roc,
-        summary=summary,
+        summary=summary or RunSummary(run_id=run_dir.name),
+        warnings=warnings,
     )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (no pickles). Raises EvalDataError."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise EvalDataError(path, "missing: the run has no test results") from None
+    except EOFError:
+        raise EvalDataError(path, "empty") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise EvalDataError(path, _why(exc)) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise EvalDataError(path, "a single array, not an .npz archive")
+    try:
+        with loaded as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise EvalDataError(path, _why(exc)) from None
+
+
+def _why(exc: BaseException) -> str:
+    """A reading error in words: a truncated zip, a corrupt member, refused pickled data."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, zipfile.BadZipFile) and "not a zip file" in text:
+        return "truncated zip, or not a zip file"
+    if "pickled" in text:
+        return "not an .npz archive: pickled data, refused"
+    return text
+
+
+_ARRAYS = (
+    "confusion",
+    "class_names",
+    "coarse_names",
+    "fine_to_coarse",
+    "ap",
+    "auc",
+    "macro_ap",
+    "macro_auc",
+    "micro_ap",
+    "micro_auc",
+    "curve_grid",
+    "pr_precision",
+    "roc_tpr",
+)
+
+
+def _check_arrays(path: Path, d: dict[str, np.ndarray]) -> None:
+    """The arrays an evaluation holds, of consistent shapes, their classes in range."""
+    missing = [k for k in _ARRAYS if k not in d]
+    if missing:
+        raise EvalDataError(path, f"not a cifar-tui evaluation: no {', '.join(missing)}")
+    problem = _shape_problem(d) or _range_problem(d)
+    if problem:
+        raise EvalDataError(path, problem)
+
+
+def _shape_problem(d: dict[str, np.ndarray]) -> str | None:
+    confusion, grid = d["confusion"], d["curve_grid"]
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or not confusion.size:
+        return f"confusion is {confusion.shape}, not a square matrix"
+    if grid.ndim != 1:
+        return f"curve_grid is {grid.shape}, not a list"
+    c, g, k = len(confusion), len(grid), max(d["coarse_names"].size, 1)
+    wanted: dict[str, tuple[int, ...]] = {"class_names": (c,), "fine_to_coarse": (c,)}
+    wanted |= {"ap": (c,), "auc": (c,)}
+    wanted |= {"coarse_names": (k,), "pr_precision": (c, g), "roc_tpr": (c, g)}
+    wanted |= {name: () for name in ("macro_ap", "macro_auc", "micro_ap", "micro_auc")}
+    if "probs" in d and "labels" in d:
+        wanted |= {"probs": (len(d["labels"]), c), "labels": (len(d["labels"]),)}
+    for name, shape in wanted.items():
+        if d[name].shape != shape:
+            return f"{name} is {d[name].shape}, not {shape} for {c} classes"
+    for name in wanted:
+        kinds = "iu" if name in _INDICES else "" if "names" in name else "iuf"
+        if kinds and d[name].dtype.kind not in kinds:
+            return f"{name} holds {d[name].dtype}, not {'integers' if kinds == 'iu' else 'numbers'}"
+    return None
+
+
+_INDICES = ("confusion", "fine_to_coarse", "labels")
+
+
+def _range_problem(d: dict[str, np.ndarray]) -> str | None:
+    c, k = len(d["confusion"]), len(d["coarse_names"])
+    if (d["confusion"] < 0).any():
+        return "confusion holds negative counts"
+    for name, top in (("fine_to_coarse", k), ("labels", c)):
+        values = d.get(name)
+        if values is not None and values.size and not ((values >= 0) & (values < top)).all():
+            return f"{name} holds values outside [0, {top})"
+    return None

@@ -17,20 +17,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.checkpoint_files import CheckpointError, previous_path, read_verified
 from engine.completion import complete_records
-from engine.config import RunConfig, config_to_dict, dump_config, load_config
+from engine.config import (
+    RESUME_CONFIG_ENV,
+    RunConfig,
+    config_changes,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from engine.datafiles import check_cifar100_files
 from engine.errors import BadInputError, ConfigError
-from engine.events import Event, Failed, Finished
+from engine.events import EVENTS_FILE, Event, Failed, Finished
 from engine.outcome import RunStatus, read_outcome
 from engine.run_lock import holder_pid
-from engine.runs import checkpoints_root, create_run_dir, find_run
+from engine.runs import checkpoints_root, create_run_dir, find_run, read_run_meta
 
 
 @dataclass
@@ -174,10 +180,12 @@ def start_engine(
     log_file: str | None = None,
     gpus: int | None = None,
     max_restarts: int = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `python -m engine run RUN_DIR [extra_args]` in its own session (see `launch`);
-    with `gpus`, torchrun starting that many (see `engine_command`)."""
-    env = dict(os.environ)
+    with `gpus`, torchrun starting that many (see `engine_command`). `extra_env`: variables
+    for the engine (a resume's new config: `ResumePlan.engine_env`)."""
+    env = {**os.environ, **(extra_env or {})}
     # the engine must import the same code as this process, installed or not
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -206,36 +214,24 @@ def start_engine(
 
 # --------------------------------------------------------------------------- resume
 
-# keys that say where a run executes, not what it computes: they may differ on resume
-WHERE_KEYS = {
-    "description",
-    "data.data_dir",
-    "data.download",
-    "data.num_workers",
-    "train.device",
-    "train.log_interval_s",
-    "train.checkpoint_every_s",
-}
 
+@dataclass(frozen=True)
+class ResumePlan:
+    """A resume checked by the launcher: nothing in the run folder has changed yet. The engine
+    adopts `new_config` (replacing config.yaml, the old one kept as config.prev.yaml) only once
+    it has accepted the resume: a refused resume leaves every file as it was."""
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    items: Iterable[tuple[Any, Any]]
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = ((str(i), v) for i, v in enumerate(value))
-    else:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, child in items:
-        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
+    run_dir: Path
+    config: RunConfig  # the config the resumed run trains with
+    changes: list[str]  # recipe keys that differ from the run's config (allowed by --force)
+    new_config: str | None  # the resolved config when it differs from config.yaml, else None
+    force: bool = False
 
+    def engine_args(self) -> list[str]:
+        return ["--resume", *(["--force"] if self.force else [])]
 
-def config_changes(old: RunConfig, new: RunConfig) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs (where-keys excluded)."""
-    a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in WHERE_KEYS)
+    def engine_env(self) -> dict[str, str]:
+        return {RESUME_CONFIG_ENV: self.new_config} if self.new_config is not None else {}
 
 
 class AlreadyFinished(BadInputError):
@@ -265,15 +261,15 @@ def prepare_resume(
     data_dir: str | None = None,
     device: str | None = None,
     force: bool = False,
-) -> tuple[Path, list[str]]:
-    """Find the run, check its checkpoint and config; returns (run folder, changed keys).
+) -> ResumePlan:
+    """Find the run, check its checkpoint and config, and write nothing.
 
     Without `preset` the run's own config.yaml is the preset. A changed recipe is refused unless
-    `force`; then the new config replaces config.yaml (the old one is kept as config.prev.yaml).
-    A finished run with the same config raises `AlreadyFinished`, its missing records completed.
-    Raises BadInputError / ConfigError / CheckpointError with a one-line message.
+    `force`. A finished run with the same config raises `AlreadyFinished`, its missing records
+    completed. Raises BadInputError / ConfigError / CheckpointError with a one-line message.
     """
     run_dir = find_run(checkpoints_root(checkpoints), run_ref)
+    read_run_meta(run_dir)  # the engine needs it: a damaged run.json is refused here, at once
     status = read_outcome(run_dir).status  # the run's lock, then its last event
     if status is RunStatus.RUNNING:
         pid = holder_pid(run_dir)
@@ -281,11 +277,14 @@ def prepare_resume(
             f"run {run_dir.name} is already running (engine pid {pid}): attach to it with "
             f"cifar-tui attach {run_dir.name}, or stop it first"
         )
+    events = run_dir / EVENTS_FILE
+    if not os.access(run_dir, os.W_OK) or (events.exists() and not os.access(events, os.W_OK)):
+        raise BadInputError(f"cannot resume run {run_dir.name}: its folder {run_dir} is read-only")
     old = load_config(str(run_dir / "config.yaml"))
     new = resolve_config(
         preset or str(run_dir / "config.yaml"), overrides, data_dir=data_dir, device=device
     )
-    changes = config_changes(old, new)
+    changes = config_changes(config_to_dict(old), config_to_dict(new))
     if changes and not force:
         shown = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
         raise ConfigError(
@@ -301,7 +300,5 @@ def prepare_resume(
         if not previous_path(last).exists():
             raise
         read_verified(previous_path(last))  # the engine falls back to it, with a warning
-    if config_to_dict(old) != config_to_dict(new):
-        (run_dir / "config.prev.yaml").write_text((run_dir / "config.yaml").read_text())
-        (run_dir / "config.yaml").write_text(dump_config(new))
-    return run_dir, changes
+    differs = config_to_dict(old) != config_to_dict(new)
+    return ResumePlan(run_dir, new, changes, dump_config(new) if differs else None, force)

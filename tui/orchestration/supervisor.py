@@ -3,7 +3,7 @@
 `supervise()` is the body of the Monitor's worker and of the headless display: it (optionally)
 watches the engine process, tails `events.jsonl` with `EventTail` and hands batches of events to a
 callback until the engine has exited or, when only following a log, a final event has been read.
-A line it cannot read (from a newer writer) is reported through `warn` and skipped.
+A bad line of the log is skipped and reported through `warn`; the others are applied.
 """
 
 from __future__ import annotations
@@ -21,12 +21,30 @@ ENGINE_LOG = "engine.log"  # the engine's stdout + stderr when the dashboard sta
 
 
 def read_new(tail: EventTail, warn: Callable[[str], None] = lambda _text: None) -> list[Event]:
-    """The events appended since the last read; an unreadable line is reported and skipped."""
+    """The events appended since the last read; bad lines are skipped and reported (one warning
+    a read, naming the file and the line)."""
+    events = tail.poll()
+    warning = tail.take_warning()
+    if warning is not None:
+        warn(warning)
+    return events
+
+
+def never_started(run_dir: Path) -> bool:
+    """The run's event log is empty or missing, and no engine holds the run."""
     try:
-        return tail.poll()
-    except (TypeError, ValueError) as exc:  # a line from a newer writer: skip, go on
-        warn(f"unreadable event in {tail.path}: {exc}")
-        return []
+        empty = (run_dir / EVENTS_FILE).stat().st_size == 0
+    except FileNotFoundError:
+        empty = True
+    return empty and not is_running(run_dir)
+
+
+def no_events_text(run_dir: Path) -> str:
+    """What an attached run with no events and no engine is, in one line."""
+    return (
+        f"no events in {run_dir / EVENTS_FILE} and no engine holds the run; it never started or "
+        "its log was deleted"
+    )
 
 
 def supervise(

@@ -26,7 +26,7 @@ from engine.run_lock import holder_pid
 from tui.fmt import memory_text, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.orchestration.runstate import RunState
-from tui.orchestration.supervisor import ENGINE_LOG, supervise
+from tui.orchestration.supervisor import ENGINE_LOG, no_events_text, supervise
 from tui.screens.common import CifarScreen, TitleBar, duration, pct, synthetic_tag
 from tui.widgets.plots import Line, MetricPlot
 
@@ -241,17 +241,19 @@ class MonitorScreen(CifarScreen):
             return
         if s is None:
             return
-        shown = "starting" if s.status is RunStatus.NOT_STARTED else s.status.value
+        starting = s.status is RunStatus.NOT_STARTED and not self.engine_gone
+        shown = "starting" if starting else s.status.value
         title.set(s.run_id, synthetic_tag(s.synthetic), Text(shown.upper(), style="bold"))
         info.update(self._info(s))
-        failed = isinstance(s.final, Failed) or (
-            self.engine_gone and s.final is None and self.engine_exit not in (None, 0)
-        )
+        died = self.engine_gone and s.final is None and self.engine_exit not in (None, 0)
+        failed = isinstance(s.final, Failed) or died or self._nothing_to_follow()
         status.set_class(failed, "-failed")
         status.update(self._status(s))
 
     def _info(self, s: RunState) -> Group:
         st = s.started
+        if st is None and self.engine_gone:
+            return Group(Text(f"no run to follow in {s.run_dir}"))
         if st is None:
             return Group(Text(f"waiting for the engine to start ... ({s.run_dir})"))
         done, epochs, step, spe = s.progress()
@@ -302,8 +304,16 @@ class MonitorScreen(CifarScreen):
             out.append(f"resumed from {s.resumed_from}")
         return out
 
+    def _nothing_to_follow(self) -> bool:
+        """Attached to a run whose log held no event, and no engine came to write one."""
+        s = self.state
+        return self.launch_spec is None and self.engine_gone and s is not None and s.version == 0
+
     def _status(self, s: RunState) -> Text:
         out = Text()
+        if self._nothing_to_follow():
+            out.append(no_events_text(s.run_dir) + "\n", style="bold red")
+            return out
         if isinstance(s.final, Failed):
             out.append(f"FAILED ({s.final.status})\n", style="bold red")
             out.append(s.final.message + "\n")

@@ -18,7 +18,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from tui.messages import ResultsLoaded
-from tui.orchestration.evaldata import EvalData, TTAScores, load_eval, most_confused, row_normalise
+from tui.orchestration.evaldata import (
+    EvalData,
+    EvalDataError,
+    TTAScores,
+    load_eval,
+    most_confused,
+    row_normalise,
+)
 from tui.screens.common import CifarScreen, TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot
@@ -41,6 +48,9 @@ class ResultsScreen(CifarScreen):
     ResultsScreen TabPane { padding: 0; height: 1fr; }
     ResultsScreen TabPane > Horizontal { height: 1fr; }
     ResultsScreen ContentSwitcher { height: 1fr; }
+    ResultsScreen #damaged { display: none; border: round $error; padding: 0 1; height: auto; }
+    ResultsScreen.-damaged #damaged { display: block; }
+    ResultsScreen.-damaged #tabs { display: none; }
     """
     BINDINGS = [
         Binding("z", "toggle_coarse", "superclasses"),
@@ -63,6 +73,7 @@ class ResultsScreen(CifarScreen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar("Results", id="title")
+        yield Static("", id="damaged")
         with TabbedContent(id="tabs"):
             with TabPane("Confusion (m)", id="confusion"), Horizontal():
                 with Vertical():
@@ -85,17 +96,19 @@ class ResultsScreen(CifarScreen):
     def load(self) -> None:
         try:
             data = load_eval(self.run_dir)
-        except (OSError, KeyError, ValueError) as exc:
-            self.post_message(ResultsLoaded(None, f"cannot read {self.run_dir}/eval.npz: {exc}"))
+        except EvalDataError as exc:
+            self.post_message(ResultsLoaded(None, str(exc)))
             return
         self.post_message(ResultsLoaded(data))
 
     @on(ResultsLoaded)
     def _loaded(self, message: ResultsLoaded) -> None:
         if message.error is not None or not isinstance(message.data, EvalData):
-            self.query_one("#cell", Static).update(Text(str(message.error), style="red"))
+            self._show_damage(str(message.error))
             return
         self.data = d = message.data
+        for warning in d.warnings:
+            self.notify(warning, title=self.run_dir.name, severity="warning", timeout=10)
         self.query_one("#title", TitleBar).set(*self._title_parts())
         self.query_one("#scale", Static).update(
             Text.assemble(
@@ -119,6 +132,19 @@ class ResultsScreen(CifarScreen):
             self._add_tta_tab(d.tta)
         if self.query_one("#tabs", TabbedContent).active == "confusion":
             self.query_one("#matrix", ConfusionMatrix).focus()
+
+    def _show_damage(self, error: str) -> None:
+        """A panel in place of the tabs: what cannot be shown, and why; the keys still work."""
+        self.query_one("#title", TitleBar).set(self.run_dir.name, Text("NO RESULTS", style="bold"))
+        panel = self.query_one("#damaged", Static)
+        panel.update(
+            Text.assemble(
+                ("cannot show this run's test results\n", "bold red"),
+                f"{error}\n",
+                ("4: all runs  ·  1: setup", "dim"),
+            )
+        )
+        self.add_class("-damaged")
 
     # ------------------------------------------------------------------ confusion
 

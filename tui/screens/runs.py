@@ -6,6 +6,7 @@ only that sweep's runs, its result table (mean ± std over seeds) and all its cu
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -139,7 +140,8 @@ class RunsScreen(CifarScreen):
         if self.sweep is None:
             return
         try:
-            widget.update(to_rich(sweep_table(root, self.sweep)))
+            warn = partial(self.notify, severity="warning", timeout=10)
+            widget.update(to_rich(sweep_table(root, self.sweep, warn)))
         except BadInputError:  # a sweep known only from the registry: no state file to read
             widget.update(Text(f"sweep {self.sweep}: no table (its state file is missing)"))
 
@@ -176,7 +178,11 @@ class RunsScreen(CifarScreen):
         lines = []
         synthetic = False
         for run_id in ids:
-            epochs = registry.epochs(run_id)
+            try:
+                epochs = registry.epochs(run_id)
+            except BadInputError as exc:  # a damaged registry: said once, nothing drawn
+                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                return
             row = next((r for r in self.rows if r.run_id == run_id), None)
             synthetic |= bool(row and row.dataset == "synthetic")
             xs = [e["epoch"] for e in epochs if e.get("val_top1") is not None]
@@ -252,7 +258,11 @@ class RunsScreen(CifarScreen):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.cifar.registry.delete(row.run_id)
+                try:
+                    self.cifar.registry.delete(row.run_id)
+                except (BadInputError, OSError) as exc:  # a damaged or read-only registry
+                    self.notify(f"cannot delete {row.run_id}: {exc}", severity="error")
+                    return
                 self.selected.discard(row.run_id)
                 self.notify(f"deleted {row.run_id}")
                 self.reload()

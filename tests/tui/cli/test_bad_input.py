@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from engine.config import dump_config, load_config
-from engine.runs import create_run_dir
+from engine.runs import DB_FILE, RunRegistry, create_run_dir
 from tests.conftest import cli
+from tests.engine.test_registry_damage import DAMAGE, record_run
 
 MARKER = "PWNED"  # a payload that ran would create this file
 
@@ -42,6 +44,47 @@ def _run_with_checkpoint(tmp: Path, ck: Path, payload: bytes | None, *, raw: byt
     return run_dir.name
 
 
+def _with_registry(*args: str):
+    """A case's builder: a registry holding one finished run, then `args` ({tmp}, {ck} filled in).
+    The registry is left in rollback-journal mode, so that a reader leaves no WAL files behind:
+    what the test sees written is what the command wrote."""
+
+    def build(tmp: Path, ck: Path) -> list[str]:
+        record_run(ck, RunRegistry(ck))
+        db = sqlite3.connect(ck / DB_FILE)
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.close()
+        return [a.format(tmp=tmp, ck=ck) for a in args]
+
+    return build
+
+
+def _with_damage(damage: str, *args: str):
+    """A case's builder: a run folder and a registry damaged as `DAMAGE[damage]`, then `args`
+    ({ck} filled in)."""
+
+    def build(tmp: Path, ck: Path) -> list[str]:
+        record_run(ck)  # events only: no registry followed them
+        DAMAGE[damage](tmp, ck / DB_FILE)
+        return [a.format(ck=ck) for a in args]
+
+    return build
+
+
+def _readers(damage: str, expected: str) -> list:
+    """A damaged registry, for each command that reads it."""
+    commands = [
+        ("runs",),
+        ("runs", "--export", "csv"),
+        ("runs", "--export", "json", "--out", "{ck}/runs.json"),  # ck: checked to stay as it is
+        ("runs", "--tensorboard", "{ck}/tb"),
+    ]
+    return [
+        (f"{damage} registry: {' '.join(c[:2])}", _with_damage(damage, *c), expected)
+        for c in commands
+    ]
+
+
 def _binary_preset(tmp: Path) -> str:
     path = tmp / "binary.yaml"
     path.write_bytes(bytes(range(128, 256)) * 8)
@@ -63,6 +106,39 @@ def _alias_bomb() -> str:
 
 # each case: (name, builder(tmp, ck) -> cli args, expected fragment of the message)
 CASES = [
+    *_readers("garbage", "runs.sqlite: file is not a database; rebuild it from the run folders"),
+    *_readers("truncated", "runs.sqlite: database disk image is malformed; rebuild it"),
+    *_readers("other schema", "runs.sqlite is not a runs registry of this version: its runs"),
+    (
+        "rebuild of a missing runs folder",
+        lambda t, ck: ["runs", "--rebuild", "--checkpoints", str(ck / "missing")],
+        "no runs folder",
+    ),
+    (
+        "export into a folder",
+        _with_registry("runs", "--export", "csv", "--out", "{tmp}"),
+        "is a folder: name the file to write",
+    ),
+    (
+        "export into /proc",
+        _with_registry("runs", "--export", "csv", "--out", "/proc/x"),
+        "cannot write /proc/x: ",
+    ),
+    (
+        "export into a missing folder",
+        _with_registry("runs", "--export", "json", "--out", "{tmp}/no/x.json"),
+        "/no/x.json: No such file or directory",
+    ),
+    (
+        "export below a file",
+        _with_registry("runs", "--export", "csv", "--out", "{ck}/runs.sqlite/x"),
+        "runs.sqlite/x: Not a directory",
+    ),
+    (
+        "tensorboard into a file",
+        _with_registry("runs", "--tensorboard", "{ck}/runs.sqlite"),
+        "runs.sqlite is a file: name a folder to write into",
+    ),
     (
         "alias bomb in --set",
         lambda t, ck: ["--run", "quickstart", "--set", f"optim.lr={_alias_bomb()}"],
@@ -140,6 +216,16 @@ CASES = [
         "zero epochs",
         lambda t, ck: ["--run", "quickstart", "--set", "train.epochs=0"],
         "train.epochs = 0 is out of range",
+    ),
+    (
+        "epochs beyond the limit",
+        lambda t, ck: ["--run", "quickstart", "--set", f"train.epochs={10**30}"],
+        f"train.epochs = {10**30} is out of range [1, 100000]",
+    ),
+    (
+        "seed beyond 32 bits",
+        lambda t, ck: ["--run", "quickstart", "--set", f"train.seed={2**40}"],
+        f"train.seed = {2**40} is out of range [0, 4294967295]",
     ),
     (
         "negative batch",

@@ -105,6 +105,18 @@ def test_grid_form_is_the_product_first_key_slowest_and_runs_go_seed_major(tmp_p
         ("presets: [quickstart, quickstart]\n", "two recipes are labelled 'quickstart'"),
         ("presets: []\n", "non-empty list"),
         ("- quickstart\n", "must be a mapping"),
+        (  # 10^6 recipes: refused at once with the count, before one of them is made
+            "base: quickstart\ngrid: {"
+            + ", ".join(f"k{i}: [{', '.join(map(str, range(10)))}]" for i in range(6))
+            + "}\n",
+            "plans 1,000,000 runs (1,000,000 recipes x 1 seeds): more than 1,000",
+        ),
+        (
+            "seeds: [0, 1, 2]\npresets: ["
+            + ", ".join(f"{{preset: quickstart, label: r{i}}}" for i in range(334))
+            + "]\n",
+            "plans 1,002 runs (334 recipes x 3 seeds)",
+        ),
     ],
 )
 def test_a_bad_sweep_file_is_refused_naming_what_is_wrong(tmp_path, text, expected):
@@ -736,3 +748,15 @@ def test_a_sweep_never_deletes_a_folder_with_a_result_or_a_valid_checkpoint(tmp_
     assert not empty.exists()
     printed = runner.console.file.getvalue()  # type: ignore[attr-defined]
     assert "so its folder is kept as it is" in printed and "its folder is removed" in printed
+
+
+def test_a_damaged_registry_does_not_stop_a_sweep_starting_a_run_again(tmp_path):
+    plan = sweeps.plan_sweep(sweeps.parse_sweep("tiny"))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))
+    (tmp_path / DB_FILE).write_bytes(b"not a database\n" * 40)
+    empty = tmp_path / "r-empty"
+    empty.mkdir()
+    (empty / "events.jsonl").write_text("")
+    runner._discard(plan.runs[0], empty.name)
+    assert not empty.exists()
+    assert "its folder is removed" in runner.console.file.getvalue()  # type: ignore[attr-defined]

@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import RunConfig, apply_override
+from engine.config import WHERE_KEYS, RunConfig, apply_override
 from engine.errors import BadInputError
 from engine.presets import preset_path, read_yaml
-from tui.orchestration.launcher import WHERE_KEYS, resolve_config
+from tui.orchestration.launcher import resolve_config
 from tui.orchestration.sweep.spec import Recipe, SweepSpec
 
 

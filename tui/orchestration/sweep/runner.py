@@ -32,8 +32,8 @@ from engine.completion import complete_records
 from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
-from engine.outcome import RunStatus, read_summary
-from engine.runs import RunRegistry, create_run_dir
+from engine.outcome import RunStatus, SummaryError, read_summary
+from engine.runs import RegistryError, RunRegistry, create_run_dir
 from tui.orchestration.launcher import completion, prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
 from tui.orchestration.supervisor import read_new
@@ -72,8 +72,11 @@ class Job:
 
 def worth_keeping(run_dir: Path) -> str | None:
     """What in `run_dir` must never be deleted: a finished result or a valid checkpoint."""
-    if read_summary(run_dir) is not None:
-        return "a finished result"
+    try:
+        if read_summary(run_dir) is not None:
+            return "a finished result"
+    except SummaryError:
+        return "a finished result (its summary is damaged)"
     for name in ("last.pt", "last.prev.pt", "best.pt"):
         with contextlib.suppress(CheckpointError):
             read_verified(run_dir / name)
@@ -173,7 +176,7 @@ class SweepRunner:
             return self._job(run, run_dir, EngineProcess.ended(), offset, slot)
         if how in ("resume", "follow") and old_id is not None:
             try:
-                run_dir, _ = prepare_resume(
+                plan = prepare_resume(
                     old_id, self.root, None, [], data_dir=self.data_dir, device=device
                 )
             except (BadInputError, CheckpointError) as exc:
@@ -185,8 +188,11 @@ class SweepRunner:
                 self.console.print(
                     f"{self._prefix(run)}: resuming {old_id}", soft_wrap=True, highlight=False
                 )
+                run_dir = plan.run_dir
                 offset = (run_dir / EVENTS_FILE).stat().st_size
-                process = start_engine(run_dir, ["--resume"], **output)
+                process = start_engine(
+                    run_dir, plan.engine_args(), extra_env=plan.engine_env(), **output
+                )
                 return self._job(run, run_dir, process, offset, slot)
         if old_id is not None:
             self._discard(run, old_id)
@@ -220,7 +226,10 @@ class SweepRunner:
         gone = not run_dir.is_dir()
         kept = None if gone else worth_keeping(run_dir)
         if kept is None:
-            RunRegistry(self.root).delete(run_id)
+            if not gone:
+                shutil.rmtree(run_dir)
+            with contextlib.suppress(RegistryError):  # derived: `runs --rebuild` drops it too
+                RunRegistry(self.root).forget(run_id)
             why = "its folder is gone" if gone else "no usable checkpoint; its folder is removed"
         else:
             why = f"it holds {kept}, so its folder is kept as it is"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from engine.presets import named_yaml, read_yaml, yaml_names
 
 SWEEPS_DIR = Path(__file__).resolve().parents[3] / "sweeps"  # the bundled sweep files
 
+MAX_RUNS = 1000  # runs (recipes x seeds) in one sweep: a grid larger is a typo more often than not
 _TOP_KEYS = ["name", "description", "seeds", "set", "presets", "base", "grid"]
 _ENTRY_KEYS = ["preset", "label", "set"]
 
@@ -124,7 +126,15 @@ def _preset_recipes(raw: Any, where: str) -> list[Recipe]:
     return recipes
 
 
-def _grid_recipes(base: Any, grid: Any, where: str) -> list[Recipe]:
+def _check_size(recipes: int, seeds: int, where: str) -> None:
+    if recipes * seeds > MAX_RUNS:
+        raise ConfigError(
+            f"{where} plans {recipes * seeds:,} runs ({recipes:,} recipes x {seeds} seeds): more "
+            f"than {MAX_RUNS:,}; split it into smaller sweeps"
+        )
+
+
+def _grid_recipes(base: Any, grid: Any, where: str, seeds: int) -> list[Recipe]:
     if not isinstance(base, str):
         raise ConfigError(f"{where}.base must be a preset name or YAML path, got {base!r}")
     if grid is None:
@@ -136,6 +146,7 @@ def _grid_recipes(base: Any, grid: Any, where: str) -> list[Recipe]:
             raise ConfigError(f"{where}.grid.{key} must be a non-empty list of values")
         if key == "train.seed":
             raise ConfigError(f"{where}.grid: train.seed comes from the sweep's `seeds:` list")
+    _check_size(math.prod(len(v) for v in grid.values()), seeds, where)  # before any is made
     keys = [str(k) for k in grid]
     recipes = []
     for combo in itertools.product(*grid.values()):
@@ -163,10 +174,12 @@ def parse_sweep(ref: str) -> SweepSpec:
     if "grid" in raw and not has_base:
         raise ConfigError(f"{where}: `grid:` goes with `base:`, not with `presets:`")
     common = _overrides(raw.get("set"), f"{where}.set")
+    seeds = _seeds(raw.get("seeds"), where)
     if has_presets:
         recipes = _preset_recipes(raw["presets"], where)
+        _check_size(len(recipes), len(seeds), where)
     else:
-        recipes = _grid_recipes(raw["base"], raw.get("grid"), where)
+        recipes = _grid_recipes(raw["base"], raw.get("grid"), where, len(seeds))
     seen: set[str] = set()
     for r in recipes:
         if r.label in seen:
@@ -181,7 +194,7 @@ def parse_sweep(ref: str) -> SweepSpec:
     return SweepSpec(
         name=name.strip(),
         description=description,
-        seeds=_seeds(raw.get("seeds"), where),
+        seeds=seeds,
         recipes=tuple(Recipe(r.label, r.preset, common + r.overrides) for r in recipes),
         source=path,
     )

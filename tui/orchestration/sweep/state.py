@@ -14,13 +14,13 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.outcome import RunStatus, read_outcome, read_summary
+from engine.outcome import RunStatus, SummaryError, read_outcome, read_summary
 from tui.orchestration.exports.results_table import (
     RunResult,
     SweepTable,
@@ -109,8 +109,11 @@ def run_status(run_dir: Path) -> RunStatus:
     return read_outcome(run_dir).status
 
 
-def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunResult]]:
-    """A sweep's state and one RunResult per planned run (their summaries: engine.outcome)."""
+def sweep_results(
+    root: Path, sweep_id: str, warn: Callable[[str], None] = lambda _text: None
+) -> tuple[dict[str, Any], list[RunResult]]:
+    """A sweep's state and one RunResult per planned run (their summaries: engine.outcome). A
+    damaged summary is said through `warn`; an unusable one leaves its run without a result."""
     path = state_path(root, sweep_id)
     try:
         data = json.loads(path.read_text())
@@ -124,15 +127,20 @@ def sweep_results(root: Path, sweep_id: str) -> tuple[dict[str, Any], list[RunRe
         if run_id:
             run_dir = root / run_id
             status = run_status(run_dir)
-            summary = read_summary(run_dir)
+            try:
+                summary = read_summary(run_dir, warn)
+            except SummaryError as exc:
+                warn(str(exc))
         results.append(
             RunResult(e["recipe"], int(e["seed"]), run_id, status, summary, e.get("preset", ""))
         )
     return data, results
 
 
-def sweep_table(root: Path, sweep_id: str) -> SweepTable:
-    data, results = sweep_results(root, sweep_id)
+def sweep_table(
+    root: Path, sweep_id: str, warn: Callable[[str], None] = lambda _text: None
+) -> SweepTable:
+    data, results = sweep_results(root, sweep_id, warn)
     return build_table(f"sweep {data.get('name', sweep_id)} ({sweep_id})", results)
 
 
