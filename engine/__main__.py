@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine import strict_yaml
+from engine import strict_yaml, test_hooks
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import RESUME_CONFIG_ENV, parse_config
@@ -82,7 +82,10 @@ def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, forc
     world = torchrun.world()
     main = world.is_main  # only rank 0 writes events (and the records that follow them)
     events: EventWriter = (
-        RunRecorder(run_dir / EVENTS_FILE, run_sinks(run_dir, RunRegistry(run_dir.parent)))
+        RunRecorder(
+            run_dir / EVENTS_FILE,
+            test_hooks.with_pause_points(run_sinks(run_dir, RunRegistry(run_dir.parent))),
+        )
         if main
         else distributed.NullEventWriter()
     )

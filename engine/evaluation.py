@@ -4,11 +4,18 @@ Distributed, each rank evaluates its `distributed.shard` of a set with rank 0's 
 statistics; sums (and, asked for, logits in order) cover the whole set. The test pass
 evaluates the last weights and the best-on-validation checkpoint, writes `eval.npz` (confusion
 matrix, probabilities, per-class curves) and runs test-time augmentation when configured.
+
+A stop signal is honoured inside the test pass: before each of its batches and after each TTA
+forward pass it raises `Stopped` (agreed by every rank for the sharded batches; TTA is rank 0's
+alone). Nothing the pass writes is needed to redo it, so the run ends `interrupted` with its
+checkpoints as training left them, and a resume runs the test pass again.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +23,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine import checkpoint, distributed, metrics
+from engine import checkpoint, distributed, metrics, test_hooks
 from engine import world as torchrun
 from engine.config import EvalConfig
 from engine.data import DataBundle, ImageSet
 from engine.device import Normalizer, autocast
 from engine.events import Evaluated
 from engine.run_record import RunRecord
+
+
+class Stopped(Exception):
+    """A stop signal (`signum`) came during the test pass."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
 
 
 @dataclass
@@ -37,7 +52,8 @@ class EvalResult:
 class Evaluator:
     """A run's evaluation, done the way it trains (its normalisation, autocast, device), in
     batches of `eval.batch_size`. The test pass
-    reads the run's best.pt, writes its eval.npz and emits the `evaluated` events."""
+    reads the run's best.pt, writes its eval.npz and emits the `evaluated` events; it stops when
+    `stop_signal()` (the signal the process received, or None) says so."""
 
     def __init__(
         self,
@@ -48,8 +64,11 @@ class Evaluator:
         amp: bool,
         num_classes: int,
         record: RunRecord,
+        stop_signal: Callable[[], int | None],
     ) -> None:
         self.cfg, self.device, self.world = cfg, device, world
+        self.stop_signal = stop_signal
+        self._passed: Counter[str] = Counter()  # stop points passed, by phase (test hooks)
         self.normalize, self.amp, self.num_classes = normalize, amp, num_classes
         self.batch_size = cfg.batch_size
         self.run_dir, self.events = record.run_dir, record.events
@@ -57,9 +76,15 @@ class Evaluator:
 
     @torch.no_grad()
     def evaluate(
-        self, net: nn.Module, data: ImageSet, training: nn.Module, keep_logits: bool = False
+        self,
+        net: nn.Module,
+        data: ImageSet,
+        training: nn.Module,
+        keep_logits: bool = False,
+        stoppable: bool = False,
     ) -> EvalResult:
-        """Top-1/top-5/loss of `net` on `data`; `training` is put back in training mode."""
+        """Top-1/top-5/loss of `net` on `data`; `training` is put back in training mode.
+        `stoppable`: a stop signal raises `Stopped` before a batch (see `_stop_point`)."""
         distributed.broadcast_buffers(net)
         net.eval()
         loss_sum = torch.zeros((), device=self.device)
@@ -68,8 +93,13 @@ class Evaluator:
         size = self.batch_size
         first, stop = distributed.shard(len(data), self.world)
         on_device = self._on_device(data)
-        for start in range(first, stop, size):
+        rounds = math.ceil(math.ceil(len(data) / self.world.size) / size)  # equal on every rank
+        for start in range(first, first + rounds * size, size):
+            if stoppable:
+                self._stop_point("test_batch", agreed=True)
             end = min(start + size, stop)
+            if start >= end:  # a shorter shard: this rank only agrees on stopping
+                continue
             images, labels = on_device[0][start:end], on_device[1][start:end]
             with autocast(self.device, self.amp):
                 logits = net(self.normalize(images)).float()
@@ -98,6 +128,19 @@ class Evaluator:
             logits=all_logits,
         )
 
+    def _stop_point(self, phase: str, agreed: bool) -> None:
+        """Raise `Stopped` if a stop signal came. `agreed`: every rank asks at the same points
+        and they stop together (one all-reduce), so none waits at a collective the others left.
+        A test can pause the engine here (`test_hooks.pause_at`, `PHASE:N` at the N-th point)."""
+        self._passed[phase] += 1
+        test_hooks.pause_at(f"{phase}:{self._passed[phase]}")
+        signum = self.stop_signal() or 0
+        if agreed and self.world.distributed:
+            flag = torch.tensor([float(signum)], device=self.device)
+            signum = int(distributed.agree_max(flag).item())
+        if signum:
+            raise Stopped(signum)
+
     def _on_device(self, data: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
         """`data`'s images and labels on the device, copied once per run (validation is read
         every epoch)."""
@@ -112,14 +155,16 @@ class Evaluator:
         """Evaluate the last weights, then the best-on-validation checkpoint (loaded into
         `model` and `ema`), on the test set; the summary's test entries (empty off rank 0).
 
-        When the best epoch is the last one, the weights are the same: one pass serves both.
+        When the best epoch is the last one, the weights are the same: one pass serves both. A stop
+        signal raises `Stopped` (see `_stop_point`).
         """
         test, run_dir, events, tta_views = data.test, self.run_dir, self.events, self.cfg.tta
+        test_hooks.pause_at("test_pass")
         evaluated = ema if ema is not None else model
         best_state = checkpoint.load(run_dir / "best.pt")
         best_epoch = int(best_state["loop"]["epoch"])
         best_is_last = best_epoch == last_epoch
-        last = self.evaluate(evaluated, test, model, keep_logits=best_is_last)
+        last = self.evaluate(evaluated, test, model, keep_logits=best_is_last, stoppable=True)
         events.emit(
             Evaluated(
                 split="test",
@@ -137,7 +182,7 @@ class Evaluator:
             model.load_state_dict(best_state["model"])
             if ema is not None:
                 ema.load_state_dict(best_state["ema"])
-            best = self.evaluate(evaluated, test, model, keep_logits=True)
+            best = self.evaluate(evaluated, test, model, keep_logits=True, stoppable=True)
         assert best.logits is not None
         if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
             return {}
@@ -182,6 +227,7 @@ class Evaluator:
                 device=self.device,
                 batch_size=self.batch_size,
                 amp=self.amp,
+                after_view=lambda: self._stop_point("tta", agreed=False),
             )
             events.emit(result.event(checkpoint="best", epoch=best_epoch))
             tta["tta"] = result.to_dict()

@@ -22,7 +22,8 @@ Data-parallel under torchrun (`engine.distributed` gives the conventions; a no-o
 process): DDP averages the gradients (so SAM's perturbation and second pass use all-reduced
 gradients too). Every decision that changes which collectives run is agreed by all ranks: the
 finite-loss check, a stop by signal and "a step event is due" are one small all-reduce (max) per
-step; a stop after the epoch is agreed at its end. Sums are summed over ranks when read, so
+step; a stop after the epoch is agreed at its end, one in the test pass before each of its
+batches (`engine.evaluation`). Sums are summed over ranks when read, so
 events, checkpoints and the history carry global numbers. Only rank 0 writes; the others wait at
 a barrier after each epoch's checkpoints (the test pass reads best.pt on every rank).
 
@@ -50,7 +51,7 @@ from engine import world as torchrun
 from engine.checkpoint_files import remove_stale_temp_files
 from engine.config import RunConfig, fast_options
 from engine.data import DataBundle, ImageSet
-from engine.evaluation import EvalResult, Evaluator
+from engine.evaluation import EvalResult, Evaluator, Stopped
 from engine.events import EventWriter
 from engine.loader import WaitClock
 from engine.loop_state import LoopState
@@ -132,7 +133,14 @@ class Trainer:
         self._step_loss = torch.zeros(self.steps_per_epoch, device=self.device)
         self._seen_per_step = cfg.data.batch_size  # global images per step
         self.evaluator = Evaluator(
-            cfg.eval, self.device, world, self.normalize, self.amp, self.num_classes, self.record
+            cfg.eval,
+            self.device,
+            world,
+            self.normalize,
+            self.amp,
+            self.num_classes,
+            self.record,
+            lambda: self.stop_signal,
         )
         self.mixer = build.build_mix(cfg)
         self.loader = build.build_train_loader(
@@ -229,8 +237,12 @@ class Trainer:
         )
         if status == "done" and cfg.eval.test:
             last_epoch = self.history[-1]["epoch"] if self.history else 0
-            tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
-            summary = dataclasses.replace(summary, **tests)
+            try:
+                tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
+                summary = dataclasses.replace(summary, **tests)
+            except Stopped as stopped:  # the checkpoints stand as trained: a resume evaluates
+                self.stop_signal = stopped.signum
+                summary = dataclasses.replace(summary, status="interrupted")
         summary.wall_s = self._wall()
         self.record.finished(summary)
         return summary.to_dict()

@@ -74,12 +74,15 @@ def evaluate_tta(
     device: torch.device,
     batch_size: int,
     amp: bool = False,
+    after_view: Callable[[], None] | None = None,
 ) -> TTAResult:
     """Top-1/top-5 of `net` on each distinct view of `data`, and of their merged prediction.
 
     `normalize` maps uint8 images to the network's input (engine.device.Normalizer); views are
     taken on the uint8 images before it, like the training crop. `amp`: bf16 autocast, as the
     trainer evaluates on CUDA. `net` is put in eval mode and handed back in the mode it had.
+    `after_view` is called after each forward pass (a batch seen through one view): the trainer's
+    test pass stops there on a signal, by raising.
     """
 
     from engine import metrics
@@ -103,6 +106,8 @@ def evaluate_tta(
                     correct[i] += metrics.topk_correct(logits, labels, (1, 5))
                     probs = logits.softmax(dim=1)
                     prob_sum = probs if prob_sum is None else prob_sum + probs
+                    if after_view is not None:
+                        after_view()
                 assert prob_sum is not None
                 merged += metrics.topk_correct(prob_sum / len(unique), labels, (1, 5))
     finally:

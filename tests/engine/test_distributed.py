@@ -140,7 +140,27 @@ def _evaluate(run_dir: Path) -> dict[str, Any]:
         "loss": result.loss,
         "logits": result.logits,
         "labels": trainer.data.val.labels.clone(),
+        "stopped_by": _stop_in_a_stoppable_evaluation(trainer),
     }
+
+
+def _stop_in_a_stoppable_evaluation(trainer: Any) -> int | None:
+    """A signal that only rank 1 has, at the second batch round, where its shorter shard has no
+    batch left (34/33/33 rows in batches of 33: two on rank 0, one elsewhere): the signal
+    `Stopped` each rank raised, or None (one process: no signal)."""
+    from engine import world as torchrun
+    from engine.evaluation import Stopped
+
+    evaluator = trainer.evaluator
+    asked = iter(range(1_000))
+    rank = torchrun.world().rank
+    evaluator.batch_size = 33
+    evaluator.stop_signal = lambda: 15 if rank == 1 and next(asked) == 1 else None
+    try:
+        evaluator.evaluate(trainer.model, trainer.data.val, trainer.model, stoppable=True)
+    except Stopped as stopped:
+        return stopped.signum
+    return None
 
 
 def _sync_bn_check() -> dict[str, Any]:
@@ -337,6 +357,13 @@ def test_evaluation_is_exact_on_three_processes(results):
         assert r["logits"].shape == one["logits"].shape == (100, 100)
         assert torch.allclose(r["logits"], one["logits"], atol=1e-5)  # row by row, in order
     assert one["top1"] * 100 == pytest.approx((one["logits"].argmax(1) == one["labels"]).sum())
+
+
+def test_a_stop_signal_in_the_test_pass_is_agreed_by_every_rank(results):
+    """One rank's signal stops every rank at the same batch round, also where a rank's shorter
+    shard has no batch left: none is left waiting at a collective the others skipped."""
+    assert results["train1-rank0"]["eval"]["stopped_by"] is None
+    assert [results[f"eval3-rank{r}"]["eval"]["stopped_by"] for r in range(3)] == [15] * 3
 
 
 def test_shards_partition_the_set_like_tensor_split():

@@ -12,6 +12,7 @@ import typer
 from engine.checkpoint_files import CheckpointError
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
+from engine.outcome import read_summary
 from tui.cli import commands as _commands  # noqa: F401  (registers the subcommands)
 from tui.cli.common import (
     EXIT_BAD_INPUT,
@@ -120,7 +121,10 @@ def run_headless(
     With `gpus`, the engine runs under torchrun (see tui.orchestration.launcher.engine_command)."""
     from tui.orchestration.headless import HeadlessPrinter, follow
     from tui.orchestration.launcher import (
+        AlreadyFinished,
         check_processes,
+        completion,
+        finished_exit,
         launch,
         prepare_resume,
         resolve_config,
@@ -157,6 +161,14 @@ def run_headless(
             check_processes(cfg, gpus)
             launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)
             run_dir, process, events_offset = launched.run_dir, launched.process, 0
+    except AlreadyFinished as exc:
+        if not exc.completed:
+            raise fail(str(exc)) from None
+        err.print(f"cifar-tui: {exc}", markup=False, highlight=False, soft_wrap=True)
+        summary = read_summary(exc.run_dir)
+        if json_out and summary is not None:
+            print(json.dumps(summary.to_dict()))
+        return 0
     except (BadInputError, CheckpointError) as exc:
         raise fail(str(exc)) from None
     # echo_failures=False: the engine prints its own error line
@@ -166,6 +178,17 @@ def run_headless(
     code = exit_code(process)
     if gpus is not None:
         code = torchrun_exit_code(code, final, forwarded.received)
+    if isinstance(final, Finished):  # the log says the run ended, whatever became of its engine
+        died = exit_code(process)
+        code, completed = finished_exit(run_dir, final, process, code, forwarded.received)
+        if completed:
+            err.print(
+                f"cifar-tui: warning: the engine of run {run_dir.name} ended (exit {died}) after "
+                f"the run finished; {completion(completed)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     if final is None and code not in (0, EXIT_BAD_INPUT):  # killed: the engine said nothing
         err.print(
             f"cifar-tui: error: the engine of run {run_dir.name} ended without a final event "

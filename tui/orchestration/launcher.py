@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoint_files import CheckpointError, previous_path, read_verified
+from engine.completion import complete_records
 from engine.config import (
     RESUME_CONFIG_ENV,
     RunConfig,
@@ -136,7 +137,8 @@ def check_processes(cfg: RunConfig, gpus: int | None) -> None:
 
 def torchrun_exit_code(code: int, final: Event | None, received: int | None) -> int:
     """The exit code `python -m engine run` would have given (see engine/__main__.py), from
-    rank 0's final event and the signal forwarded to torchrun (which itself exits 1)."""
+    rank 0's final event and the signal forwarded to torchrun (which itself exits 1). Also the
+    code of an engine killed after its `finished` event: the run ended as its log says."""
     if isinstance(final, Finished):
         if final.status == "diverged":
             return 3
@@ -150,6 +152,23 @@ def torchrun_exit_code(code: int, final: Event | None, received: int | None) -> 
             return 128 + (received or signal.SIGINT)
         return 2 if final.status == "bad_input" else 1
     return 128 + received if received is not None else code
+
+
+def finished_exit(
+    run_dir: Path,
+    final: Finished,
+    process: subprocess.Popen[bytes],
+    code: int,
+    received: int | None,
+) -> tuple[int, list[str]]:
+    """(exit code, records completed) once an engine whose log ends with `finished` is gone.
+    Killed after that event, it may not have written its summary, registry row or card: they
+    are completed from the log (`engine.completion`), and its own death (137 for SIGKILL) is not
+    the run's outcome: the code follows the event, as `torchrun_exit_code` reads it."""
+    completed = complete_records(run_dir)
+    if process.returncode < 0:  # killed by a signal after its last word
+        code = torchrun_exit_code(code, final, received)
+    return code, completed
 
 
 def start_engine(
@@ -215,6 +234,24 @@ class ResumePlan:
         return {RESUME_CONFIG_ENV: self.new_config} if self.new_config is not None else {}
 
 
+class AlreadyFinished(BadInputError):
+    """`--resume` of a finished run: nothing to train. `completed`: the records its engine did
+    not get to write (killed after its `finished` event), written now from its event log."""
+
+    def __init__(self, run_dir: Path, completed: list[str]) -> None:
+        self.run_dir, self.completed = run_dir, completed
+        if completed:
+            super().__init__(f"run {run_dir.name} was already finished; {completion(completed)}")
+        else:
+            super().__init__(f"run {run_dir.name} has already finished; nothing to resume")
+
+
+def completion(completed: list[str]) -> str:
+    """`its summary and card were completed from its event log`, for the records named."""
+    names = " and ".join([", ".join(completed[:-1]), completed[-1]] if completed[1:] else completed)
+    return f"its {names} {'were' if completed[1:] else 'was'} completed from its event log"
+
+
 def prepare_resume(
     run_ref: str,
     checkpoints: str | Path | None,
@@ -228,7 +265,8 @@ def prepare_resume(
     """Find the run, check its checkpoint and config, and write nothing.
 
     Without `preset` the run's own config.yaml is the preset. A changed recipe is refused unless
-    `force`. Raises BadInputError / ConfigError / CheckpointError with a one-line message.
+    `force`. A finished run with the same config raises `AlreadyFinished`, its missing records
+    completed. Raises BadInputError / ConfigError / CheckpointError with a one-line message.
     """
     run_dir = find_run(checkpoints_root(checkpoints), run_ref)
     read_run_meta(run_dir)  # the engine needs it: a damaged run.json is refused here, at once
@@ -242,13 +280,6 @@ def prepare_resume(
     events = run_dir / EVENTS_FILE
     if not os.access(run_dir, os.W_OK) or (events.exists() and not os.access(events, os.W_OK)):
         raise BadInputError(f"cannot resume run {run_dir.name}: its folder {run_dir} is read-only")
-    last = run_dir / "last.pt"
-    try:
-        read_verified(last)
-    except CheckpointError:
-        if not previous_path(last).exists():
-            raise
-        read_verified(previous_path(last))  # the engine falls back to it, with a warning
     old = load_config(str(run_dir / "config.yaml"))
     new = resolve_config(
         preset or str(run_dir / "config.yaml"), overrides, data_dir=data_dir, device=device
@@ -261,6 +292,13 @@ def prepare_resume(
             "same preset and --set values, or add --force to continue with the new one"
         )
     if not changes and status is RunStatus.DONE:  # with changes (--force): it trains on
-        raise BadInputError(f"run {run_dir.name} has already finished; nothing to resume")
+        raise AlreadyFinished(run_dir, complete_records(run_dir))
+    last = run_dir / "last.pt"
+    try:
+        read_verified(last)
+    except CheckpointError:
+        if not previous_path(last).exists():
+            raise
+        read_verified(previous_path(last))  # the engine falls back to it, with a warning
     differs = config_to_dict(old) != config_to_dict(new)
     return ResumePlan(run_dir, new, changes, dump_config(new) if differs else None, force)

@@ -1,6 +1,7 @@
 """Running a sweep's plan: its unfinished runs, one or several at a time (torch-free).
 
-Started again, a sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from
+Started again, a sweep skips finished runs (`done` or `diverged`; records their engine was
+killed before writing are completed from their event log), resumes an unfinished one from
 its last checkpoint (the same path as `--resume`), follows one whose engine still runs, and
 starts again a run that stopped before its first checkpoint (its folder is removed; a folder
 with a finished result or a valid checkpoint is never removed). Ctrl-C
@@ -27,12 +28,13 @@ from typing import Any
 from rich.console import Console
 
 from engine.checkpoint_files import CheckpointError, read_verified
+from engine.completion import complete_records
 from engine.config import dump_config
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, EventTail
 from engine.outcome import RunStatus, SummaryError, read_summary
 from engine.runs import RegistryError, RunRegistry, create_run_dir
-from tui.orchestration.launcher import prepare_resume, resolve_config, start_engine
+from tui.orchestration.launcher import completion, prepare_resume, resolve_config, start_engine
 from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit_code, live_engine
 from tui.orchestration.supervisor import read_new
 from tui.orchestration.sweep.plan import Plan, PlannedRun
@@ -140,6 +142,7 @@ class SweepRunner:
                 continue
             status = run_status(self.root / run_id)  # the lock first, then the events
             if status in FINISHED:
+                self._complete(run, self.root / run_id)
                 continue
             if status is RunStatus.RUNNING:
                 out.append((run, "follow"))
@@ -203,6 +206,17 @@ class SweepRunner:
         self.console.print(f"{self._prefix(run)}: run {run_id}", soft_wrap=True, highlight=False)
         process = start_engine(run_dir, [], **output)
         return self._job(run, run_dir, process, 0, slot)
+
+    def _complete(self, run: PlannedRun, run_dir: Path) -> None:
+        """Complete a finished run's records its engine did not get to write (killed after its
+        `finished` event; `engine.completion`)."""
+        completed = complete_records(run_dir)
+        if completed:
+            self.console.print(
+                f"{self._prefix(run)}: {run_dir.name} finished; {completion(completed)}",
+                soft_wrap=True,
+                highlight=False,
+            )
 
     def _discard(self, run: PlannedRun, run_id: str) -> None:
         """Forget a planned run that cannot go on, before starting it again. Its folder is
@@ -280,6 +294,7 @@ class SweepRunner:
                     proc = job.process
                     code = exit_code(proc) if isinstance(proc, subprocess.Popen) else proc.wait()
                     status = run_status(job.run_dir)
+                    self._complete(job.run, job.run_dir)
                     self.codes[job.run.key] = status
                     if status is RunStatus.INTERRUPTED or code in (130, 143):
                         stop_code = code or stop_code or 0
