@@ -152,6 +152,9 @@ def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, forc
                 f"{max(batch // 2, 1)} (no checkpoint was written for the failed step)",
                 EXIT_BAD_INPUT,
             )
+        if not accepted:  # a resume that never began writes nothing: the traceback goes here
+            traceback.print_exc()
+            return fail("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
         path = run_dir / ("traceback.txt" if main else f"traceback.rank{world.rank}.txt")
         path.write_text(traceback.format_exc())
         return fail("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR, path)

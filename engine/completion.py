@@ -10,6 +10,7 @@ for the records that do not match it; the next `--resume`, the sweep and the lau
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from engine.card import CARD_JSON, CARD_MD, card_markdown
 from engine.events import EVENTS_FILE, Finished, last_event
 from engine.outcome import SUMMARY_FILE
 from engine.run_lock import RunBusyError, RunLock
-from engine.runs import RunRegistry
+from engine.runs import RegistryError, RunRegistry
 from engine.sinks import CardSink, RegistrySink, Sink, SummarySink
 
 
@@ -40,8 +41,12 @@ def _card_matches(run_dir: Path, final: Finished) -> bool:
 
 
 def _row_matches(registry: RunRegistry, run_id: str, final: Finished) -> bool:
-    """The registry row holds this `finished` event's outcome (no row: nothing to complete)."""
-    row = next((r for r in registry.runs() if r.run_id == run_id), None)
+    """The registry row holds this `finished` event's outcome (no row: nothing to complete). A
+    registry that cannot be read does not match: its sink then warns and marks the run stale."""
+    try:
+        row = next((r for r in registry.runs() if r.run_id == run_id), None)
+    except RegistryError:
+        return False
     return row is None or (row.status, row.wall_s) == (final.status, final.summary.get("wall_s"))
 
 
@@ -49,7 +54,8 @@ def complete_records(run_dir: Path, registry: RunRegistry | None = None) -> list
     """Write again what finished run `run_dir`'s sinks missed, from its logged `finished` event,
     under the run's lock; the names of the records completed ("summary", "registry row",
     "card"). Nothing (an empty list) when all of them match the event, when the log's last event
-    is not `finished`, or when an engine holds the run (it writes its own)."""
+    is not `finished`, when an engine holds the run (it writes its own), or when the folder
+    cannot be written (one warning on stderr)."""
     run_dir = Path(run_dir)
     registry = registry if registry is not None else RunRegistry(run_dir.parent)
     try:
@@ -67,6 +73,13 @@ def complete_records(run_dir: Path, registry: RunRegistry | None = None) -> list
                 todo.append(("card", CardSink(run_dir)))
             for _, sink in todo:
                 sink.on_event(final)
-            return [name for name, _ in todo]
+            return [n for n, sink in todo if not (isinstance(sink, RegistrySink) and sink.stale)]
     except (RunBusyError, FileNotFoundError):
+        return []
+    except OSError as exc:  # a folder this user may not write: the records stay as they are
+        print(
+            f"cifar-tui: warning: cannot complete the records of run {run_dir.name} in "
+            f"{run_dir} ({exc.strerror or exc})",
+            file=sys.stderr,
+        )
         return []

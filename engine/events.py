@@ -145,7 +145,7 @@ class Finished(Event):
 class Failed(Event):
     type: ClassVar[str] = "failed"
     statuses: ClassVar[tuple[str, ...]] = ("bad_input", "error", "interrupted")
-    status: str  # "bad_input" | "error"
+    status: str  # "bad_input" | "error" | "interrupted" (before training started)
     message: str
     traceback_path: str | None = None
 
@@ -300,22 +300,26 @@ def _short(value: Any, width: int = 40) -> str:
 
 
 class EventWriter:
-    """Appends events to a run's events.jsonl, one flushed line each."""
+    """Appends events to a run's events.jsonl, one flushed line each. The file is opened at the
+    first event: a writer that emits none (a refused resume) leaves the log as it was."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: TextIO = path.open("a", encoding="utf-8")
-        if _ends_mid_line(path):  # a previous writer died mid-line: never glue onto its tail
-            self._file.write("\n")
+        self._file: TextIO | None = None
 
     def emit(self, event: Event) -> Event:
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+            if _ends_mid_line(self.path):  # a writer died mid-line: never glue onto its tail
+                self._file.write("\n")
         event.t = time.time()
         self._file.write(event.to_json() + "\n")
         self._file.flush()
         return event
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _ends_mid_line(path: Path) -> bool:

@@ -8,6 +8,7 @@ best epoch so far, the config, and the Python/numpy/torch/CUDA RNG states.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import sys
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from engine.checkpoint_files import CheckpointError
-from engine.config import RunConfig, config_changes, config_hash, config_to_dict
+from engine.config import RunConfig, config_changes, config_hash, config_to_dict, parse_config
 from engine.errors import ConfigError
 
 CHECKPOINT_FORMAT = 2
@@ -173,11 +174,26 @@ def restore_training(
     return loop, list(state["history"]), state.get("best_val_top1"), state.get("best_epoch")
 
 
-def check_config(state: dict[str, Any], cfg: RunConfig, path: Path, force: bool) -> list[str]:
+def check_config(
+    state: dict[str, Any],
+    cfg: RunConfig,
+    path: Path,
+    force: bool,
+    accepted: dict[str, Any] | None = None,
+) -> list[str]:
     """The recipe keys in which `cfg` differs from the config the checkpoint was trained with
-    (a hand-edited config.yaml too); refused unless `force`."""
-    changes = config_changes(state["config"], config_to_dict(cfg))
-    if changes and not force:
+    (a hand-edited config.yaml too); refused unless `force`, or unless `cfg` is the config a
+    forced resume already accepted (`accepted`, its `resumed` event's) and the checkpoint
+    predates. The checkpoint's config is read as the current code reads it, so a parameter
+    added to a component since (with its default) is not a change."""
+    try:
+        trained = config_to_dict(parse_config(state["config"]))
+    except ConfigError:  # a config this code no longer reads: compare as written
+        trained = state["config"]
+    current = config_to_dict(cfg)
+    changes = config_changes(trained, current)
+    already = accepted is not None and not config_changes(accepted, json.loads(json.dumps(current)))
+    if changes and not force and not already:
         shown = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
         raise ConfigError(
             f"config.yaml of run {path.parent.name} differs from its checkpoint {path} "

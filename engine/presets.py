@@ -45,16 +45,16 @@ def preset_path(preset: str) -> Path:
     return named_yaml(preset, PRESETS_DIR, "preset", "available")
 
 
-_PARSED: dict[tuple[str, int, int], Any] = {}
+_PARSED: dict[tuple[str, int, int, int, int], Any] = {}
 
 
 def read_yaml(path: Path) -> Any:
     """Strict safe YAML (`engine.strict_yaml`); errors name the file and line. A file read
-    before and unchanged since (same size and mtime) is parsed once: a sweep resolves its base
-    preset for every recipe. Callers get their own copy to change."""
+    before and unchanged since (same inode, size, mtime and ctime) is parsed once: a sweep
+    resolves its base preset for every recipe. Callers get their own copy to change."""
     try:
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         if key not in _PARSED:
             if len(_PARSED) >= 32:  # a small cache: the few files a sweep reads over and over
                 _PARSED.clear()

@@ -16,7 +16,17 @@ from typing import Any
 from engine import world as torchrun
 from engine.config import RunConfig, config_to_dict
 from engine.data import DataBundle
-from engine.events import BadStep, EpochEnd, EventWriter, Finished, Resumed, RunStarted, Step
+from engine.events import (
+    EVENTS_FILE,
+    BadStep,
+    EpochEnd,
+    EventWriter,
+    Finished,
+    Resumed,
+    RunStarted,
+    Step,
+    read_events,
+)
 from engine.loop_state import LoopState
 from engine.outcome import RunSummary
 
@@ -171,3 +181,9 @@ class RunRecord:
     def finished(self, summary: RunSummary) -> None:
         """The run's last word: the `finished` event (its sinks derive the rest from it)."""
         self.events.emit(Finished(status=summary.status, summary=summary.to_dict()))
+
+
+def last_resumed_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config the run's latest `resumed` event trained with (None: never resumed)."""
+    resumed = [e for e in read_events(run_dir / EVENTS_FILE) if isinstance(e, Resumed)]
+    return resumed[-1].config if resumed else None

@@ -332,6 +332,8 @@ class RunRegistry:
         marked (its engine, a later reader or `--rebuild` catches it up)."""
         from engine.sinks import replay_run  # the sink maps events to rows; it imports this
 
+        if not self.path.exists():  # a reader never creates the registry (`--rebuild` does)
+            return
         for marker in sorted(self.path.parent.glob(f"*/{STALE_FILE}")):
             try:
                 marker.unlink()

@@ -196,7 +196,9 @@ class Trainer:
         """Continue from last.pt (else last.prev.pt), loaded to the CPU (see loop_state)."""
         state, used, warning = checkpoint.load_with_fallback(self.run_dir / "last.pt")
         loop_state.check_training_state(state, used)
-        self.config_changes = loop_state.check_config(state, self.cfg, used, self.force)
+        self.config_changes = loop_state.check_config(
+            state, self.cfg, used, self.force, run_record.last_resumed_config(self.run_dir)
+        )
         self.state, self.history, self.best_val_top1, self.best_epoch = loop_state.restore_training(
             state, used, self.model, self.ema, self.optimizer, self.scheduler
         )
@@ -212,12 +214,12 @@ class Trainer:
         """Train, evaluate, emit `finished`; returns its summary (status done/interrupted/...)."""
         self._session_start = time.time()
         self._wall_before = 0.0
-        if self.world.is_main:  # a write cut short by a kill left its temp file behind
-            remove_stale_temp_files(self.run_dir)
         self._setup()
         if self.resume:
             self._restore()
             self._wall_before = self.state.wall_time
+        if self.world.is_main:  # the run is ours (a resume accepted): a write cut short by a
+            remove_stale_temp_files(self.run_dir)  # kill left its temp file behind
         resumed = (self.state, *self.resumed_from, self.config_changes) if self.resume else None
         self.record.started(self.facts, resumed)
         cfg = self.cfg

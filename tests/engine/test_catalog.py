@@ -108,3 +108,13 @@ def test_catalogs_and_the_config_layer_import_without_torch():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_datasets_train_images_is_the_size_its_implementation_gives():
+    """The catalog's size (checked before a run folder exists) is the dataset's real one: the
+    synthetic set generated here, CIFAR-100's published 50,000."""
+    from engine.catalog import DATASETS
+    from engine.data import make_synthetic
+
+    assert DATASETS.get("synthetic").train_images == len(make_synthetic(0)[0])
+    assert DATASETS.get("cifar100").train_images == 50_000

@@ -57,18 +57,27 @@ def test_preset_takes_real_steps_with_finite_loss(tmp_path, preset):
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
 
 
-def test_read_yaml_parses_an_unchanged_file_once_and_hands_out_copies(tmp_path):
+def test_read_yaml_parses_an_unchanged_file_once_and_hands_out_copies(tmp_path, monkeypatch):
     """A sweep resolves its base preset for every recipe: parsed once, each caller its own
     copy, and an edited file read again."""
     import os
 
-    from engine.presets import read_yaml
+    from engine import presets, strict_yaml
 
+    parses: list[str] = []
+    real_load = strict_yaml.load
+
+    def counted(text: str):
+        parses.append(text)
+        return real_load(text)
+
+    monkeypatch.setattr(strict_yaml, "load", counted)
+    read_yaml = presets.read_yaml
     path = tmp_path / "p.yaml"
     path.write_text("optim: {lr: 0.1}\n")
     first = read_yaml(path)
     first["optim"]["lr"] = 99
-    assert read_yaml(path) == {"optim": {"lr": 0.1}}
+    assert read_yaml(path) == {"optim": {"lr": 0.1}} and len(parses) == 1
     path.write_text("optim: {lr: 0.2}\n")
     os.utime(path, ns=(1, 1))  # a new mtime even where the clock is coarse
     assert read_yaml(path) == {"optim": {"lr": 0.2}}

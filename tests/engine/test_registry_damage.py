@@ -161,7 +161,9 @@ def test_a_failing_registry_costs_a_run_one_warning_and_is_repaired_later(tmp_pa
     assert len(warnings) == 1 and warnings[0].startswith("cifar-tui: warning: ")
     assert str(tmp_path / DB_FILE) in warnings[0] and run_id in warnings[0]
     assert (tmp_path / DB_FILE).read_bytes() == before and (run_dir / STALE_FILE).exists()
-    (tmp_path / DB_FILE).unlink()  # the damage goes away: the next reader catches the run up
+    (tmp_path / DB_FILE).unlink()  # the damaged file deleted: a reader creates nothing ...
+    assert RunRegistry(tmp_path).runs() == [] and not (tmp_path / DB_FILE).exists()
+    RunRegistry(tmp_path).forget("nothing")  # ... a writer does; then a reader catches it up
     (row,) = RunRegistry(tmp_path).runs()
     assert (row.run_id, row.status, row.epochs_done, row.test_top1) == (run_id, "done", 2, 0.3)
     assert len(RunRegistry(tmp_path).epochs(run_id)) == 2

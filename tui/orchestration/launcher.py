@@ -185,7 +185,8 @@ def start_engine(
     """Start `python -m engine run RUN_DIR [extra_args]` in its own session (see `launch`);
     with `gpus`, torchrun starting that many (see `engine_command`). `extra_env`: variables
     for the engine (a resume's new config: `ResumePlan.engine_env`)."""
-    env = {**os.environ, **(extra_env or {})}
+    env = {k: v for k, v in os.environ.items() if k != RESUME_CONFIG_ENV}  # never inherited
+    env.update(extra_env or {})
     # the engine must import the same code as this process, installed or not
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

@@ -180,7 +180,7 @@ class RunsScreen(CifarScreen):
         for run_id in ids:
             try:
                 epochs = registry.epochs(run_id)
-            except BadInputError as exc:  # a damaged registry: said once, nothing drawn
+            except BadInputError as exc:  # a damaged registry: said, nothing drawn
                 self.app.call_from_thread(self.notify, str(exc), severity="error")
                 return
             row = next((r for r in self.rows if r.run_id == run_id), None)

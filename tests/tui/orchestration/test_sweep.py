@@ -281,7 +281,9 @@ def test_a_registry_from_before_sweeps_gains_the_column_and_keeps_its_runs(tmp_p
     RunRegistry(tmp_path)  # opening it again: nothing to add, no error
     run_dir = tmp_path / "new-run"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"run_id": "new-run", "sweep_id": "s-1"}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"run_id": "new-run", "preset": "p", "sweep_id": "s-1"})
+    )
     registry.start(
         "new-run", preset="p", dataset="synthetic", model="m", config={}, device="cpu", epochs=1
     )
