@@ -18,7 +18,7 @@ from engine.card import CARD_JSON, CARD_MD, card_markdown
 from engine.events import EVENTS_FILE, Finished, last_event
 from engine.outcome import SUMMARY_FILE
 from engine.run_lock import RunBusyError, RunLock
-from engine.runs import RegistryError, RunRegistry
+from engine.runs import STALE_FILE, RegistryError, RunRegistry
 from engine.sinks import CardSink, RegistrySink, Sink, SummarySink
 
 
@@ -40,13 +40,16 @@ def _card_matches(run_dir: Path, final: Finished) -> bool:
         return False
 
 
-def _row_matches(registry: RunRegistry, run_id: str, final: Finished) -> bool:
+def _row_matches(registry: RunRegistry, run_dir: Path, final: Finished) -> bool:
     """The registry row holds this `finished` event's outcome (no row: nothing to complete). A
-    registry that cannot be read does not match: its sink then warns and marks the run stale."""
+    registry that cannot be read counts as matching once the run is marked behind it (its
+    engine warned already; a later reader or `--rebuild` catches it up), else the sink is
+    given the event: it warns and marks the run."""
+    run_id = run_dir.name
     try:
         row = next((r for r in registry.runs() if r.run_id == run_id), None)
     except RegistryError:
-        return False
+        return (run_dir / STALE_FILE).exists()
     return row is None or (row.status, row.wall_s) == (final.status, final.summary.get("wall_s"))
 
 
@@ -67,7 +70,7 @@ def complete_records(run_dir: Path, registry: RunRegistry | None = None) -> list
             todo: list[tuple[str, Sink]] = []
             if not summary_ok:
                 todo.append(("summary", SummarySink(run_dir)))
-            if not _row_matches(registry, run_dir.name, final):
+            if not _row_matches(registry, run_dir, final):
                 todo.append(("registry row", RegistrySink(registry, run_dir.name)))
             if not summary_ok or not _card_matches(run_dir, final):  # the card reads the summary
                 todo.append(("card", CardSink(run_dir)))

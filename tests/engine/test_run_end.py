@@ -157,7 +157,8 @@ def _copy(ended: tuple[dict, Path, str], to: Path) -> tuple[dict, Path, Path]:
     return reference, to, to / run_id
 
 
-@pytest.mark.parametrize("point", ["test_pass", "test_batch:3"])
+# (a kill at `test_pass`, after the last checkpoint, is how the `ended` fixture makes its run)
+@pytest.mark.parametrize("point", ["test_batch:3"])
 def test_a_kill_before_finished_leaves_a_crashed_run_that_resume_only_evaluates(
     ended, tmp_path, point
 ):
@@ -176,7 +177,7 @@ def test_a_kill_before_finished_leaves_a_crashed_run_that_resume_only_evaluates(
     _check_records(run_dir, reference)
 
 
-@pytest.mark.parametrize("point", ["finished", "sink:2"])
+@pytest.mark.parametrize("point", ["finished"])  # between sinks: the cases below
 def test_a_kill_after_finished_is_a_done_run_whose_launcher_completes_it(ended, tmp_path, point):
     """The engine dies after its `finished` event, before (or between) its sinks: the launcher
     reports the run done (exit 0, its summary on --json) and writes what the sinks did not."""
@@ -194,8 +195,7 @@ def test_a_kill_after_finished_is_a_done_run_whose_launcher_completes_it(ended, 
     ("point", "completed"),
     [
         ("finished", "its summary and card were completed"),  # the row: `runs` repaired it
-        ("sink:1", "its card was completed"),
-        ("sink:2", "its card was completed"),
+        ("sink:2", "its card was completed"),  # summary and row written, the card not
     ],
 )
 def test_a_kill_after_finished_with_no_launcher_is_completed_by_resume(

@@ -158,25 +158,42 @@ def _write_checkpoint(path: Path, state: object) -> None:
     path.write_bytes(checkpoint_files.header(payload) + payload)
 
 
-@pytest.mark.parametrize(
-    "damage, expected",
-    [
-        (lambda s: s.pop("loop"), "its loop is missing or of the wrong type"),
-        (lambda s: s.update(loop={"epoch": 1}), "its loop state is damaged"),
-        (lambda s: s.update(model=[1, 2, 3]), "its model is missing or of the wrong type"),
-        (lambda s: s.clear() or s.update(model={}), "cannot continue a run"),
-    ],
-    ids=["no-loop", "loop-damaged", "model-not-a-dict", "not-ours"],
-)
-def test_a_crafted_checkpoint_is_refused_in_one_line(interrupted, tmp_path, damage, expected):
+DAMAGES = {
+    "no-loop": (lambda s: s.pop("loop"), "its loop is missing or of the wrong type"),
+    "loop-damaged": (lambda s: s.update(loop={"epoch": 1}), "its loop state is damaged"),
+    "model-not-a-dict": (
+        lambda s: s.update(model=[1]),
+        "its model is missing or of the wrong type",
+    ),
+    "not-ours": (lambda s: s.clear() or s.update(model={}), "its optimizer, scheduler, loop"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGES))
+def test_a_crafted_checkpoint_cannot_continue_a_run(interrupted, kind):
+    from engine import checkpoint
+    from engine.checkpoint_files import CheckpointError
+    from engine.loop_state import check_training_state
+
+    state = checkpoint.load(interrupted[1] / "last.pt")
+    damage, expected = DAMAGES[kind]
+    damage(state)
+    with pytest.raises(CheckpointError) as info:
+        check_training_state(state, Path("/x/last.pt"))
+    assert str(info.value).startswith("checkpoint /x/last.pt cannot continue a run: ")
+    assert expected in str(info.value)
+
+
+def test_a_crafted_checkpoint_is_refused_in_one_line(interrupted, tmp_path):
+    """Through the CLI and the engine: a payload that is not ours, with a valid signature."""
     root, run_dir = _copy(interrupted, tmp_path)
     from engine import checkpoint
 
     state = checkpoint.load(run_dir / "last.pt")
-    damage(state)
+    DAMAGES["not-ours"][0](state)
     _write_checkpoint(run_dir / "last.pt", state)
     line = _refused(root, run_dir)
-    assert "last.pt" in line and expected in line
+    assert f"checkpoint {run_dir / 'last.pt'} cannot continue a run" in line
 
 
 def test_resuming_a_read_only_run_folder_is_refused_before_anything_starts(tmp_path, monkeypatch):
