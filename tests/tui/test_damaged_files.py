@@ -152,3 +152,40 @@ def test_deleting_a_run_from_a_damaged_registry_is_an_error_note_not_a_crash(che
             assert run_dir.is_dir() and app.is_running
 
     asyncio.run(scenario())
+
+
+def test_results_on_a_damaged_eval_npz_render_under_no_color(checkpoints, monkeypatch) -> None:
+    """NO_COLOR=1 filters every segment through Textual's monochrome filter, which reads each
+    segment's style: the empty confusion matrix behind the damage panel used to crash it."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    run_dir = make_run(checkpoints)
+    path = run_dir / "eval.npz"
+    path.write_bytes(path.read_bytes()[:4000])
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=checkpoints, results=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.has_class("-damaged"), 10, "the damage panel")
+            await pilot.pause()
+            assert app.is_running and app.return_code is None
+
+    asyncio.run(scenario())
+
+
+def test_every_results_view_renders_under_no_color(checkpoints, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    run_dir = make_run(checkpoints)
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=checkpoints, results=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, ResultsScreen)
+            await wait_for(pilot, lambda: screen.data is not None, 10, "the results")
+            for key in ("z", "m", "z", "p", "4", "1"):  # superclasses, matrix, PR/ROC, screens
+                await pilot.press(key)
+                await pilot.pause()
+            assert app.is_running and app.return_code is None and not _notes(app, "error")
+
+    asyncio.run(scenario())

@@ -27,6 +27,8 @@ from textual.strip import Strip
 
 from tui.orchestration.evaldata import row_normalise
 
+PLAIN = Style()  # every segment styled: Textual's monochrome filter reads each style
+
 # "magma"-like stops: dark purple -> red -> orange -> pale yellow
 _STOPS = np.array(
     [
@@ -166,7 +168,7 @@ class ConfusionMatrix(ScrollView, can_focus=True):
         line = y + scroll_y
         width = self.scrollable_content_region.width
         if self.view is None or line >= self.virtual_size.height:
-            return Strip.blank(width)
+            return Strip.blank(width, PLAIN)
         body = self._mono_line(line) if self.mono else self._colour_line(line)
         rows = self._rows_of_line(line)
         label = (

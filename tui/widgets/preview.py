@@ -14,7 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.widget import Widget
 
-from tui.widgets.confusion import half_block_style
+from tui.widgets.confusion import PLAIN, half_block_style
 
 SHADES = " ░▒▓█"
 
@@ -33,7 +33,7 @@ def half_block_lines(image: np.ndarray, *, mono: bool = False) -> list[list[Segm
                 lum = (0.299 * up[0] + 0.587 * up[1] + 0.114 * up[2]) / 255
                 if low is not None:
                     lum = (lum + (0.299 * low[0] + 0.587 * low[1] + 0.114 * low[2]) / 255) / 2
-                row.append(Segment(SHADES[min(4, int(lum * 5))]))
+                row.append(Segment(SHADES[min(4, int(lum * 5))], PLAIN))
             else:
                 row.append(Segment("▀", half_block_style(up, low)))
         lines.append(row)
@@ -65,7 +65,7 @@ class PreviewGrid:
         for start in range(0, n, per_row):
             idx = list(range(start, min(n, start + per_row)))
             for j, i in enumerate(idx):
-                yield Segment(" " * gap if j else "")
+                yield Segment(" " * gap if j else "", PLAIN)
                 yield Segment(self.captions[i][:w].ljust(w), dim)
             yield Segment.line()
             for images in (self.original, self.augmented):
@@ -73,7 +73,7 @@ class PreviewGrid:
                 for line in range(len(tiles[0])):
                     for j, tile in enumerate(tiles):
                         if j:
-                            yield Segment(" " * gap)
+                            yield Segment(" " * gap, PLAIN)
                         yield from tile[line]
                     yield Segment.line()
             yield Segment.line()
