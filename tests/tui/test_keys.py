@@ -154,3 +154,40 @@ def test_auto_true_false_fields_are_menus_that_reach_the_config(tmp_path, checkp
             await wait_for(pilot, lambda: bf16_setting() is None, 10, "bf16 = auto")
 
     asyncio.run(scenario())
+
+
+HOSTILE = ["[", "&a [*a]", "!!python/object/apply:os.system [x]", "1e999"]
+
+
+def test_no_text_typed_into_setup_raises(tmp_path, checkpoints) -> None:
+    """Every printable character typed into a list field (eval.tta), and hostile YAML in every
+    text field: the check line says what is wrong, the app never raises (a `[` in a list field
+    used to crash it and lose every edit)."""
+    import string
+
+    from textual.widgets import Static
+
+    async def scenario() -> None:
+        write_tiny_preset(tmp_path / "presets")
+        app = CifarApp(checkpoints=checkpoints, presets_dir=tmp_path / "presets")
+        async with app.run_test(size=(100, 30)) as pilot:
+            setup = await _setup_ready(app, pilot)
+            tta = _control(setup, ("eval", "tta"), Input)
+            tta.focus()
+            tta.value = ""
+            typed = "".join(ch for ch in string.printable if ch.isprintable() and ch != " ")
+            await pilot.press(*typed)
+            await pilot.pause()
+            assert app.is_running and app.return_code is None
+            assert tta.value == typed, tta.value
+            inputs = [w for w in setup.query(Input) if control_path(w) is not None]
+            assert len(inputs) > 20
+            for field in inputs:
+                for text in HOSTILE:
+                    field.value = text
+            await pilot.pause()
+            assert app.is_running and app.return_code is None
+            check = str(setup.query_one("#check", Static).render())
+            assert check.startswith("✗ ")
+
+    asyncio.run(scenario())
