@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 from textual.screen import Screen
 
-from engine.events import EVENTS_FILE, Finished, read_events
+from engine import control
+from engine.events import EVENTS_FILE, Finished
+from engine.run_lock import holder_pid
 from engine.runs import RunRegistry
+from engine.test_hooks import PAUSE_ENV, is_paused
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tui.app import CifarApp
 from tui.messages import EngineEvents
@@ -96,8 +100,15 @@ def test_launch_from_setup_runs_the_engine_and_opens_results(tmp_path, checkpoin
     asyncio.run(scenario())
 
 
-def _start_headless(preset: Path, checkpoints: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CIFAR_TUI_CHECKPOINTS": str(checkpoints), "NO_COLOR": "1"}
+def _start_headless(
+    preset: Path, checkpoints: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CIFAR_TUI_CHECKPOINTS": str(checkpoints),
+        "NO_COLOR": "1",
+        **(extra_env or {}),
+    }
     return subprocess.Popen(
         [sys.executable, "-c", "from tui.cli import main; main()", "--run", str(preset)],
         cwd=ROOT,
@@ -108,23 +119,30 @@ def _start_headless(preset: Path, checkpoints: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for_epoch(checkpoints: Path, timeout: float) -> Path:
-    """Block until a run folder's log holds an epoch_end (the engine runs in another process)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for log in checkpoints.glob(f"*/{EVENTS_FILE}"):
-            if any(e.type == "epoch_end" for e in read_events(log)):
-                return log.parent
-        time.sleep(0.1)
-    raise AssertionError(f"no epoch ended within {timeout} s")
+def _wait_for_paused_engine(checkpoints: Path, launcher: subprocess.Popen[bytes]) -> int:
+    """The pid of the run's engine once it has stopped itself at its pause step (test hook)."""
+    deadline = time.monotonic() + 150
+    pid = None
+    while pid is None or not is_paused(pid):
+        assert launcher.poll() is None, "the launcher exited before the engine paused"
+        assert time.monotonic() < deadline, "the engine never reached its pause step"
+        if pid is None:
+            pid = next((holder_pid(p.parent) for p in checkpoints.glob("*/engine.lock")), None)
+        time.sleep(0.05)
+    return pid
 
 
 def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, checkpoints) -> None:
+    """The engine stops itself at step 12, inside epoch 2 (the tiny preset has 10 steps an
+    epoch), so `s` is pressed while epoch 2 is surely running: the run must end after it."""
+
     async def scenario() -> None:
         preset = write_tiny_preset(tmp_path / "presets", epochs=4)
-        process = _start_headless(preset, checkpoints)
+        process = _start_headless(preset, checkpoints, {PAUSE_ENV: "12"})
+        pid = None
         try:
-            run_dir = _wait_for_epoch(checkpoints, 150)
+            pid = _wait_for_paused_engine(checkpoints, process)
+            (run_dir,) = [p.parent for p in checkpoints.glob(f"*/{EVENTS_FILE}")]
             app = CifarApp(checkpoints=checkpoints, attach=run_dir)
             async with app.run_test(size=(100, 30)) as pilot:
                 await wait_for(pilot, lambda: app.monitor is not None, 10, "the monitor")
@@ -139,6 +157,7 @@ def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, ch
                 state = monitor.state
                 assert state is not None and state.started is not None
                 assert state.started.run_id == run_dir.name
+                assert state.last_epoch is not None and state.last_epoch.epoch == 1
                 loss = monitor.query_one("#loss", MetricPlot)
                 await wait_for(
                     pilot, lambda: loss.draws > 0 and len(loss.lines[0].xs) > 0, 5, "plot"
@@ -148,17 +167,22 @@ def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, ch
                 )  # epoch 1's train loss, read from before attaching
 
                 await pilot.press("s")  # stop after this epoch (the engine removes the request)
+                assert control.pending(run_dir) == {"stop_after_epoch"}
+                os.kill(pid, signal.SIGCONT)
                 await wait_for(pilot, lambda: state.final is not None, 150, "the run to stop")
                 assert isinstance(state.final, Finished)
                 assert state.final.status == "interrupted"
-                assert state.last_epoch is not None and state.last_epoch.epoch < 4
+                assert state.last_epoch is not None and state.last_epoch.epoch == 2
             assert process.wait(timeout=60) == 0
         finally:
             if process.poll() is None:
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
                 process.kill()
         row = next(r for r in RunRegistry(checkpoints).runs() if r.run_id == run_dir.name)
         assert row.status == "interrupted"
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "interrupted"
+        assert control.pending(run_dir) == set()  # the engine acted on the request
 
     asyncio.run(scenario())
