@@ -10,12 +10,12 @@ first and is the truth: an engine killed between it and the sinks leaves a regis
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Protocol
 
+from engine import strict_json
 from engine.card import write_card_safely
 from engine.events import (
     EVENTS_FILE,
@@ -149,7 +149,7 @@ class SummarySink:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Finished):
-            write_atomic(self.path, json.dumps(event.summary, indent=2) + "\n")
+            write_atomic(self.path, strict_json.dumps(event.summary, indent=2) + "\n")
 
 
 class CardSink:

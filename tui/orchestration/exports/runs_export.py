@@ -12,10 +12,10 @@ import contextlib
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
+from engine import strict_json
 from engine.runs import RunRegistry, RunRow, read_run_meta
 from tui.orchestration.exports.tb_events import EventFileWriter
 
@@ -55,7 +55,7 @@ def run_records(root: Path) -> list[dict[str, Any]]:
 def export_text(root: Path, fmt: str) -> str:
     records = run_records(root)
     if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
+        return strict_json.dumps(records, indent=2) + "\n"
     buf = io.StringIO()
     names = list(records[0]) if records else [f.name for f in dataclasses.fields(RunRow)]
     writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
