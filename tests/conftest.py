@@ -12,6 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CIFAR = ROOT.parent / "shared" / "data" / "cifar-100-python"
 
+# The user's own presets and sweeps (~/.config/cifar-tui) never reach the tests, and the tests
+# never write there: set before collection, for this process and every process it starts.
+_NO_USER_FOLDER = Path(os.environ.get("TMPDIR", "/tmp")) / f"cifar-tui-tests-{os.getpid()}-none"
+os.environ["CIFAR_TUI_PRESETS"] = str(_NO_USER_FOLDER / "presets")
+os.environ["CIFAR_TUI_SWEEPS"] = str(_NO_USER_FOLDER / "sweeps")
+
 
 def real_cifar_or_skip() -> Path:
     """The shared real dataset; skipped where absent, but a failure when CI=true."""

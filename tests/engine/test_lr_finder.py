@@ -19,9 +19,12 @@ from torch import nn
 from engine.config import config_to_dict, load_config
 from engine.errors import ConfigError
 from engine.lr_finder import find_lr, lr_sweep, smooth_losses, suggest, sweep_lrs
+from engine.presets import bundled_folder
 from tests.conftest import ROOT, cli
 from tui.cli.lr_find import default_apply_path, default_out
 from tui.orchestration.launcher import resolve_config
+
+PRESETS = bundled_folder("preset")
 
 TINY = [
     "model.name=wrn",
@@ -281,7 +284,7 @@ def test_cli_end_to_end_writes_curve_and_applied_preset(tmp_path):
 
 
 def test_cli_refuses_overwriting_and_bad_input(tmp_path):
-    bundled = ROOT / "presets" / "quickstart.yaml"
+    bundled = PRESETS / "quickstart.yaml"
     text = bundled.read_text()
     cases = {
         "already exists; refusing to overwrite": ["quickstart", "--apply-to", str(bundled)],

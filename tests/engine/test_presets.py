@@ -81,3 +81,35 @@ def test_read_yaml_parses_an_unchanged_file_once_and_hands_out_copies(tmp_path, 
     path.write_text("optim: {lr: 0.2}\n")
     os.utime(path, ns=(1, 1))  # a new mtime even where the clock is coarse
     assert read_yaml(path) == {"optim": {"lr": 0.2}}
+
+
+def test_a_name_is_found_in_dot_presets_then_the_user_folder_then_the_bundled_book(
+    tmp_path, monkeypatch
+):
+    from engine.errors import ConfigError
+    from engine.presets import bundled_folder, named_files, preset_path, user_folder
+
+    project, user = tmp_path / "project", tmp_path / "user"
+    (project / "presets").mkdir(parents=True)
+    user.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("CIFAR_TUI_PRESETS", str(user))
+    bundled = bundled_folder("preset")
+    assert preset_path("quickstart") == bundled / "quickstart.yaml"
+    (user / "quickstart.yaml").write_text("description: mine\n")
+    (user / "mine.yaml").write_text("description: mine\n")
+    assert preset_path("quickstart") == user / "quickstart.yaml"  # the user's shadows the book
+    (project / "presets" / "quickstart.yaml").write_text("description: project\n")
+    assert preset_path("quickstart") == project / "presets" / "quickstart.yaml"
+    sources = {e.name: e.source.label for e in named_files("preset")}
+    assert sources["quickstart"] == "./presets" and sources["mine"] == "user"
+    assert sources["resnet18"] == "bundled"
+    with pytest.raises(ConfigError, match=r"unknown preset 'mien'; did you mean 'mine'\?"):
+        preset_path("mien")
+    monkeypatch.delenv("CIFAR_TUI_PRESETS")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert user_folder("preset") == tmp_path / "xdg" / "cifar-tui" / "presets"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.delenv("CIFAR_TUI_SWEEPS")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_folder("sweep") == tmp_path / "home" / ".config" / "cifar-tui" / "sweeps"

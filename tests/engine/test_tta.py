@@ -26,6 +26,7 @@ from engine.errors import ConfigError
 from engine.evaluate_checkpoint import main as engine_eval_main
 from engine.events import TTAEvaluated, parse_event, read_events
 from engine.outcome import RunSummary
+from engine.presets import bundled_folder
 from engine.runs import RUN_META_FILE
 from engine.sinks import RunRecorder, run_sinks
 from engine.trainer import Trainer
@@ -34,6 +35,8 @@ from engine.tta_views import DEFAULT_VIEWS, PAD, View, all_view_names, parse_vie
 from tests.conftest import cli
 from tui.orchestration.evaldata import tta_scores
 from tui.orchestration.headless import HeadlessPrinter, summary_table
+
+PRESETS = bundled_folder("preset")
 
 CPU = torch.device("cpu")
 
@@ -99,7 +102,7 @@ def test_tta_preset_is_the_row_above_plus_tta():
     assert tta["eval"]["tta"] == list(DEFAULT_VIEWS)
     tta["eval"]["tta"], tta["description"] = [], base["description"]
     assert tta == base
-    text = (Path(__file__).parents[2] / "presets" / "wrn40_10_sam_ls_full_tta.yaml").read_text()
+    text = (PRESETS / "wrn40_10_sam_ls_full_tta.yaml").read_text()
     assert "reported 0.8437" in text
 
 

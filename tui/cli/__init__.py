@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +17,7 @@ from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.outcome import read_summary
 from tui.cli import commands as _commands  # noqa: F401  (registers the subcommands)
+from tui.cli import completion
 from tui.cli.common import (
     EXIT_BAD_INPUT,
     CheckpointsOpt,
@@ -26,32 +30,96 @@ from tui.cli.common import (
     run_dashboard,
 )
 
+RUN_PANEL = "Run options (with --run PRESET or --resume RUN)"
+
+
+def version_text() -> str:
+    """`cifar-tui --version`: this package, and torch and the device as an engine process sees
+    them (torch is imported there, never in the UI)."""
+    from engine.about import package_version
+
+    lines = [f"cifar-tui {package_version()}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.about"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    try:
+        info = json.loads(proc.stdout)
+    except ValueError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return "\n".join([*lines, f"torch: cannot be imported ({last})"])
+    cuda = "available" if info["cuda_available"] else "not available"
+    build = f"CUDA {info['cuda_build']} build" if info["cuda_build"] else "CPU-only build"
+    lines += [
+        f"torch {info['torch']} ({build}; CUDA {cuda}), torchvision {info['torchvision']}",
+        f"device: {info['device']}",
+        f"python {info['python']}",
+    ]
+    return "\n".join(lines)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(version_text())
+        raise typer.Exit(0)
+
 
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="the versions of cifar-tui, torch and the device, then exit",
+        ),
+    ] = False,
     run: Annotated[
         str | None,
-        typer.Option("--run", metavar="PRESET", help="train a preset (name or YAML path) headless"),
+        typer.Option(
+            "--run",
+            metavar="PRESET",
+            help="train a preset (name or YAML path) headless",
+            autocompletion=completion.presets,
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.05"
+            "--set",
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. optim.lr=0.05",
+            rich_help_panel=RUN_PANEL,
+            autocompletion=completion.set_keys,
         ),
     ] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="print the run summary as JSON on stdout")
+        bool,
+        typer.Option(
+            "--json", help="print the run summary as JSON on stdout", rich_help_panel=RUN_PANEL
+        ),
     ] = False,
     checkpoints: CheckpointsOpt = None,
     resume: Annotated[
         str | None,
-        typer.Option("--resume", metavar="RUN", help="continue run RUN (an id, or `last`)"),
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="continue run RUN (an id, or `last`)",
+            autocompletion=completion.runs,
+        ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="with --resume: accept a changed config")
+        bool,
+        typer.Option(
+            "--force", help="with --resume: accept a changed config", rich_help_panel=RUN_PANEL
+        ),
     ] = False,
     gpus: Annotated[
         int | None,
@@ -60,6 +128,7 @@ def main_callback(
             min=1,
             metavar="N",
             help="data-parallel over N processes (torchrun, one per GPU; gloo on a CPU machine)",
+            rich_help_panel=RUN_PANEL,
         ),
     ] = None,
     max_restarts: Annotated[
@@ -69,6 +138,7 @@ def main_callback(
             min=0,
             metavar="K",
             help="with --gpus: restart a failed job up to K times, from its last checkpoint",
+            rich_help_panel=RUN_PANEL,
         ),
     ] = None,
 ) -> None:

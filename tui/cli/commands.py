@@ -9,12 +9,15 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Column, Table
 
 from engine.config import load_config, recipe_summary
-from engine.errors import BadInputError
-from engine.presets import PRESETS_DIR, preset_description, preset_names
+from engine.errors import BadInputError, ConfigError
+from engine.presets import named_files, preset_description
+from engine.presets import sources as preset_sources
 from engine.runs import DB_FILE, RunRegistry, checkpoints_root, run_ids
+from tui.cli import completion
 from tui.cli.common import (
     CheckpointsOpt,
     DataDirOpt,
@@ -34,28 +37,39 @@ T = TypeVar("T")
 
 @app.command()
 def presets() -> None:
-    """List the bundled presets: model, optimizer, loss, augmentation, epochs, description."""
+    """List the presets: ./presets, your own (the user folder), then the bundled recipe book."""
     columns = ["preset", "model", "optimizer", "loss", "augmentation", "epochs", "description"]
-    table = Table(title=f"presets in {PRESETS_DIR}", title_justify="left")
+    out = stdout_console()
+    out.print("preset folders, the first that has a name wins:", highlight=False)
+    for source in preset_sources("preset"):
+        there = "" if source.folder.is_dir() else "  (none yet)"
+        out.print(f"  {source.label:<10} {source.folder}{there}", highlight=False, soft_wrap=True)
+    table = Table()
+    table.add_column("from", no_wrap=True)
     for column in columns[:2]:
         table.add_column(column, no_wrap=True)
     for column in columns[2:-1]:
         table.add_column(column)
     table.add_column(columns[-1], no_wrap=True, overflow="ellipsis", max_width=40)
-    for name in preset_names():
-        summary = recipe_summary(load_config(name))
-        table.add_row(
-            name,
-            *(summary[c] for c in columns[1:-1]),
-            preset_description(PRESETS_DIR / f"{name}.yaml"),
-        )
-    stdout_console().print(table)
+    for entry in named_files("preset"):
+        try:
+            summary = recipe_summary(load_config(str(entry.path)))
+            cells = [*(summary[c] for c in columns[1:-1]), preset_description(entry.path)]
+        except ConfigError as exc:  # a damaged preset of the user's: said, the others listed
+            cells = ["-"] * (len(columns) - 2) + [f"[red]{escape(str(exc))}[/]"]
+        table.add_row(entry.source.label, entry.name, *cells)
+    out.print(table)
 
 
 @app.command()
 def sweep(
     file: Annotated[
-        str, typer.Argument(metavar="FILE", help="a sweep YAML file, or a bundled sweep's name")
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="a sweep YAML file, or a sweep's name",
+            autocompletion=completion.sweeps,
+        ),
     ],
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
@@ -233,7 +247,12 @@ def runs(
 
 @app.command()
 def attach(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="a run id (or prefix), or `last`")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="a run id (or prefix), or `last`", autocompletion=completion.runs
+        ),
+    ],
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Reopen the live view of a running or finished run from its event log."""
@@ -248,10 +267,20 @@ def attach(
 
 @app.command("lr-find")
 def lr_find(
-    preset: Annotated[str, typer.Argument(metavar="PRESET", help="a preset name or YAML path")],
+    preset: Annotated[
+        str,
+        typer.Argument(
+            metavar="PRESET", help="a preset name or YAML path", autocompletion=completion.presets
+        ),
+    ],
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="override a config key"),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="override a config key",
+            autocompletion=completion.set_keys,
+        ),
     ] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
@@ -297,7 +326,9 @@ def eval_checkpoint(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="CHECKPOINT", help="a .pt file, or a run id (prefix, `last`): its best.pt"
+            metavar="CHECKPOINT",
+            help="a .pt file, or a run id (prefix, `last`): its best.pt",
+            autocompletion=completion.runs,
         ),
     ],
     tta: Annotated[

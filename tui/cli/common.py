@@ -17,8 +17,7 @@ from engine.runs import find_run as find_run_dir
 EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
-    add_completion=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     help="Train CIFAR-100 classifiers: the dashboard, or headless with --run PRESET.",
 )
 err = Console(stderr=True)

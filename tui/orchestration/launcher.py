@@ -187,9 +187,6 @@ def start_engine(
     for the engine (a resume's new config: `ResumePlan.engine_env`)."""
     env = {k: v for k, v in os.environ.items() if k != RESUME_CONFIG_ENV}  # never inherited
     env.update(extra_env or {})
-    # the engine must import the same code as this process, installed or not
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if gpus is not None and gpus > 1:
         env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its banner
     out = stdout if stdout is not None else sys.stderr

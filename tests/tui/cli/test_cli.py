@@ -146,11 +146,13 @@ def test_presets_command_lists_descriptions(tmp_path):
         cells = [c.strip() for c in line.split("│")[1:-1]]
         if not cells:
             continue
-        if cells[0]:
-            current = rows.setdefault(cells[0], cells)
+        if cells[1]:  # the preset column: a new row (the first column says where it is from)
+            current = rows.setdefault(cells[1], cells)
         else:
             current[:] = [f"{a} {b}".strip() for a, b in zip(current, cells, strict=True)]
-    assert rows["resnet50_sam_ls"][1:5] == [
+    assert rows["resnet50_sam_ls"][0] == "bundled"
+    assert "bundled" in result.stdout.splitlines()[3] and "engine/recipes/presets" in result.stdout
+    assert rows["resnet50_sam_ls"][2:6] == [
         "resnet50",
         "sgd lr 0.1 + asam rho 2",
         "cross_entropy ls 0.1",

@@ -26,6 +26,7 @@ from engine.card import CARD_FIELDS
 from engine.errors import BadInputError, ConfigError
 from engine.events import Finished, RunStarted, read_events
 from engine.outcome import RunSummary
+from engine.presets import bundled_folder
 from engine.runs import DB_FILE, RunRegistry, run_ids
 from tests.conftest import ROOT, cli
 from tui.orchestration import procs
@@ -40,6 +41,8 @@ from tui.orchestration.exports.results_table import (
     to_markdown,
 )
 from tui.orchestration.sweep import runner as sweep_runner
+
+PRESETS = bundled_folder("preset")
 
 pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
 
@@ -170,7 +173,7 @@ def test_writeup_sweep_lists_the_eleven_rows_of_the_design_table():
         "wrn40_10_sam_ls_full_tta",
     ]
     assert len(spec.seeds) >= 2  # a spread needs two runs per row
-    if not (ROOT / "presets" / "wrn40_10_sam_ls_full_tta.yaml").is_file():
+    if not (PRESETS / "wrn40_10_sam_ls_full_tta.yaml").is_file():
         pytest.skip("the TTA row's preset (presets/wrn40_10_sam_ls_full_tta.yaml) is not there yet")
     plan = sweeps.plan_sweep(spec)  # every row resolves (data is downloaded when missing)
     assert len(plan.runs) == 11 * len(spec.seeds)
@@ -185,7 +188,7 @@ def test_sweep_id_ignores_where_a_run_executes_but_not_what_it_computes(tmp_path
     fewer = sweeps.SweepSpec(spec.name, "", (0,), spec.recipes, spec.source)
     assert sweeps.plan_sweep(fewer).sweep_id != plain
     preset = tmp_path / "mine.yaml"
-    preset.write_text((ROOT / "presets" / "quickstart.yaml").read_text())
+    preset.write_text((PRESETS / "quickstart.yaml").read_text())
     path = _sweep_file(tmp_path, f"presets: [{preset}]\n")
     before = sweeps.plan_sweep(sweeps.parse_sweep(path)).sweep_id
     preset.write_text(preset.read_text().replace("lr: 0.05", "lr: 0.02"))

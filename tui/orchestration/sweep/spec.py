@@ -30,9 +30,9 @@ from typing import Any
 
 from engine.config_values import check_range, unknown_key
 from engine.errors import ConfigError
-from engine.presets import named_yaml, read_yaml, yaml_names
+from engine.presets import bundled_folder, named_files, named_yaml, read_yaml
 
-SWEEPS_DIR = Path(__file__).resolve().parents[3] / "sweeps"  # the bundled sweep files
+SWEEPS_DIR = bundled_folder("sweep")  # the bundled sweep files
 
 MAX_RUNS = 1000  # runs (recipes x seeds) in one sweep: a grid larger is a typo more often than not
 _TOP_KEYS = ["name", "description", "seeds", "set", "presets", "base", "grid"]
@@ -58,12 +58,12 @@ class SweepSpec:
 
 
 def sweep_names() -> list[str]:
-    return yaml_names(SWEEPS_DIR)
+    return [e.name for e in named_files("sweep")]
 
 
 def sweep_path(ref: str) -> Path:
-    """A bundled sweep name (sweeps/NAME.yaml) or a path to a sweep file."""
-    return named_yaml(ref, SWEEPS_DIR, "sweep", "bundled")
+    """A sweep name (./sweeps, the user folder, the bundled ones) or a path to a sweep file."""
+    return named_yaml(ref, "sweep")
 
 
 def _check_keys(raw: dict[Any, Any], valid: list[str], where: str) -> None:
