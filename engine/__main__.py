@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from engine import strict_yaml, test_hooks
+from engine import exit_codes, strict_yaml, test_hooks
 from engine import world as torchrun
 from engine.checkpoint_files import CheckpointError, previous_path
 from engine.config import RESUME_CONFIG_ENV, parse_config
@@ -35,7 +35,12 @@ from engine.run_lock import RunBusyError, RunLock
 from engine.runs import RunRegistry, read_run_meta
 from engine.sinks import RunRecorder, run_sinks, write_atomic
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = (
+    exit_codes.OK,
+    exit_codes.ERROR,
+    exit_codes.BAD_INPUT,
+    exit_codes.DIVERGED,
+)
 
 
 def run(run_dir: Path, progress: bool = True, resume: bool = False, force: bool = False) -> int:
@@ -142,7 +147,7 @@ def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, forc
     except KeyboardInterrupt:
         if world.final_attempt and accepted:
             events.emit(Failed(status="interrupted", message="interrupted before training started"))
-        return 128 + (early[0] if early else signal.SIGINT)
+        return exit_codes.after_signal(early[0] if early else signal.SIGINT)
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
             batch = cfg.data.batch_size
@@ -168,7 +173,7 @@ def _run(run_dir: Path, meta: dict[str, str], progress: bool, resume: bool, forc
         )
         return EXIT_DIVERGED
     if summary["status"] == "interrupted" and trainer.stop_signal is not None:
-        return 128 + trainer.stop_signal
+        return exit_codes.after_signal(trainer.stop_signal)
     return EXIT_OK
 
 

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import strict_json
+from engine import exit_codes, strict_json
 from engine.checkpoint_files import CheckpointError
 from engine.config import check_device, fast_options
 from engine.errors import BadInputError, ConfigError
 from engine.tta_views import DEFAULT_VIEWS, unique_views
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_BAD_INPUT = exit_codes.OK, exit_codes.BAD_INPUT
 
 COMPILED_PREFIX = "_orig_mod."  # what torch.compile puts before a wrapped module's keys
 

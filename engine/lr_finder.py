@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import strict_json
+from engine import exit_codes, strict_json
 from engine.config import RunConfig, fast_options, parse_config
 from engine.errors import BadInputError
 from engine.lr_sweep import (
@@ -348,7 +348,7 @@ def main(config: Path, out: Path, start: float, end: float, steps: int) -> int:
         return 2
     except KeyboardInterrupt:
         print("lr-find: interrupted", file=sys.stderr)
-        return 130
+        return exit_codes.INTERRUPTED
     try:
         curve.save(out)
     except OSError as exc:

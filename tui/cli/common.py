@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from engine import exit_codes
 from engine.errors import BadInputError
 from engine.runs import checkpoints_root
 from engine.runs import find_run as find_run_dir
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = exit_codes.BAD_INPUT
 
 app = typer.Typer(
     rich_markup_mode="rich",

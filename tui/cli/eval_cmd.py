@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from engine import strict_json
+from engine import exit_codes, strict_json
 from engine.checkpoint_files import CheckpointError, read_verified
 from engine.config import check_device
 from engine.errors import BadInputError
@@ -148,7 +148,7 @@ def eval_command(
             checkpoint, names, data_dir=data_dir, device=device or "auto", batch_size=batch_size
         )
     except KeyboardInterrupt:
-        return 130
+        return exit_codes.INTERRUPTED
     if report is None:
         return code or 1
     if json_out:

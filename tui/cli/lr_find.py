@@ -12,7 +12,6 @@ import errno
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,13 +21,13 @@ from typing import Any
 import plotext as plt
 import yaml
 
-from engine import strict_json
+from engine import exit_codes, strict_json
 from engine.config import config_to_dict, dump_config, load_config
 from engine.errors import BadInputError
 from engine.lr_sweep import check_sweep
 from tui.orchestration.launcher import resolve_config
 
-EXIT_NO_SUGGESTION = 3
+EXIT_NO_SUGGESTION = exit_codes.NO_SUGGESTION
 
 
 def preset_stem(preset: str) -> str:
@@ -123,7 +122,7 @@ def _run_engine(config: Path, out: Path, start: float, end: float, steps: int) -
         code = process.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the engine too (same process group)
         process.wait()
-        return 128 + signal.SIGINT
+        return exit_codes.INTERRUPTED
     return 128 - code if code < 0 else code
 
 

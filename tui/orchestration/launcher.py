@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import exit_codes
 from engine.checkpoint_files import CheckpointError, previous_path, read_verified
 from engine.completion import complete_records
 from engine.config import (
@@ -141,17 +142,17 @@ def torchrun_exit_code(code: int, final: Event | None, received: int | None) -> 
     code of an engine killed after its `finished` event: the run ended as its log says."""
     if isinstance(final, Finished):
         if final.status == "diverged":
-            return 3
+            return exit_codes.DIVERGED
         if final.status == "interrupted" and received is not None:
-            return 128 + received
+            return exit_codes.after_signal(received)
         if final.status == "interrupted" and code != 0:  # torchrun signalled directly (a UI)
-            return 128 + signal.SIGTERM
-        return 0  # done, or stopped on request (stop_after_epoch)
+            return exit_codes.TERMINATED
+        return exit_codes.OK  # done, or stopped on request (stop_after_epoch)
     if isinstance(final, Failed):
         if final.status == "interrupted":
-            return 128 + (received or signal.SIGINT)
-        return 2 if final.status == "bad_input" else 1
-    return 128 + received if received is not None else code
+            return exit_codes.after_signal(received or signal.SIGINT)
+        return exit_codes.BAD_INPUT if final.status == "bad_input" else exit_codes.ERROR
+    return exit_codes.after_signal(received) if received is not None else code
 
 
 def finished_exit(

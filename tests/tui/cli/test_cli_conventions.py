@@ -66,3 +66,16 @@ def test_run_only_options_have_their_own_help_panel(tmp_path):
     for option in ("--set", "--json", "--force", "--gpus", "--max-restarts"):
         assert text.index(option) > panel, option
     assert text.index("--run ") < panel and "--install-completion" in text
+
+
+def test_the_readme_exit_code_table_is_engine_exit_codes():
+    import re
+
+    from engine import exit_codes
+
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^  \| (\d+) \| (.+?) \|$", readme, flags=re.M))
+    assert {int(c) for c in rows} == set(exit_codes.TABLE)
+    for code, meaning in exit_codes.TABLE.items():
+        words = meaning.split(" (")[0]
+        assert rows[str(code)].startswith(words), (code, rows[str(code)], meaning)

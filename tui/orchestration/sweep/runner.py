@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
+from engine import exit_codes
 from engine.checkpoint_files import CheckpointError, read_verified
 from engine.completion import complete_records
 from engine.config import dump_config
@@ -301,7 +302,7 @@ class SweepRunner:
                 if active:
                     time.sleep(POLL_S)
         if forward.received is not None:
-            stop_code = 128 + forward.received
+            stop_code = exit_codes.after_signal(forward.received)
         if stop_code is not None:
             self.console.print(
                 f"sweep {self.plan.sweep_id} stopped; run `cifar-tui sweep "
@@ -312,5 +313,5 @@ class SweepRunner:
             return stop_code
         outcomes = set(self.codes.values())
         if outcomes - {"done", "diverged"}:
-            return 1
-        return 3 if "diverged" in outcomes else 0
+            return exit_codes.ERROR
+        return exit_codes.DIVERGED if "diverged" in outcomes else exit_codes.OK
