@@ -6,15 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from importlib import metadata
 from typing import Any
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("cifar-tui")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
 
 
 def about() -> dict[str, Any]:
@@ -27,7 +19,6 @@ def about() -> dict[str, Any]:
     else:
         device = f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     return {
-        "cifar_tui": package_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

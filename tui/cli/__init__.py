@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -36,9 +37,11 @@ RUN_PANEL = "Run options (with --run PRESET or --resume RUN)"
 def version_text() -> str:
     """`cifar-tui --version`: this package, and torch and the device as an engine process sees
     them (torch is imported there, never in the UI)."""
-    from engine.about import package_version
-
-    lines = [f"cifar-tui {package_version()}"]
+    try:
+        version = metadata.version("cifar-tui")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        version = "unknown (not installed)"
+    lines = [f"cifar-tui {version}"]
     proc = subprocess.run(
         [sys.executable, "-m", "engine.about"],
         stdin=subprocess.DEVNULL,
