@@ -23,6 +23,7 @@ from engine.outcome import RunStatus, RunSummary, read_outcome
 from engine.run_lock import LOCK_FILE
 
 DB_FILE = "runs.sqlite"
+CHECKPOINTS_ENV = "CIFAR_TUI_CHECKPOINTS"  # the runs folder, when no --checkpoints is given
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -492,7 +493,7 @@ RUN_META_FILE = "run.json"
 
 def checkpoints_root(path: str | Path | None = None) -> Path:
     """Where runs land: the argument, else $CIFAR_TUI_CHECKPOINTS, else ./checkpoints."""
-    return Path(path or os.environ.get("CIFAR_TUI_CHECKPOINTS") or "checkpoints")
+    return Path(path or os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
 
 
 def new_run_id(preset: str) -> str:

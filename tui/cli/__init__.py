@@ -149,7 +149,10 @@ def main_callback(
         return
     if run is None and resume is None:
         launch_options = (gpus, max_restarts)
-        if overrides or data_dir or device or json_out or force or launch_options != (None, None):
+        source = ctx.get_parameter_source("data_dir")  # $CIFAR_TUI_DATA alone is no option
+        data_dir_given = getattr(source, "name", None) == "COMMANDLINE"
+        given = overrides or data_dir_given or device or json_out or force
+        if given or launch_options != (None, None):
             raise fail(
                 "--set, --data-dir, --device, --json, --force, --gpus and --max-restarts need "
                 "--run PRESET"

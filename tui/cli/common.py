@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 
 from engine import exit_codes
+from engine.datafiles import ENV_DATA_DIR
 from engine.errors import BadInputError
-from engine.runs import checkpoints_root
+from engine.runs import CHECKPOINTS_ENV, checkpoints_root
 from engine.runs import find_run as find_run_dir
 
 EXIT_BAD_INPUT = exit_codes.BAD_INPUT
@@ -24,13 +25,18 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 DataDirOpt = Annotated[
-    str | None, typer.Option("--data-dir", help="folder holding cifar-100-python/")
+    str | None,
+    typer.Option(
+        "--data-dir",
+        envvar=ENV_DATA_DIR,
+        help="folder holding cifar-100-python/ (default ./data)",
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 CheckpointsOpt = Annotated[
     Path | None,
     typer.Option(
-        "--checkpoints", help="runs folder (default $CIFAR_TUI_CHECKPOINTS or ./checkpoints)"
+        "--checkpoints", envvar=CHECKPOINTS_ENV, help="runs folder (default ./checkpoints)"
     ),
 ]
 

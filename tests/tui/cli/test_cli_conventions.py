@@ -79,3 +79,15 @@ def test_the_readme_exit_code_table_is_engine_exit_codes():
     for code, meaning in exit_codes.TABLE.items():
         words = meaning.split(" (")[0]
         assert rows[str(code)].startswith(words), (code, rows[str(code)], meaning)
+
+
+def test_options_backed_by_environment_variables_say_so_and_the_variable_alone_is_no_option(
+    tmp_path, monkeypatch
+):
+    text = cli("--help", checkpoints=tmp_path).stdout
+    assert "[env var: CIFAR_TUI_DATA]" in text and "[env var: CIFAR_TUI_CHECKPOINTS]" in text
+    monkeypatch.setenv("CIFAR_TUI_DATA", str(tmp_path))
+    bare = cli(checkpoints=tmp_path)
+    assert bare.returncode == 2 and "no terminal" in bare.stderr  # not "--data-dir needs --run"
+    given = cli("--data-dir", str(tmp_path), checkpoints=tmp_path)
+    assert given.returncode == 2 and "need --run PRESET" in given.stderr
