@@ -63,10 +63,10 @@ class CifarApp(App[str | None]):
         ),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
         # the plots of the screen shown (Monitor, Runs): shown only where there are (check_action)
-        Binding("x", "plot_x_axis", "plot x axis", show=False),
-        Binding("y", "plot_log_y", "plot log y", show=False),
-        Binding("left_square_bracket", "plot_smoothing(-1)", "less smoothing", show=False),
-        Binding("right_square_bracket", "plot_smoothing(1)", "more smoothing", show=False),
+        Binding("x", "plot_x_axis", "plots: x axis epoch / step / time", show=False),
+        Binding("y", "plot_log_y", "plots: log y on / off", show=False),
+        Binding("left_square_bracket", "plot_smoothing(-1)", "plots: less smoothing", show=False),
+        Binding("right_square_bracket", "plot_smoothing(1)", "plots: more smoothing", show=False),
     ]
     PLOT_ACTIONS = ("plot_x_axis", "plot_log_y", "plot_smoothing")
 

@@ -191,14 +191,16 @@ def _wrap(title: str, entries: Sequence[tuple[Text, str]], width: int, gap: str)
     return lines
 
 
-def label_frame(frame: Text, label: str) -> Text:
-    """The plot's top frame line ('   ┌──────┐') with ` label ` in it, right-aligned, shortened
-    at its end when the frame is narrow; a line without a frame comes back as it is."""
+def label_frame(frame: Text, *labels: str) -> Text:
+    """The plot's top frame line ('   ┌──────┐') with ` label ` in it, right-aligned: the first
+    of `labels` (longest to shortest wording) that fits, else the last shortened at its end; a
+    line without a frame comes back as it is."""
     plain = frame.plain
     left, right = plain.find("┌"), plain.rfind("┐")
     room = right - left - 5  # keep "┌─" and "─┐"; a space each side of the label
-    if left < 0 or right < 0 or room < 3:
+    if left < 0 or right < 0 or room < 3 or not labels:
         return frame
+    label = next((text for text in labels if len(text) <= room), labels[-1])
     if len(label) > room:
         label = label[: room - 1] + "…"
     text = f" {label} "

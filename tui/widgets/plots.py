@@ -37,8 +37,9 @@ from tui.widgets.plot_axes import (
 )
 
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white")
-# without colour, series differ by marker
+# without colour, series differ by marker (and the legend shows what each draws)
 MARKERS_NO_COLOR = ("braille", "dot", "+", "x", "*", "o", "#", "@")
+MARKER_GLYPHS = {"braille": "⠉⠒", "dot": "•"}
 POINT = "●"  # a series of one point (a 1-epoch run's val curve) draws as this marker
 X_STEP, X_TIME = "step", "time (min)"
 SMOOTHING = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99)  # the EMA weights `[` / `]` step through
@@ -159,14 +160,20 @@ class MetricPlot(PlotextPlot):
         i = below[-1] if below else 0
         return SMOOTHING[min(max(i + delta, 0), len(SMOOTHING) - 1)]
 
-    def settings_text(self) -> str:
-        """'x: epoch', then '· log y' and '· EMA 0.6' when on: the header's last item."""
-        if not self.adjustable:
-            return f"x: {self.xlabel}"
-        parts = [f"x: {self.current_x_axis()}"]
-        if self.log_y:
+    def settings_text(self, compact: bool = False) -> str:
+        """'x: epoch', then '· log y' and '· EMA 0.6' when on (compact: 'epoch·log·EMA.6'):
+        written into the top frame."""
+        axis = self.current_x_axis() if self.adjustable else self.xlabel
+        if compact:
+            parts = [axis.replace(" (min)", "")]
+            parts += ["log"] if self.adjustable and self.log_y else []
+            if self.adjustable and self.smoothing > 0:
+                parts.append(f"EMA{self.smoothing:g}".replace("0.", "."))
+            return "·".join(parts)
+        parts = [f"x: {axis}"]
+        if self.adjustable and self.log_y:
             parts.append("log y")
-        if self.smoothing > 0:
+        if self.adjustable and self.smoothing > 0:
             parts.append(f"EMA {self.smoothing:g}")
         return " · ".join(parts)
 
@@ -279,9 +286,10 @@ class MetricPlot(PlotextPlot):
             single = len(line.xs) == 1
             if mono:
                 marker = MARKERS_NO_COLOR[i % len(MARKERS_NO_COLOR)]
-                if marker == "braille":
-                    marker = POINT if single else "⠉⠒"
-                entries.append((Text(marker), line.label))
+                glyph = (
+                    POINT if single and marker == "braille" else MARKER_GLYPHS.get(marker, marker)
+                )
+                entries.append((Text(glyph), line.label))
             else:
                 entries.append(
                     (Text(POINT if single else "━", COLORS[i % len(COLORS)]), line.label)
@@ -300,5 +308,5 @@ class MetricPlot(PlotextPlot):
         self._plot.theme(self._get_plotext_theme_name(self.app.theme))
         lines = Text.from_ansi(self._plot.build()).split("\n")
         if lines and self.draws:
-            lines[0] = label_frame(lines[0], self.settings_text())
+            lines[0] = label_frame(lines[0], self.settings_text(), self.settings_text(True))
         return Group(*header, *lines)
