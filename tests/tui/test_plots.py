@@ -26,8 +26,10 @@ from tui.widgets.plot_axes import (
     debiased_ema,
     fit_header,
     label_frame,
+    log_labels,
     log_ticks,
     nice_ticks,
+    short_number,
     shorten,
     tick_labels,
 )
@@ -69,6 +71,15 @@ def test_log_ticks_are_decades_or_one_two_five() -> None:
     assert log_ticks(0.001, 0.1, 5) == [0.001, 0.01, 0.1]
     assert log_ticks(0.1, 10.0, 8) == [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
     assert log_ticks(16.0, 53.0, 5) == [20.0, 30.0, 40.0, 50.0]
+    assert log_labels([0.001, 0.01]) == ["0.001", "0.01"]  # an lr from 1e-3 to 1e-2
+    assert log_labels([4.5, 4.55, 4.6]) == ["4.50", "4.55", "4.60"]  # a narrow loss range
+    assert [short_number(v) for v in (1e-4, 2.5e-5, 0.001, 0.5, 3e7)] == [
+        "1e-4",
+        "2.5e-5",
+        "0.001",
+        "0.5",
+        "3e7",
+    ]
 
 
 def test_smoothing_is_tensorboards_debiased_ema() -> None:

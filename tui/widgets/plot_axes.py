@@ -75,6 +75,19 @@ def log_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
     return nice_ticks(lo, hi, max_ticks)
 
 
+def log_labels(ticks: Sequence[float]) -> list[str]:
+    """Labels for `log_ticks`: each in its shortest form (0.001 / 0.01 / 0.1, 2e-5 / 5e-5) when
+    they are one digit times a power of ten, else (plain nice ticks) as `tick_labels`."""
+
+    def one_digit(v: float) -> bool:
+        mantissa = v / 10.0 ** math.floor(math.log10(v))
+        return abs(mantissa - round(mantissa)) < 1e-6
+
+    if all(v > 0 and one_digit(v) for v in ticks):
+        return [short_number(v) for v in ticks]
+    return tick_labels(ticks)
+
+
 def tick_labels(ticks: Sequence[float]) -> list[str]:
     """Labels with one number of decimals for all (0.5 / 1.0 / 1.5, never 0.5 / 1 / 1.5); very
     small or very large steps in the short e-notation (2e-4)."""
@@ -94,8 +107,8 @@ def short_number(v: float) -> str:
         return "0"
     if 1e-3 <= abs(v) < 1e7:
         return f"{v:.4g}"
-    mantissa, exp = f"{v:.2g}".split("e") if "e" in f"{v:.2g}" else (f"{v:.2g}", "0")
-    return f"{mantissa}e{int(exp)}"
+    mantissa, exp = f"{v:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exp)}"
 
 
 def debiased_ema(values: Sequence[float], weight: float) -> list[float]:

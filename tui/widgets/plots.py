@@ -30,9 +30,9 @@ from tui.widgets.plot_axes import (
     debiased_ema,
     fit_header,
     label_frame,
+    log_labels,
     log_ticks,
     nice_ticks,
-    short_number,
     tick_labels,
 )
 
@@ -254,7 +254,7 @@ class MetricPlot(PlotextPlot):
         if self.adjustable and self.log_y:
             yvals = log_ticks(10**ylo, 10**yhi, max_y)
             ypos = [math.log10(v) for v in yvals]
-            ylabels = [short_number(v) for v in yvals]
+            ylabels = log_labels(yvals)
         else:
             ypos = nice_ticks(ylo, yhi, max_y)
             ylabels = tick_labels(ypos)
