@@ -16,11 +16,12 @@ and the app keeps running.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -203,11 +204,14 @@ class CifarApp(App[str | None]):
 
     def adjustable_plots(self) -> list[MetricPlot]:
         """The plots on the screen shown whose view can change (not PR / ROC)."""
-        if not self.is_screen_installed("setup"):  # starting up
+        plots = sys.modules.get("tui.widgets.plots")
+        if plots is None:  # no plot shown yet; importing it here would load plotext at start
             return []
-        from tui.widgets.plots import MetricPlot
-
-        return [p for p in self.screen.query(MetricPlot) if p.adjustable]
+        try:
+            screen = self.screen
+        except ScreenStackError:  # starting up or closing: no screen yet
+            return []
+        return [p for p in screen.query(plots.MetricPlot) if p.adjustable]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.PLOT_ACTIONS:
