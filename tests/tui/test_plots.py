@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,30 @@ def test_smoothing_is_tensorboards_debiased_ema() -> None:
     assert smoothed[2] == pytest.approx((0.25 + 1.5) / 0.75)
     assert debiased_ema([0.1] * 4, 0.9) == [0.1] * 4  # constant: as it is
     assert debiased_ema([1.0, 2.0], 0.0) == [1.0, 2.0]
+
+
+def tensorboard_smoothing(values: list[float], w: float) -> list[float]:
+    """TensorBoard's loop (vz_line_chart2 resmoothDataset), as the independent reference."""
+    out, last, count = [], 0.0, 0
+    for y in values:
+        if not math.isfinite(y):
+            out.append(y)
+            continue
+        last = last * w + (1 - w) * y
+        count += 1
+        out.append(last / (1 - w**count))
+    return out
+
+
+@pytest.mark.parametrize("w", [0.3, 0.6, 0.9, 0.99])
+def test_vectorised_ema_matches_tensorboards_loop_over_many_blocks(w: float) -> None:
+    rng = random.Random(0)
+    values = [4.6 * math.exp(-i / 3000) + rng.gauss(0, 0.2) for i in range(10_000)]
+    values[5], values[777] = math.nan, math.inf
+    ours, reference = debiased_ema(values, w), tensorboard_smoothing(values, w)
+    assert math.isnan(ours[5]) and ours[777] == math.inf
+    finite = [i for i, v in enumerate(values) if math.isfinite(v)]
+    assert [ours[i] for i in finite] == pytest.approx([reference[i] for i in finite], rel=1e-9)
 
 
 def test_header_shortens_labels_in_the_middle_and_never_cuts() -> None:
