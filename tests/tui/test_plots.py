@@ -259,6 +259,13 @@ def test_runs_overlay_legend_of_five_long_runs_fits_80_columns(
             for line in overlay.lines:  # every entry is there with its run's suffix
                 assert line.label[-4:] in header
             assert not header.rstrip().endswith("…")
+            # registry curves are by epoch only: no x axis key here, log y and smoothing work
+            assert not app.check_action("plot_x_axis", ())
+            assert app.check_action("plot_log_y", ())
+            await pilot.press("y")
+            assert (
+                overlay.log_y and "x: epoch · log y" in rendered(overlay)[len(overlay.header(80))]
+            )
 
     asyncio.run(scenario())
 
