@@ -16,16 +16,18 @@ and the app keeps running.
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual.app import App
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from engine.runs import RunRegistry, checkpoints_root
-from tui.commands import RunCommands
+from tui.commands import RunCommands, system_commands
 from tui.messages import RunLaunched
 from tui.screens.keys import SCREEN_KEYS, KeysScreen
 from tui.screens.setup import SetupScreen
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # the other screens load on first use: the first frame only n
     from engine.config import RunConfig
     from tui.screens.monitor import MonitorScreen
     from tui.screens.results import ResultsScreen
+    from tui.widgets.plots import MetricPlot
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,13 @@ class CifarApp(App[str | None]):
             for i, name in enumerate(SCREEN_KEYS, 1)
         ),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+        # the plots of the screen shown (Monitor, Runs): shown only where there are (check_action)
+        Binding("x", "plot_x_axis", "plots: x axis epoch / step / time", show=False),
+        Binding("y", "plot_log_y", "plots: log y on / off", show=False),
+        Binding("left_square_bracket", "plot_smoothing(-1)", "plots: less smoothing", show=False),
+        Binding("right_square_bracket", "plot_smoothing(1)", "plots: more smoothing", show=False),
     ]
+    PLOT_ACTIONS = ("plot_x_axis", "plot_log_y", "plot_smoothing")
 
     def __init__(
         self,
@@ -190,6 +199,52 @@ class CifarApp(App[str | None]):
             runs = self.get_screen("runs")
             if hasattr(runs, "reload_later"):
                 runs.reload_later()
+
+    # ------------------------------------------------------------------ plot controls
+
+    def adjustable_plots(self) -> list[MetricPlot]:
+        """The plots on the screen shown whose view can change (not PR / ROC)."""
+        plots = sys.modules.get("tui.widgets.plots")
+        if plots is None:  # no plot shown yet; importing it here would load plotext at start
+            return []
+        try:
+            screen = self.screen
+        except ScreenStackError:  # starting up or closing: no screen yet
+            return []
+        return [p for p in screen.query(plots.MetricPlot) if p.adjustable]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PLOT_ACTIONS:
+            plots = self.adjustable_plots()
+            if action == "plot_x_axis":
+                return any(len(p.x_axes()) > 1 for p in plots)
+            return bool(plots)
+        return True
+
+    def action_plot_x_axis(self) -> None:
+        """Every plot of the screen to its next x axis: epoch -> step -> time -> epoch."""
+        plots = [p for p in self.adjustable_plots() if len(p.x_axes()) > 1]
+        if plots:
+            axis = plots[0].next_x_axis()
+            for p in plots:
+                p.set_view(x_axis=axis)
+
+    def action_plot_log_y(self) -> None:
+        plots = self.adjustable_plots()
+        if plots:
+            log_y = not plots[0].log_y
+            for p in plots:
+                p.set_view(log_y=log_y)
+
+    def action_plot_smoothing(self, delta: int) -> None:
+        plots = self.adjustable_plots()
+        if plots:
+            weight = plots[0].next_smoothing(delta)
+            for p in plots:
+                p.set_view(smoothing=weight)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from system_commands(self, super().get_system_commands(screen))
 
     # ------------------------------------------------------------------ keys, leaving
 

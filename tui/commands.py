@@ -1,12 +1,16 @@
 """Command palette (Ctrl+P): launch the Setup config (with its edits), start a preset as saved,
-stop or checkpoint the run, open results, attach, go to a screen."""
+stop or checkpoint the run, open results, attach, go to a screen; and Textual's own system
+commands, with a Screenshot that saves into a folder that exists."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from textual.app import App, SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.config import load_config
@@ -103,3 +107,44 @@ class RunCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+# ---------------------------------------------------------------------------- Screenshot
+
+
+def screenshot_folder(checkpoints: Path) -> Path:
+    """Where a screenshot goes: ~/Downloads (Textual's choice) when it exists, else the current
+    folder, else the checkpoints folder, else the temp folder: the first that exists and takes a
+    file. Textual's own command failed on a machine without ~/Downloads (servers, containers)."""
+    import tempfile
+
+    for folder in (Path("~/Downloads").expanduser(), Path.cwd(), checkpoints):
+        if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+            return folder.resolve()
+    return Path(tempfile.gettempdir())
+
+
+def save_screenshot(app: App[Any], checkpoints: Path) -> Path | None:
+    """An SVG of the screen into `screenshot_folder`; the path (or why not) as a notification."""
+    folder = screenshot_folder(checkpoints)
+    try:
+        path = Path(app.save_screenshot(path=str(folder)))
+    except OSError as exc:
+        app.notify(f"screenshot not saved in {folder}: {exc}", title="Screenshot", severity="error")
+        return None
+    app.notify(f"saved {path}", title="Screenshot", timeout=8)
+    return path
+
+
+def system_commands(app: CifarApp, commands: Iterable[SystemCommand]) -> Iterable[SystemCommand]:
+    """Textual's system commands, its Screenshot replaced by one that saves where it can."""
+    for command in commands:
+        if command.title == "Screenshot":
+            yield SystemCommand(
+                command.title,
+                "Save an SVG screenshot of this screen (in ~/Downloads or the current folder)",
+                # after the palette has closed, so that it is not in the picture
+                lambda: app.set_timer(0.1, partial(save_screenshot, app, app.checkpoints)),
+            )
+        else:
+            yield command

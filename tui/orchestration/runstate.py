@@ -20,16 +20,25 @@ from engine.outcome import RunStatus, RunSummary
 
 @dataclass
 class Series:
-    """A growing (x, y) history."""
+    """A growing (x, y) history, x in epochs; per point also the optimizer step and the event's
+    wall time (s since the Unix epoch), for plots against step or time."""
 
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
 
-    def add(self, x: float, y: float | None) -> None:
+    def add(self, x: float, y: float | None, step: float, t: float) -> None:
         if y is None:
             return
         self.xs.append(float(x))
         self.ys.append(float(y))
+        self.steps.append(float(step))
+        self.ts.append(float(t))
+
+    def keep_first(self, n: int) -> None:
+        for values in (self.xs, self.ys, self.steps, self.ts):
+            del values[n:]
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -125,8 +134,7 @@ class RunState:
             (self.train_top1, e.epoch),
             (self.val_top1, e.epoch),
         ):
-            keep = sum(1 for x in series.xs if x <= limit + 1e-9)
-            del series.xs[keep:], series.ys[keep:]
+            series.keep_first(sum(1 for x in series.xs if x <= limit + 1e-9))
         if self.last_epoch is not None and self.last_epoch.epoch > e.epoch:
             self.last_epoch = None
         self.tests.clear()
@@ -143,16 +151,32 @@ class RunState:
         if memory is not None:
             self.memory_mb = memory
         x = e.epoch - 1 + e.epoch_step / max(e.steps_per_epoch, 1)
-        self.step_loss.add(x, e.loss)
-        self.step_top1.add(x, e.top1)
-        self.lr.add(x, e.lr)
+        self.step_loss.add(x, e.loss, e.step, e.t)
+        self.step_top1.add(x, e.top1, e.step, e.t)
+        self.lr.add(x, e.lr, e.step, e.t)
 
     def _on_epoch_end(self, e: EpochEnd) -> None:
         self.last_epoch = e
-        self.train_loss.add(e.epoch, e.train_loss)
-        self.val_loss.add(e.epoch, e.val_loss)
-        self.train_top1.add(e.epoch, e.train_top1)
-        self.val_top1.add(e.epoch, e.val_top1)
+        step = self._steps_at_end_of(e.epoch)
+        self.train_loss.add(e.epoch, e.train_loss, step, e.t)
+        self.val_loss.add(e.epoch, e.val_loss, step, e.t)
+        self.train_top1.add(e.epoch, e.train_top1, step, e.t)
+        self.val_top1.add(e.epoch, e.val_top1, step, e.t)
+
+    def _steps_at_end_of(self, epoch: int) -> int:
+        """Optimizer steps done when `epoch` ended: from its last step event when there was one
+        (exact after a resume with another batch size), else epochs x steps per epoch."""
+        s = self.last_step
+        if s is not None and s.epoch == epoch:
+            return s.step + s.steps_per_epoch - s.epoch_step
+        spe = (
+            s.steps_per_epoch
+            if s is not None
+            else self.started.steps_per_epoch
+            if self.started
+            else 0
+        )
+        return epoch * spe
 
     def _on_checkpoint(self, e: Any) -> None:
         self.checkpoints += 1

@@ -214,19 +214,19 @@ class MonitorScreen(CifarScreen):
             return
         self.query_one("#loss", MetricPlot).show(
             [
-                Line("train (running)", s.step_loss.xs, s.step_loss.ys),
-                Line("train", s.train_loss.xs, s.train_loss.ys),
-                Line("val", s.val_loss.xs, s.val_loss.ys),
+                Line.of("train (running)", s.step_loss),
+                Line.of("train", s.train_loss),
+                Line.of("val", s.val_loss),
             ]
         )
         self.query_one("#top1", MetricPlot).show(
             [
-                Line("train (running)", s.step_top1.xs, s.step_top1.ys),
-                Line("train", s.train_top1.xs, s.train_top1.ys),
-                Line("val", s.val_top1.xs, s.val_top1.ys),
+                Line.of("train (running)", s.step_top1),
+                Line.of("train", s.train_top1),
+                Line.of("val", s.val_top1),
             ]
         )
-        self.query_one("#lr", MetricPlot).show([Line("lr", s.lr.xs, s.lr.ys)])
+        self.query_one("#lr", MetricPlot).show([Line.of("lr", s.lr)])
 
     def _draw_text(self) -> None:
         title = self.query_one("#title", TitleBar)
