@@ -156,7 +156,7 @@ def rebuild_registry(root: Path) -> None:
     folders = len(run_ids(root))
     err.print(
         f"rebuilt {registry.path} from the event logs: rows for {count} of the run folders "
-        f"({folders}; a run refused before it started has none)",
+        f"({folders}; a folder whose engine never started has none)",
         soft_wrap=True,
         highlight=False,
     )
