@@ -41,10 +41,7 @@ from tui.screens.runs_table import (
 )
 from tui.widgets.plots import Line, MetricPlot
 
-HINT = (
-    "space: select · enter: results · a: attach · d: delete · s/S: sort · /: filter · "
-    "c: columns · m: metric"
-)
+HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: plot several"
 # the overlay's metrics: registry epoch column, title, values are fractions shown as %
 METRICS = (
     ("val_top1", "val top-1 %", True),

@@ -152,7 +152,8 @@ def make_cell(row: RunRow, key: str, flat: dict[str, Any], now: float, narrow: b
     if key == "data":
         if row.dataset == "synthetic":
             return Cell(Text("SYN" if narrow else "SYNTHETIC", "bold"), (0, row.dataset))
-        return Cell(row.dataset, (0, row.dataset))
+        short = {"cifar100": "c100"}.get(row.dataset, row.dataset) if narrow else row.dataset
+        return Cell(short, (0, row.dataset))
     if key == "best":
         if row.best_val_top1 is None:
             return Cell("-", (1, 0))
@@ -316,7 +317,7 @@ def fit(
     need = {c.key: natural(c.key) for c in columns}
     full = sum(w + PAD for w in need.values())
     narrow = full > budget
-    if narrow:  # the short forms first: best val without its epoch, SYN
+    if narrow:  # the short forms first: best val without its epoch, SYN, c100
         for key, short in (("best", 7), ("data", 4)):
             if key in need:
                 need[key] = max(len(headers[key]), min(need[key], short))
