@@ -105,6 +105,7 @@ class RunsScreen(CifarScreen):
         self.view = View()
         self.metric = 0  # index into METRICS
         self.width = 0  # the width the columns were fitted to
+        self.hint = Text()  # the hint line shown
         self.drawn: tuple[object, ...] = ()  # what the overlay shows: its runs, metric, epochs
 
     def compose(self) -> ComposeResult:
@@ -209,23 +210,26 @@ class RunsScreen(CifarScreen):
 
     def show_hint(self) -> None:
         """The keys; the filter's count; a failed run's reason when the cursor is on it."""
-        hint = self.query_one("#hint", Static)
+        text = self.hint_text()
+        if text != self.hint:  # an unchanged line is not drawn again (nor the plot below it)
+            self.hint = text
+            self.query_one("#hint", Static).update(text)
+
+    def hint_text(self) -> Text:
         if not self.every:
-            hint.update(Text("no runs yet: launch one from Setup (1)", "dim"))
-            return
+            return Text("no runs yet: launch one from Setup (1)", "dim")
         row = self.current()
         if row is not None and row.status in ("bad_input", "error"):
             reason = self.failure(row)
             if reason:
-                hint.update(Text(f"{row.status}: {reason}", "bold red", no_wrap=True))
-                return
+                return Text(f"{row.status}: {reason}", "bold red", no_wrap=True)
         text = Text(no_wrap=True, overflow="ellipsis")
         if self.view.filter:
             shown = f"filter {self.view.filter!r}: {len(self.rows)} of {len(self.every)} runs"
             text.append(shown + " · ", "bold")
         sweeps = f" · w: {'next sweep' if self.sweep else 'sweeps'}" if self.sweeps else ""
         text.append(HINT + sweeps, "dim")
-        hint.update(text)
+        return text
 
     def failure(self, row: RunRow) -> str:
         """The `failed` event's message of a run refused or failed, or ''."""

@@ -92,6 +92,14 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def _text_order(text: str) -> tuple[int, float, str]:
+    """Numbers by value, before words in alphabetical order."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
 def key_summaries(configs: Iterable[dict[str, Any]]) -> list[tuple[str, list[str]]]:
     """Every flattened key of `configs` with its distinct values (as text), the keys whose value
     differs between runs first (what a comparison is about), each group sorted by key."""
@@ -105,6 +113,8 @@ def key_summaries(configs: Iterable[dict[str, Any]]) -> list[tuple[str, list[str
             seen = values.setdefault(key, [])
             if (text := value_text(value)) not in seen:
                 seen.append(text)
+    for seen in values.values():
+        seen.sort(key=_text_order)
     varies = {k for k, v in values.items() if len(v) > 1 or present[k] < count}
     return sorted(values.items(), key=lambda kv: (kv[0] not in varies, kv[0]))
 
