@@ -52,6 +52,9 @@ METRICS = (
 )
 
 
+LIVE_RELOAD_S = 5  # a live run's row is read again this often (its time goes on every second)
+
+
 class RunsTable(DataTable[Any]):
     """The runs, one per row: Home / End go to the first / last run."""
 
@@ -106,6 +109,7 @@ class RunsScreen(CifarScreen):
         self.metric = 0  # index into METRICS
         self.width = 0  # the width the columns were fitted to
         self.hint = Text()  # the hint line shown
+        self.ticks = 0  # seconds a live run was shown (tick_live)
         self.drawn: tuple[object, ...] = ()  # what the overlay shows: its runs, metric, epochs
 
     def compose(self) -> ComposeResult:
@@ -237,13 +241,19 @@ class RunsScreen(CifarScreen):
         return final.message if isinstance(final, Failed) else ""
 
     def tick_live(self) -> None:
-        """Live runs' time goes on (once a second, only the cells of running rows)."""
-        table = self.query_one("#runs", RunsTable)
-        if "time" not in table.columns:
+        """Live runs' time goes on once a second; their rows (epochs, best val, status) are read
+        again every `LIVE_RELOAD_S`. Nothing is done while no shown run is live."""
+        live = [r for r in self.rows if r.status == "running"]
+        if not live or not self.is_current:
             return
-        now = time.time()
-        for r in self.rows:
-            if r.status == "running":
+        self.ticks += 1
+        if self.ticks % LIVE_RELOAD_S == 0:
+            self.reload()
+            return
+        table = self.query_one("#runs", RunsTable)
+        if "time" in table.columns:
+            now = time.time()
+            for r in live:
                 table.update_cell(r.run_id, "time", make_cell(r, "time", {}, now, False).text)
 
     def show_sweep_table(self, root: Path) -> None:
@@ -434,6 +444,8 @@ class RunsScreen(CifarScreen):
         if not (run_dir / "eval.npz").is_file():
             if row.status == "running":
                 self.notify("still running: a to attach, results come at the end")
+            elif reason := self.failure(row):
+                self.notify(f"{row.run_id}: {row.status}: {reason}", severity="warning")
             else:
                 self.notify(f"{row.run_id} has no test results ({row.status})", severity="warning")
             return

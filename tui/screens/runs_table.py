@@ -28,6 +28,7 @@ PAD = 2  # DataTable's cell padding, both sides together
 SCROLLBAR = 2  # kept free for the vertical scrollbar
 CONFIG_WIDTH = 16  # a config value longer than this is cut with an ellipsis
 MIN_WIDTH = 6
+RUN_MIN = len("✓20260101-120000…a1b2")  # the selection mark, date, time and random tail
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,8 @@ def shorten_run_id(run_id: str, width: int) -> str:
     its column shows) goes first, the date, time and the random tail stay."""
     if len(run_id) <= width:
         return run_id
-    keep_tail = 5  # "-a1b2"
-    head = max(width - keep_tail - 1, 1)
-    return f"{run_id[:head]}…{run_id[-keep_tail:]}"
+    head = max(width - 5, 1)  # "…a1b2"
+    return f"{run_id[:head].rstrip('-')}…{run_id[-4:]}"
 
 
 @dataclass
@@ -348,8 +348,14 @@ def fit(
                 need[column.key] = room
                 chosen.add(column.key)
                 used = budget
-    if used > budget and "run" in need:  # the kept columns alone are too wide
-        need["run"] = max(need["run"] - (used - budget), len("20260101-120000…a1b2"))
+    if sort in need and sort not in chosen:  # the sort column stays: the run id gives way
+        cost = max(len(headers[sort]), min(need[sort], MIN_WIDTH)) + PAD
+        if need["run"] - (used + cost - budget) >= RUN_MIN:
+            need[sort] = cost - PAD
+            chosen.add(sort)
+            used += cost
+    if used > budget:  # the kept columns alone are too wide: the run id's middle goes
+        need["run"] = max(need["run"] - (used - budget), RUN_MIN)
     shown = [c for c in columns if c.key in chosen]
     return Layout(shown, {c.key: need[c.key] for c in shown}, narrow)
 
