@@ -123,7 +123,7 @@ def test_a_config_column_is_chosen_sorted_by_key_and_header_and_kept_home_end_mo
 
     async def scenario() -> None:
         app = CifarApp(checkpoints=checkpoints, start="runs")
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:
             screen = await _runs_screen(pilot, 3)
             assert shown_ids(screen) == ids[::-1]  # newest first
             await _pick_columns(pilot, "optim.lr")
@@ -145,7 +145,7 @@ def test_a_config_column_is_chosen_sorted_by_key_and_header_and_kept_home_end_mo
             await pilot.press("home")
             assert table.cursor_row == 0
         again = CifarApp(checkpoints=checkpoints, start="runs")
-        async with again.run_test(size=(120, 40)) as pilot:
+        async with again.run_test(size=(80, 24)) as pilot:
             screen = await _runs_screen(pilot, 3)
             assert "cfg:optim.lr" in column_keys(screen) and screen.view.sort == "status"
 
@@ -157,7 +157,7 @@ def test_the_filter_matches_any_column_or_a_config_key_and_escape_clears_it(chec
 
     async def scenario() -> None:
         app = CifarApp(checkpoints=checkpoints, start="runs")
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:
             screen = await _runs_screen(pilot, 3)
             await pilot.press("slash")
             screen.query_one("#filter", Input).value = "resnet"
@@ -247,7 +247,7 @@ def test_the_overlay_tags_synthetic_lines_among_real_ones_and_m_changes_its_metr
 
     async def scenario() -> None:
         app = CifarApp(checkpoints=checkpoints, start="runs")
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:
             screen = await _runs_screen(pilot, 3)
             plot = screen.query_one("#overlay", MetricPlot)
             await pilot.press("end", "space", "home", "space")  # the synthetic and a real run
