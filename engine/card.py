@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from engine import strict_json
 from engine.outcome import RunStatus, RunSummary, read_summary
 from engine.runs import RUN_META_FILE
 
@@ -86,7 +86,7 @@ def library_versions() -> dict[str, str | None]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = strict_json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -98,7 +98,7 @@ def _raw_events(path: Path) -> list[dict[str, Any]]:
     with contextlib.suppress(OSError):
         for line in path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
-                event = json.loads(line)
+                event = strict_json.loads(line)
                 if isinstance(event, dict):
                     out.append(event)
     return out
@@ -262,7 +262,7 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 def write_card(run_dir: Path) -> dict[str, Any]:
     card = build_card(run_dir)
-    (run_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+    (run_dir / CARD_JSON).write_text(strict_json.dumps(card, indent=2) + "\n")
     (run_dir / CARD_MD).write_text(card_markdown(card))
     return card
 

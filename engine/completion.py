@@ -9,11 +9,11 @@ for the records that do not match it; the next `--resume`, the sweep and the lau
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from engine import strict_json
 from engine.card import CARD_JSON, CARD_MD, card_markdown
 from engine.events import EVENTS_FILE, Finished, last_event
 from engine.outcome import SUMMARY_FILE
@@ -24,7 +24,7 @@ from engine.sinks import CardSink, RegistrySink, Sink, SummarySink
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return strict_json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 

@@ -442,7 +442,9 @@ WHERE_KEYS = frozenset(
 )
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved config (`config_to_dict`) as dotted keys: {"optim.lr": 0.1,
+    "augment.0.name": "random_crop", ...}."""
     items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
@@ -452,14 +454,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix: value}
     flat: dict[str, Any] = {}
     for key, child in items:
-        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+        flat.update(flatten_config(child, f"{prefix}.{key}" if prefix else str(key)))
     return flat
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two resolved configs (`config_to_dict`), the
     where-keys excluded: what a resume would change in the recipe."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten_config(old), flatten_config(new)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in WHERE_KEYS)
 
 

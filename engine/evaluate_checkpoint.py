@@ -12,13 +12,13 @@ Torch is imported when `evaluate_checkpoint` runs, not at import.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import strict_json
 from engine.checkpoint_files import CheckpointError
 from engine.config import check_device, fast_options
 from engine.errors import BadInputError, ConfigError
@@ -134,5 +134,5 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(strict_json.dumps(report, indent=2) + "\n")
     return EXIT_OK

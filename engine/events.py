@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from engine import strict_json
+
 EVENTS_FILE = "events.jsonl"
 
 
@@ -28,7 +30,7 @@ class Event:
     t: float = field(default=0.0, kw_only=True)  # wall-clock time (Unix seconds) of emission
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, **dataclasses.asdict(self)}, allow_nan=True)
+        return strict_json.dumps({"type": self.type, **dataclasses.asdict(self)})
 
 
 @dataclass
@@ -193,7 +195,7 @@ def parse_event(line: str) -> Event | None:
 
     Raises BadEvent for a line that is not an event, or a known event gone wrong."""
     try:
-        data = json.loads(line)
+        data = strict_json.loads(line)
     except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise BadEvent("not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):

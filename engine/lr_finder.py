@@ -22,7 +22,6 @@ The sweep's settings and their checks are torch-free, in `engine.lr_sweep`.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine import strict_json
 from engine.config import RunConfig, fast_options, parse_config
 from engine.errors import BadInputError
 from engine.lr_sweep import (
@@ -97,7 +97,7 @@ class LRCurve:
         """Write the curve as JSON, atomically (temp file + rename)."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.write_text(strict_json.dumps(self.to_dict(), indent=1) + "\n")
         tmp.replace(path)
         return path
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import strict_json
 from engine.events import (
     EVENTS_FILE,
     Event,
@@ -193,7 +193,7 @@ def read_summary(
 def _summary_file(path: Path) -> tuple[RunSummary | None, str]:
     """summary.json's summary, or None and what is wrong with the file ("": there is none)."""
     try:
-        data = json.loads(path.read_text())
+        data = strict_json.loads(path.read_text())
     except FileNotFoundError:
         return None, ""
     except OSError as exc:

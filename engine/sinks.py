@@ -10,7 +10,6 @@ first and is the truth: an engine killed between it and the sinks leaves a regis
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from engine import strict_yaml
+from engine import strict_json, strict_yaml
 from engine.card import write_card_safely
 from engine.events import (
     EVENTS_FILE,
@@ -204,7 +203,7 @@ class SummarySink:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Finished):
-            write_atomic(self.path, json.dumps(event.summary, indent=2) + "\n")
+            write_atomic(self.path, strict_json.dumps(event.summary, indent=2) + "\n")
 
 
 class CardSink:

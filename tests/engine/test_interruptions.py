@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -21,6 +22,7 @@ from engine.events import BadStep, EventWriter, Failed, Finished, Resumed, RunSt
 from engine.runs import RunRegistry, create_run_dir
 from engine.trainer import Trainer
 from tests.conftest import ROOT, cli
+from tests.engine.test_strict_json import assert_strict_json_files
 
 pytestmark = pytest.mark.e2e  # starts engine processes or trains: see pyproject's markers
 
@@ -220,6 +222,10 @@ def test_consecutive_nan_losses_end_as_diverged_with_the_checkpoint_intact(tmp_p
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     last = read_events(tmp_path / "events.jsonl")[-1]
     assert isinstance(last, Finished) and last.status == "diverged"
+    # the NaN losses are written as strict JSON (null and a flag), in every file of the run
+    assert assert_strict_json_files(tmp_path) >= 3
+    bad = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, BadStep)]
+    assert len(bad) == 3 and all(math.isnan(e.loss) for e in bad)
 
 
 def test_full_disk_stops_cleanly_with_the_previous_checkpoint_intact(tmp_path, monkeypatch, capsys):

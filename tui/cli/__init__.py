@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from engine import strict_json
 from engine.checkpoint_files import CheckpointError
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
@@ -167,7 +167,7 @@ def run_headless(
         err.print(f"cifar-tui: {exc}", markup=False, highlight=False, soft_wrap=True)
         summary = read_summary(exc.run_dir)
         if json_out and summary is not None:
-            print(json.dumps(summary.to_dict()))
+            print(strict_json.dumps(summary.to_dict()))
         return 0
     except (BadInputError, CheckpointError) as exc:
         raise fail(str(exc)) from None
@@ -204,7 +204,7 @@ def run_headless(
             payload = {"run_id": run_dir.name, "status": final.status, "message": final.message}
         else:
             payload = {"run_id": run_dir.name, "status": "crashed", "exit_code": code}
-        print(json.dumps(payload))
+        print(strict_json.dumps(payload))
     return code
 
 

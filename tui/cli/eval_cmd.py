@@ -7,7 +7,6 @@ a table of views, top-1, top-5 and cost on stdout, or with `--json` the report i
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from engine import strict_json
 from engine.checkpoint_files import CheckpointError, read_verified
 from engine.config import check_device
 from engine.errors import BadInputError
@@ -83,7 +83,7 @@ def run_engine_eval(
             cmd += ["--batch-size", str(batch_size)]
         code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr, env=env).returncode
         code = 128 - code if code < 0 else code
-        report = json.loads(out.read_text()) if code == 0 and out.is_file() else None
+        report = strict_json.loads(out.read_text()) if code == 0 and out.is_file() else None
     return code, report
 
 
@@ -152,7 +152,7 @@ def eval_command(
     if report is None:
         return code or 1
     if json_out:
-        print(json.dumps(report))
+        print(strict_json.dumps(report))
     else:
         (console or Console()).print(report_table(report))
     return 0

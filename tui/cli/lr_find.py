@@ -9,7 +9,6 @@ the suggestion. `--apply` writes a copy of the resolved preset with `optim.lr` s
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 import plotext as plt
 import yaml
 
+from engine import strict_json
 from engine.config import config_to_dict, dump_config, load_config
 from engine.errors import BadInputError
 from engine.lr_sweep import check_sweep
@@ -90,7 +90,7 @@ def run(
         code = _run_engine(config_path, out, start, end, steps)
     if code != 0:
         return code  # the engine printed its own error line
-    curve = json.loads(out.read_text())
+    curve = strict_json.loads(out.read_text())
     print(render_plot(curve))
     for note in curve.get("notes", []):
         print(f"note: {note}")

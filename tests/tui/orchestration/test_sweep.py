@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from rich.console import Console
 
 from engine.card import CARD_FIELDS
@@ -535,22 +536,46 @@ def test_every_run_folder_has_a_complete_card(sweep_run):
         assert (ck / entry["run_id"] / "card.md").is_file()
 
 
-def test_tensorboard_export_holds_each_runs_curves(sweep_run, tmp_path):
-    from tui.orchestration.exports.tb_events import read_scalars
+def test_tensorboard_export_reads_back_in_tensorboard_with_curves_and_hparams(sweep_run, tmp_path):
+    """`runs --tensorboard` (tensorboardX, in an engine process), read with TensorBoard's own
+    event reader: step and epoch curves, test numbers, and one HParams session per run."""
+    from engine.events import Step, read_events
+    from tests.tensorboard_reader import hparams_view, read_run
 
     ck, _, _, _ = sweep_run
-    result = cli("runs", "--tensorboard", str(tmp_path / "tb"), checkpoints=ck)
-    assert result.returncode == 0, result.stderr
+    logdir = tmp_path / "tb"
+    (logdir / "someone-elses").mkdir(parents=True)
+    (logdir / "someone-elses" / "events.out.tfevents.1.host").write_bytes(b"")
+    for _ in range(2):  # a second export replaces the first's files
+        result = cli("runs", "--tensorboard", str(logdir), checkpoints=ck)
+        assert result.returncode == 0, result.stderr
     registry = RunRegistry(ck)
-    for row in registry.runs():
-        (path,) = (tmp_path / "tb" / row.run_id).iterdir()
-        version, scalars = read_scalars(path)
-        assert version == "brain.Event:2"
-        val = [(step, value) for step, tag, value, _ in scalars if tag == "val/top1"]
+    rows = registry.runs()
+    assert "6 runs written" in result.stderr and len(rows) == 6
+    for row in rows:
+        (path,) = (logdir / row.run_id).iterdir()
+        scalars, hparams = read_run(logdir / row.run_id)
         expected = [(e["epoch"], e["val_top1"]) for e in registry.epochs(row.run_id)]
-        assert val == [(s, pytest.approx(v, rel=1e-6)) for s, v in expected]
-        (test,) = [value for _, tag, value, _ in scalars if tag == "test/top1"]
-        assert test == pytest.approx(row.test_top1, rel=1e-6)
+        assert scalars["epoch/val_top1"] == [(s, pytest.approx(v, rel=1e-6)) for s, v in expected]
+        steps = {
+            e.step: e.loss
+            for e in read_events(ck / row.run_id / "events.jsonl")
+            if isinstance(e, Step)
+        }
+        assert scalars["step/loss"] == [
+            (s, pytest.approx(v, rel=1e-6)) for s, v in sorted(steps.items())
+        ]
+        assert {"step/lr", "step/top1", "step/img_per_s", "epoch/img_per_s"} <= scalars.keys()
+        assert scalars["test/top1"] == [(row.epochs_done, pytest.approx(row.test_top1, rel=1e-6))]
+        assert scalars["hparams/test_top1"][-1][1] == pytest.approx(row.test_top1, rel=1e-6)
+        assert hparams["sweep"] == row.sweep_id and hparams["preset"] == row.preset
+        config = yaml.safe_load((ck / row.run_id / "config.yaml").read_text())
+        assert hparams["optim.lr"] == pytest.approx(config["optim"]["lr"])
+        assert hparams["train.seed"] == config["train"]["seed"]
+        assert "data.data_dir" not in hparams  # where-keys are not hyperparameters
+    view = hparams_view(logdir)
+    assert view.splitlines()[0].split()[:1] == ["run"] and "train.seed" in view
+    assert (logdir / "someone-elses" / "events.out.tfevents.1.host").exists()
 
 
 def test_sweep_results_of_an_unknown_sweep_is_refused(tmp_path):

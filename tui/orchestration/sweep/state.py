@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import strict_json
 from engine.errors import BadInputError
 from engine.outcome import RunStatus, SummaryError, read_outcome, read_summary
 from tui.orchestration.exports.results_table import (
@@ -45,7 +45,7 @@ def state_path(root: Path, sweep_id: str) -> Path:
 def _write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(strict_json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -63,7 +63,7 @@ class SweepState:
         old: dict[str, Any] = {}
         if path.is_file():
             with contextlib.suppress(ValueError, OSError):
-                old = json.loads(path.read_text())
+                old = strict_json.loads(path.read_text())
         known = {e["key"]: e.get("run_id") for e in old.get("runs", []) if "key" in e}
         data = {
             "sweep_id": plan.sweep_id,
@@ -116,7 +116,7 @@ def sweep_results(
     damaged summary is said through `warn`; an unusable one leaves its run without a result."""
     path = state_path(root, sweep_id)
     try:
-        data = json.loads(path.read_text())
+        data = strict_json.loads(path.read_text())
     except (OSError, ValueError):
         raise BadInputError(f"no readable sweep state {path}") from None
     results = []
