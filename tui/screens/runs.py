@@ -21,11 +21,12 @@ from textual.widgets import DataTable, Footer, Input, Static
 from engine.errors import BadInputError
 from engine.events import Failed
 from engine.outcome import read_outcome
-from engine.runs import RunRow, read_run_meta
+from engine.runs import RunRow
 from tui.orchestration.exports.results_table import to_rich
 from tui.orchestration.sweep import sweep_ids, sweep_table
 from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
 from tui.screens.runs_columns import ColumnsScreen
+from tui.screens.runs_overlay import METRICS, overlay
 from tui.screens.runs_table import (
     Cell,
     View,
@@ -39,18 +40,9 @@ from tui.screens.runs_table import (
     shorten_run_id,
     sorted_rows,
 )
-from tui.widgets.plots import Line, MetricPlot
+from tui.widgets.plots import MetricPlot
 
 HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: plot several"
-# the overlay's metrics: registry epoch column, title, values are fractions shown as %
-METRICS = (
-    ("val_top1", "val top-1 %", True),
-    ("val_loss", "val loss", False),
-    ("train_loss", "train loss", False),
-    ("train_top1", "train top-1 %", True),
-    ("lr", "learning rate", False),
-)
-
 
 LIVE_RELOAD_S = 5  # a live run's row is read again this often (its time goes on every second)
 
@@ -310,29 +302,11 @@ class RunsScreen(CifarScreen):
         drawn = (tuple(ids), self.metric, tuple(done.get(i) for i in ids))
         if drawn == self.drawn:  # the same lines: a key that moved nothing (sort, filter)
             return
-        registry = self.cifar.registry
-        column, title, percent = METRICS[self.metric]
-        found = []
-        for run_id in ids:
-            try:
-                epochs = registry.epochs(run_id)
-            except BadInputError as exc:  # a damaged registry: said, nothing drawn
-                self.app.call_from_thread(self.notify, str(exc), severity="error")
-                return
-            row = next((r for r in self.every if r.run_id == run_id), None)
-            xs = [e["epoch"] for e in epochs if e.get(column) is not None]
-            ys = [e[column] for e in epochs if e.get(column) is not None]
-            label = run_id if row is None else f"{row.preset} {run_id[-4:]}"
-            if row is not None and row.sweep_id:
-                label = self._sweep_label(run_id, label)
-            found.append((Line(label, xs, ys), bool(row and row.dataset == "synthetic")))
-        synthetic = [s for _, s in found]
-        lines = [line for line, _ in found]
-        if any(synthetic) and not all(synthetic):  # a real run among them: tag each synthetic
-            for line, syn in found:
-                if syn:
-                    line.label += " SYNTHETIC"
-        title += " by epoch" + (" (SYNTHETIC data)" if synthetic and all(synthetic) else "")
+        try:
+            lines, title, percent = overlay(self.cifar.registry, ids, self.every, self.metric)
+        except BadInputError as exc:  # a damaged registry: said, nothing drawn
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
         plot = self.query_one("#overlay", MetricPlot)
 
         def show() -> None:
@@ -342,16 +316,10 @@ class RunsScreen(CifarScreen):
         self.app.call_from_thread(show)
         self.drawn = drawn
 
-    def _sweep_label(self, run_id: str, default: str) -> str:
-        try:
-            meta = read_run_meta(self.cifar.checkpoints / run_id)
-        except (OSError, ValueError):
-            return default
-        return f"{meta.get('recipe', default)} s{meta.get('seed', '?')}"
-
     # ------------------------------------------------------------------ actions
 
     def action_reload(self) -> None:
+        self.drawn = ()  # drawn again, even if its runs and epochs look the same
         self.reload()
 
     def sorted_now(self) -> None:
