@@ -196,7 +196,11 @@ def test_at_80_columns_nothing_is_off_screen_and_the_sorted_config_column_stays(
     asyncio.run(scenario())
 
 
-def test_a_run_refused_at_start_is_listed_with_its_reason_and_deleted(checkpoints, varied):
+def test_a_run_refused_at_start_is_listed_with_its_reason_and_deleted(
+    checkpoints, varied, monkeypatch
+):
+    """Under NO_COLOR too: the table, the overlay and the dialog render without colour."""
+    monkeypatch.setenv("NO_COLOR", "1")
     refused = refused_run(checkpoints)
 
     async def scenario() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -214,7 +215,7 @@ def runs(
         Column("status", no_wrap=True),
         Column("best val", no_wrap=True),
         Column("test top-1", no_wrap=True),
-        Column("time", no_wrap=True),
+        Column("time", no_wrap=True),  # a live run's: so far
         box=box.SIMPLE_HEAD,
         title=f"runs in {root}",
         title_justify="left",
@@ -226,7 +227,7 @@ def runs(
             r.status,
             "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} (e{r.best_epoch})",
             pct(r.test_top1),
-            duration(r.wall_s),
+            duration(time.time() - r.started if r.status == "running" else r.wall_s),
         )
     stdout_console().print(table)
 
