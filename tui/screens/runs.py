@@ -23,23 +23,21 @@ from engine.events import Failed
 from engine.outcome import read_outcome
 from engine.runs import RunRow
 from tui.orchestration.exports.results_table import to_rich
-from tui.orchestration.sweep import sweep_ids, sweep_table
-from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
-from tui.screens.runs_columns import ColumnsScreen
-from tui.screens.runs_overlay import METRICS, overlay
-from tui.screens.runs_table import (
-    Cell,
+from tui.orchestration.runs_view import (
     View,
+    arrange,
     cut,
     fit,
     flatten_config,
     key_summaries,
     make_cell,
-    matches,
     plain,
     shorten_run_id,
-    sorted_rows,
 )
+from tui.orchestration.sweep import sweep_ids, sweep_table
+from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
+from tui.screens.runs_columns import ColumnsScreen
+from tui.screens.runs_overlay import METRICS, overlay
 from tui.widgets.plots import MetricPlot
 
 HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: plot several"
@@ -152,18 +150,6 @@ class RunsScreen(CifarScreen):
         self.show_rows()
         self.draw_overlay()
 
-    def cells(self, narrow: bool) -> dict[str, dict[str, Cell]]:
-        """Every run's cells for every column (shown or not: the filter reads them all)."""
-        now = time.time()
-        columns = self.view.columns(bool(self.sweeps))
-        return {
-            r.run_id: {
-                c.key: make_cell(r, c.key, self.flat.get(r.run_id, {}), now, narrow)
-                for c in columns
-            }
-            for r in self.every
-        }
-
     def show_rows(self) -> None:
         """The table again: filtered, sorted and fitted to the width, the cursor kept on its run."""
         table = self.query_one("#runs", RunsTable)
@@ -172,21 +158,15 @@ class RunsScreen(CifarScreen):
         if view.sort not in {c.key for c in columns}:
             view.sort, view.descending = "run", True
         current = self.current()
-        cells = self.cells(narrow=False)
-        terms = view.filter.lower().split()
-        rows = [
-            r
-            for r in self.every
-            if matches(terms, r, list(cells[r.run_id].values()), self.flat.get(r.run_id, {}))
-        ]
-        self.rows = sorted_rows(rows, cells, view.sort, view.descending)
+        now = time.time()
+        columns, self.rows, cells = arrange(self.every, self.flat, view, bool(self.sweeps), now)
         headers = {c.key: view.header(c) for c in columns}
         texts = {c.key: [plain(cells[r.run_id][c.key]) for r in self.rows] for c in columns}
         texts["run"] = [f"✓{t}" for t in texts["run"]]
         self.width = self.size.width or self.app.size.width
         layout = fit(columns, texts, headers, self.width, view.sort)
         if layout.narrow:
-            cells = self.cells(narrow=True)
+            _, _, cells = arrange(self.every, self.flat, view, bool(self.sweeps), now, True)
         table.clear(columns=True)
         for column in layout.columns:
             table.add_column(headers[column.key], key=column.key, width=layout.widths[column.key])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.runs import RunRow
-from tui.screens.runs_table import (
+from tui.orchestration.runs_view import (
     View,
     fit,
     flatten_config,

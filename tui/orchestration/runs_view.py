@@ -1,5 +1,6 @@
 """The Runs table's columns: what each shows, how it sorts, which fit the terminal's width, and
-the filter. No widget here: the screen (tui.screens.runs) puts the result in a DataTable.
+the filter. No widget here: the Runs screen (tui.screens.runs) puts the result in a DataTable,
+`cifar-tui runs` in a rich table.
 
 A column is one of the registry's fields or a config key (`cfg:optim.lr`). At any width the run
 id, its status and its test top-1 stay; the sort column, data (SYN in short), the chosen config
@@ -289,6 +290,48 @@ def sorted_rows(
     present.sort(key=lambda r: (cells[r.run_id][key].order[1], r.started), reverse=descending)
     missing.sort(key=lambda r: r.started, reverse=True)
     return present + missing
+
+
+def arrange(
+    rows: list[RunRow],
+    flat: dict[str, dict[str, Any]],
+    view: View,
+    sweeps: bool,
+    now: float,
+    narrow: bool = False,
+) -> tuple[list[Column], list[RunRow], dict[str, dict[str, Cell]]]:
+    """(every column, the rows `view` shows in its order, each run's cells by column key).
+    `flat` holds each run's flattened config (`flatten_config`); `now` times live runs."""
+    columns = view.columns(sweeps)
+    cells = {
+        r.run_id: {c.key: make_cell(r, c.key, flat.get(r.run_id, {}), now, narrow) for c in columns}
+        for r in rows
+    }
+    terms = view.filter.lower().split()
+    shown = [
+        r for r in rows if matches(terms, r, list(cells[r.run_id].values()), flat.get(r.run_id, {}))
+    ]
+    return columns, sorted_rows(shown, cells, view.sort, view.descending), cells
+
+
+def sort_key(name: str, config_keys: set[str]) -> str:
+    """A column key for a name a user typed (`test`, `optim.lr`); BadInputError naming the
+    nearest when it is neither a column nor a config key of the runs."""
+    import difflib
+
+    from engine.errors import BadInputError
+
+    base = {c.key for c in (*BASE_COLUMNS, SWEEP_COLUMN)}
+    if name in base:
+        return name
+    if name in config_keys:
+        return CONFIG + name
+    near = difflib.get_close_matches(name, sorted(base | config_keys), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    raise BadInputError(
+        f"{name!r} is neither a column ({', '.join(sorted(base))}) nor a config key of these "
+        f"runs{hint}"
+    )
 
 
 def shorten_run_id(run_id: str, width: int) -> str:
