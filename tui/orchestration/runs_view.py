@@ -397,6 +397,12 @@ def fit(
             need[sort] = cost - PAD
             chosen.add(sort)
             used += cost
+    for column in columns:  # a chosen config column before the run id's full length
+        if column.key.startswith(CONFIG) and column.key not in chosen:
+            cost = need[column.key] + PAD
+            if need["run"] - max(used + cost - budget, 0) >= RUN_MIN:
+                chosen.add(column.key)
+                used += cost
     if used > budget:  # the kept columns alone are too wide: the run id's middle goes
         need["run"] = max(need["run"] - (used - budget), RUN_MIN)
     shown = [c for c in columns if c.key in chosen]
