@@ -55,7 +55,7 @@ def varied_runs(root: Path) -> list[str]:
     return [r[0] for r in RECIPES]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def made_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("varied") / "checkpoints"
     varied_runs(root)
@@ -184,7 +184,7 @@ def test_at_80_columns_nothing_is_off_screen_and_the_sorted_config_column_stays(
         app = CifarApp(checkpoints=checkpoints, start="runs")
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await _runs_screen(pilot, 3)
-            await _pick_columns(pilot, "augment", "optim.weight_decay", "optim.lr")
+            await _pick_columns(pilot, "optim.lr", "augment", "optim.weight_decay")
             while screen.view.sort != "cfg:optim.lr":
                 await pilot.press("s")
             table = screen.query_one(RunsTable)
