@@ -106,6 +106,8 @@ async def _pick_columns(pilot, *keys: str) -> None:
     picker = pilot.app.screen
     assert isinstance(picker, ColumnsScreen)
     finder = picker.query_one("#find", Input)
+    await pilot.press(*keys[0][:2])  # typed in the list: goes to the finder, nothing lost
+    assert finder.value == keys[0][:2] and all(finder.value in k for k in picker.shown)
     for key in keys:
         finder.value = key  # as typed (typing is Textual's own)
         await pilot.pause()

@@ -41,7 +41,9 @@ class ColumnsScreen(ModalScreen[list[str]]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("Columns: config keys of the runs (values that differ first)", "bold"))
-            yield Input(placeholder="find a key, e.g. optim or lr", id="find")
+            yield Input(
+                placeholder="find a key, e.g. optim or lr", id="find", select_on_focus=False
+            )
             yield OptionList(id="keys")
             yield Label(Text(HELP, "dim"))
 
