@@ -380,30 +380,20 @@ def fit(
         (c for c in columns if not c.keep), key=lambda c: (c.key != sort, c.rank, columns.index(c))
     )
     chosen = {c.key for c in kept}
-    for column in rest:
+    give = max(need["run"] - RUN_MIN, 0)  # what the run id's middle can give up
+    for column in rest:  # in priority order: the sort column, data, config keys, the others
         cost = need[column.key] + PAD
-        if used + cost <= budget:
+        mine = column.key.startswith(CONFIG) or column.key == sort  # the run id gives way
+        if used + cost <= budget + (give if mine else 0):
             chosen.add(column.key)
             used += cost
-        elif column.key.startswith(CONFIG) or column.key == sort:
-            room = budget - used - PAD
+        elif mine:  # squeezed into what is left (an ellipsis cuts its values)
+            room = budget + give - used - PAD
             if room >= max(MIN_WIDTH, len(headers[column.key])):
                 need[column.key] = room
                 chosen.add(column.key)
-                used = budget
-    if sort in need and sort not in chosen:  # the sort column stays: the run id gives way
-        cost = max(len(headers[sort]), min(need[sort], MIN_WIDTH)) + PAD
-        if need["run"] - (used + cost - budget) >= RUN_MIN:
-            need[sort] = cost - PAD
-            chosen.add(sort)
-            used += cost
-    for column in columns:  # a chosen config column before the run id's full length
-        if column.key.startswith(CONFIG) and column.key not in chosen:
-            cost = need[column.key] + PAD
-            if need["run"] - max(used + cost - budget, 0) >= RUN_MIN:
-                chosen.add(column.key)
-                used += cost
-    if used > budget:  # the kept columns alone are too wide: the run id's middle goes
+                used += room + PAD
+    if used > budget:  # the run id's middle goes (RUN_MIN at least)
         need["run"] = max(need["run"] - (used - budget), RUN_MIN)
     shown = [c for c in columns if c.key in chosen]
     return Layout(shown, {c.key: need[c.key] for c in shown}, narrow)
