@@ -288,14 +288,18 @@ class RunRegistry:
 
     def finish(
         self, run_id: str, status: str, summary: dict[str, Any], at: float | None = None
-    ) -> None:
+    ) -> bool:
+        """The run's final status and numbers; False when it has no row (refused at start)."""
         values = _finish_values(summary)
         with self._write() as db:
-            db.execute(
-                "UPDATE runs SET status = ?, heartbeat = ?, "
-                + ", ".join(f"{f} = ?" for f in values)
-                + " WHERE run_id = ?",
-                (status, time.time() if at is None else at, *values.values(), run_id),
+            return (
+                db.execute(
+                    "UPDATE runs SET status = ?, heartbeat = ?, "
+                    + ", ".join(f"{f} = ?" for f in values)
+                    + " WHERE run_id = ?",
+                    (status, time.time() if at is None else at, *values.values(), run_id),
+                ).rowcount
+                > 0
             )
 
     def forget(self, run_id: str) -> bool:
@@ -309,8 +313,17 @@ class RunRegistry:
         their events (a write failed, `STALE_FILE`) are replayed from the log first. A row still
         `running` whose run folder no engine holds (its lock is free) follows the folder's
         events: their final event if the engine died after writing it (the row is repaired when
-        the registry can be written), else `crashed`."""
+        the registry can be written), else `crashed`. A run refused at start before its row
+        existed is given one from its folder (`engine.sinks.replay_refused`)."""
+        from engine.sinks import replay_refused  # the sink maps events to rows; it imports this
+
         self._catch_up()
+        rows = self._rows()
+        if replay_refused(self, {r.run_id for r in rows}):
+            rows = self._rows()
+        return rows
+
+    def _rows(self) -> list[RunRow]:
         names = [f for f in RunRow.__dataclass_fields__]
         with self._read() as db:
             if db is None:
@@ -377,6 +390,17 @@ class RunRegistry:
                 "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return [dict(r) for r in rows]
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """Each run's resolved config (run id -> its `config_to_dict` form), to compare runs."""
+        with self._read() as db:
+            rows = [] if db is None else db.execute("SELECT run_id, config FROM runs").fetchall()
+        out = {}
+        for run_id, text in rows:
+            with contextlib.suppress(TypeError, ValueError, RecursionError):
+                if isinstance(config := json.loads(text), dict):
+                    out[run_id] = config
+        return out
 
     def rebuild(self) -> tuple[int, Path | None]:
         """Every run folder's rows replayed from its event log, in one transaction. A damaged

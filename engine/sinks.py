@@ -13,9 +13,11 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from engine import strict_json
+import yaml
+
+from engine import strict_json, strict_yaml
 from engine.card import write_card_safely
 from engine.events import (
     EVENTS_FILE,
@@ -28,8 +30,8 @@ from engine.events import (
     RunStarted,
     read_events,
 )
-from engine.outcome import SUMMARY_FILE
-from engine.runs import STALE_FILE, RegistryError, RunRegistry
+from engine.outcome import SUMMARY_FILE, read_outcome
+from engine.runs import STALE_FILE, RegistryError, RunRegistry, read_run_meta, run_ids
 
 
 class Sink(Protocol):
@@ -127,8 +129,60 @@ class RegistrySink:
             self.registry.record_epoch(self.run_id, event.epoch, metrics, at=event.t)
         elif isinstance(event, Finished):
             self.registry.finish(self.run_id, event.status, event.summary, at=event.t)
-        elif isinstance(event, Failed):
-            self.registry.finish(self.run_id, event.status, {}, at=event.t)  # no-op before a start
+        elif isinstance(event, Failed) and not self.registry.finish(
+            self.run_id, event.status, {}, at=event.t
+        ):
+            self.write_refused(event)  # refused before `run_started`: no row yet
+
+    def write_refused(self, event: Failed) -> None:
+        """The row of a run refused at start (bad input: no CUDA, no data), from its folder:
+        run.json's preset and creation time, config.yaml's dataset, model, device and epochs."""
+        meta: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            meta = read_run_meta(self.run_dir)
+        config: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError, yaml.YAMLError):
+            loaded = strict_yaml.load((self.run_dir / "config.yaml").read_text())
+            config = loaded if isinstance(loaded, dict) else {}
+
+        def key(section: str, name: str) -> Any:
+            part = config.get(section)
+            return part.get(name) if isinstance(part, dict) else None
+
+        created = meta.get("created_ns")
+        epochs = key("train", "epochs")
+        with self.registry.transaction():
+            self.registry.start(
+                self.run_id,
+                preset=str(meta.get("preset") or "?"),
+                dataset=str(key("data", "dataset") or "?"),
+                model=str(key("model", "name") or "?"),
+                config=config,
+                device=str(key("train", "device") or "?"),
+                epochs=epochs if isinstance(epochs, int) else 0,
+                at=created / 1e9 if isinstance(created, int) else event.t,
+                pid=0,  # no engine ran it
+            )
+            self.registry.finish(self.run_id, event.status, {}, at=event.t)
+
+
+def replay_refused(registry: RunRegistry, listed: set[str]) -> bool:
+    """Rows for the run folders that have none and whose engine said its last word (a run
+    refused at start by an engine older than `write_refused`, or whose registry write failed).
+    True if any was written. Folders not started yet, or running, are left to their engine."""
+    if not registry.path.exists():  # a reader never creates the registry (`--rebuild` does)
+        return False
+    root = registry.path.parent
+    wrote = False
+    for run_id in run_ids(root):
+        if run_id in listed or not read_outcome(root / run_id).status.final:
+            continue
+        try:
+            replay_run(registry, root / run_id)
+        except RegistryError:
+            return wrote  # read-only or locked: the next reader tries again
+        wrote = True
+    return wrote
 
 
 def replay_run(registry: RunRegistry, run_dir: Path) -> None:

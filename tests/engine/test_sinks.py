@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.events import EpochEnd, Event, Failed, Finished, read_events
+from engine.events import EpochEnd, Event, EventWriter, Failed, Finished, read_events
 from engine.outcome import SUMMARY_FILE
 from engine.runs import RunRegistry, create_run_dir
 from engine.sinks import RunRecorder, run_sinks
@@ -69,3 +69,36 @@ def test_a_failure_ends_the_row_without_a_summary(tmp_path):
     recorder.close()
     assert registry.runs()[0].status == "bad_input"
     assert not (run_dir / SUMMARY_FILE).exists() and not (run_dir / "card.json").exists()
+
+
+REFUSED_CONFIG = "model: {name: wrn}\ndata: {dataset: cifar100}\ntrain: {device: cuda, epochs: 2}\n"
+
+
+def test_a_run_refused_at_start_gets_a_row_from_its_folder(tmp_path):
+    """`--device cuda` without CUDA: the engine's only event is `failed`; Runs still lists it."""
+    run_id, run_dir = create_run_dir(tmp_path, "quickstart", REFUSED_CONFIG, {})
+    registry = RunRegistry(tmp_path)
+    recorder = RunRecorder(run_dir / "events.jsonl", run_sinks(run_dir, registry))
+    recorder.emit(Failed(status="bad_input", message="train.device = cuda but no CUDA device"))
+    recorder.close()
+    (row,) = registry.runs()
+    assert (row.run_id, row.status, row.preset) == (run_id, "bad_input", "quickstart")
+    assert (row.dataset, row.model, row.device, row.epochs) == ("cifar100", "wrn", "cuda", 2)
+    assert registry.configs()[run_id]["train"] == {"device": "cuda", "epochs": 2}
+    assert registry.delete(run_id) and registry.runs() == [] and not run_dir.exists()
+
+
+def test_a_refused_run_without_a_row_is_listed_from_its_folder(tmp_path):
+    """Refused by an older engine (no row written), next to a run the registry knows."""
+    known, _ = create_run_dir(tmp_path, "p", "{}\n", {})
+    RunRegistry(tmp_path).start(
+        known, preset="p", dataset="synthetic", model="wrn", config={}, device="cpu", epochs=1
+    )
+    refused, run_dir = create_run_dir(tmp_path, "p", "not: [valid", {})  # config unreadable too
+    writer = EventWriter(run_dir / "events.jsonl")
+    writer.emit(Failed(status="bad_input", message="no data"))
+    writer.close()
+    create_run_dir(tmp_path, "p", "{}\n", {})  # launched, no event yet: not listed
+    rows = RunRegistry(tmp_path).runs()
+    assert {(r.run_id, r.status) for r in rows} == {(known, "crashed"), (refused, "bad_input")}
+    assert next(r for r in rows if r.run_id == refused).dataset == "?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -10,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich import box
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
 
 from engine.config import load_config, recipe_summary
 from engine.errors import BadInputError, ConfigError
@@ -30,7 +31,14 @@ from tui.cli.common import (
     run_dashboard,
     stdout_console,
 )
-from tui.fmt import duration, pct
+from tui.orchestration.runs_view import (
+    CONFIG,
+    View,
+    arrange,
+    flatten_config,
+    plain,
+    sort_key,
+)
 
 T = TypeVar("T")
 
@@ -170,7 +178,7 @@ def rebuild_registry(root: Path) -> None:
     folders = len(run_ids(root))
     err.print(
         f"rebuilt {registry.path} from the event logs: rows for {count} of the run folders "
-        f"({folders}; a run refused before it started has none)",
+        f"({folders}; a folder whose engine never started has none)",
         soft_wrap=True,
         highlight=False,
     )
@@ -198,6 +206,28 @@ def runs(
             "file is kept aside as runs.sqlite.damaged-<time>)",
         ),
     ] = False,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            metavar="COLUMN",
+            help="run, preset, status, best, test, time or a config key (optim.lr, shown as a "
+            "column): scores largest first, config values smallest first",
+        ),
+    ] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="sort the other way")] = False,
+    filter_text: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            metavar="TEXT",
+            help="only the runs whose columns hold every word, or key=value (optim.name=sgd)",
+        ),
+    ] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option("--column", metavar="KEY", help="a config key as a column (repeat)"),
+    ] = None,
 ) -> None:
     """List past runs from the registry (newest first), or export them.
 
@@ -222,27 +252,42 @@ def runs(
             else f"no runs yet in {root}"
         )
         return
-    table = Table(
-        Column("run", no_wrap=True),
-        Column("preset", no_wrap=True),
-        Column("status", no_wrap=True),
-        Column("best val", no_wrap=True),
-        Column("test top-1", no_wrap=True),
-        Column("time", no_wrap=True),
-        box=box.SIMPLE_HEAD,
-        title=f"runs in {root}",
-        title_justify="left",
-    )
-    for r in rows:
-        table.add_row(
-            r.run_id,
-            r.preset,
-            r.status,
-            "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} (e{r.best_epoch})",
-            pct(r.test_top1),
-            duration(r.wall_s),
+    view = View(config_keys=list(dict.fromkeys(columns or [])), filter=filter_text or "")
+    flat = {k: flatten_config(c) for k, c in RunRegistry(root).configs().items()}
+    try:
+        view.sort, view.descending = _sort(view, sort, {k for f in flat.values() for k in f})
+    except BadInputError as exc:
+        raise fail(f"--sort/--column {exc}") from None
+    view.descending ^= reverse
+    every, shown, cells = arrange(rows, flat, view, False, time.time())
+    table = Table(box=box.SIMPLE_HEAD, title=f"runs in {root}", title_justify="left")
+    keys = [c for c in every if c.key != "data"]  # the CLI's columns: no data, as before
+    for column in keys:
+        table.add_column(view.header(column) if sort else column.label, no_wrap=True)
+    for r in shown:
+        table.add_row(*(plain(cells[r.run_id][c.key]) for c in keys))
+    if view.filter:
+        table.caption = (
+            f"{len(shown)} of {len(rows)} runs match {view.filter!r} (words: in the columns "
+            "shown; key=value: a config key)"
         )
     stdout_console().print(table)
+
+
+def _sort(view: View, sort: str | None, config_keys: set[str]) -> tuple[str, bool]:
+    """The sort column and direction `--sort` asks for; a config key also becomes a column.
+    BadInputError for a name that is neither."""
+    for key in view.config_keys:
+        sort_key(key, config_keys)  # a --column no run has: refused
+        if key not in config_keys:
+            raise BadInputError(f"{key!r} is no config key of these runs")
+    if sort is None:
+        return "run", True
+    key = sort_key(sort, config_keys)
+    if key.startswith(CONFIG) and key[len(CONFIG) :] not in view.config_keys:
+        view.config_keys.append(key[len(CONFIG) :])
+    column = next(c for c in view.columns(False) if c.key == key)
+    return key, column.numeric or key == "run"
 
 
 @app.command()

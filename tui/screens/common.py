@@ -85,6 +85,7 @@ class ConfirmScreen(ModalScreen[bool]):
         width: 60; max-width: 95%; height: auto; border: thick $warning; padding: 1 2;
         background: $surface;
     }
+    ConfirmScreen Label { width: 100%; }  /* wraps at word boundaries, never cut */
     ConfirmScreen Horizontal { height: auto; margin-top: 1; }
     ConfirmScreen Button { margin-right: 2; }
     """

@@ -6,31 +6,70 @@ only that sweep's runs, its result table (mean ± std over seeds) and all its cu
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from engine.errors import BadInputError
-from engine.runs import RunRow, read_run_meta
+from engine.events import Failed
+from engine.outcome import read_outcome
+from engine.runs import RunRow
 from tui.orchestration.exports.results_table import to_rich
+from tui.orchestration.runs_view import (
+    View,
+    arrange,
+    cut,
+    fit,
+    flatten_config,
+    key_summaries,
+    make_cell,
+    plain,
+    shorten_run_id,
+)
 from tui.orchestration.sweep import sweep_ids, sweep_table
-from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar, duration, pct
-from tui.widgets.plots import Line, MetricPlot
+from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
+from tui.screens.runs_columns import ColumnsScreen
+from tui.screens.runs_overlay import METRICS, overlay
+from tui.widgets.plots import MetricPlot
 
-HINT = "space: select for the plot · enter/o: results · a: attach · d: delete"
+HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: plot several"
+
+LIVE_RELOAD_S = 5  # a live run's row is read again this often (its time goes on every second)
+
+
+class RunsTable(DataTable[Any]):
+    """The runs, one per row: Home / End go to the first / last run."""
+
+    BINDINGS = [
+        Binding("home", "first", "first run", show=False),
+        Binding("end", "last", "last run", show=False),
+    ]
+
+    def action_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
 
 class RunsScreen(CifarScreen):
+    AUTO_FOCUS = "#runs"  # not the filter box, hidden until `/`
     DEFAULT_CSS = """
     RunsScreen #runs { height: 1fr; min-height: 5; }
     RunsScreen #overlay { height: 1fr; min-height: 8; }
     RunsScreen #hint { height: 1; padding: 0 1; }
+    RunsScreen #filter { height: 1; border: none; padding: 0 1; display: none; }
+    RunsScreen #filter.shown { display: block; }
     RunsScreen #sweep-table { height: auto; max-height: 50%; display: none; padding: 0 1; }
     RunsScreen #sweep-table.shown { display: block; }
     """
@@ -39,42 +78,50 @@ class RunsScreen(CifarScreen):
         Binding("o", "open", "results"),
         Binding("a", "attach", "attach"),
         Binding("d", "delete", "delete"),
-        Binding("r", "reload", "refresh"),
+        Binding("s", "next_sort", "sort"),
+        Binding("S", "reverse_sort", "reverse", show=False),
+        Binding("slash", "filter", "filter"),
+        Binding("c", "columns", "columns"),
+        Binding("m", "next_metric", "metric"),
+        Binding("r", "reload", "refresh", show=False),
         Binding("w", "cycle_sweep", "sweep"),  # shown only when there are sweeps (check_action)
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[RunRow] = []
+        self.every: list[RunRow] = []  # the registry's runs (of the sweep shown)
+        self.rows: list[RunRow] = []  # those shown: filtered and sorted, as in the table
+        self.flat: dict[str, dict[str, Any]] = {}  # run id -> its flattened config
         self.selected: set[str] = set()
         self.sweeps: list[str] = []  # sweep ids found in the registry and the sweep states
         self.sweep: str | None = None  # the sweep shown alone, or None for every run
+        self.view = View()
+        self.metric = 0  # index into METRICS
+        self.width = 0  # the width the columns were fitted to
+        self.hint = Text()  # the hint line shown
+        self.ticks = 0  # seconds a live run was shown (tick_live)
+        self.drawn: tuple[object, ...] = ()  # what the overlay shows: its runs, metric, epochs
 
     def compose(self) -> ComposeResult:
         yield TitleBar("Runs", id="title")
-        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Input(placeholder="filter: words in any column, or key=value", id="filter")
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(Text(HINT, "dim"), id="hint")
         yield Static(id="sweep-table")
         yield MetricPlot("val top-1 % by epoch", xlabel="epoch", percent=True, id="overlay")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for key, label in (
-            ("sel", " "),
-            ("run", "run"),
-            ("preset", "preset"),
-            ("status", "status"),
-            ("data", "data"),
-            ("best", "best val"),
-            ("test", "test top-1"),
-            ("time", "time"),
-        ):
-            table.add_column(label, key=key)
+        self.view = View.load(self.cifar.checkpoints)
         self.reload()
+        self.set_interval(1.0, self.tick_live)
 
     def on_screen_resume(self) -> None:
         self.reload()
+
+    def on_resize(self) -> None:
+        if self.size.width != self.width:
+            self.show_rows()
 
     def reload_later(self) -> None:
         self.call_later(self.reload)
@@ -84,54 +131,102 @@ class RunsScreen(CifarScreen):
         root: Path = app.checkpoints
         try:
             every = app.registry.runs()
+            configs = app.registry.configs()
         except Exception as exc:  # noqa: BLE001 - a broken registry is shown, not raised
             self.notify(f"cannot read the runs registry: {exc}", severity="error")
-            every = []
+            every, configs = [], {}
         found = {r.sweep_id for r in every if r.sweep_id} | set(sweep_ids(root))
         self.sweeps = sorted(found)
         if self.sweep not in found:
             self.sweep = None
-        self.rows = [r for r in every if self.sweep is None or r.sweep_id == self.sweep]
+        self.every = [r for r in every if self.sweep is None or r.sweep_id == self.sweep]
+        self.flat = {run_id: flatten_config(c) for run_id, c in configs.items()}
         self.query_one("#title", TitleBar).set(
             str(root), f"sweep {self.sweep}" if self.sweep else ""
         )
         self.show_sweep_table(root)
         self.refresh_bindings()
-        table = self.query_one("#runs", DataTable)
-        if self.sweeps and "sweep" not in table.columns:
-            table.add_column("sweep", key="sweep")
-        current = None
-        if table.row_count and table.cursor_row < table.row_count:
-            current = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        table.clear()
-        for r in self.rows:
-            best = "-" if r.best_val_top1 is None else f"{pct(r.best_val_top1)} e{r.best_epoch}"
-            data = Text("SYNTHETIC", style="bold") if r.dataset == "synthetic" else r.dataset
-            cells: list[str | Text] = [
-                "✓" if r.run_id in self.selected else " ",
-                r.run_id,
-                r.preset,
-                r.status,
-                data,
-                best,
-                pct(r.test_top1),
-                duration(r.wall_s),
-            ]
-            if "sweep" in table.columns:
-                cells.append(r.sweep_id or "")
-            table.add_row(*cells, key=r.run_id)
-        if self.rows and self.sweeps:
-            self.query_one("#hint", Static).update(
-                Text(f"{HINT} · w: {'next sweep' if self.sweep else 'sweeps'}", "dim")
-            )
-        if not self.rows:
-            self.query_one("#hint", Static).update(
-                Text("no runs yet: launch one from Setup (1)", "dim")
-            )
-        if current is not None and current in {r.run_id for r in self.rows}:
-            table.move_cursor(row=table.get_row_index(current))
-        self.selected &= {r.run_id for r in self.rows}
+        self.selected &= {r.run_id for r in self.every}
+        self.show_rows()
         self.draw_overlay()
+
+    def show_rows(self) -> None:
+        """The table again: filtered, sorted and fitted to the width, the cursor kept on its run."""
+        table = self.query_one("#runs", RunsTable)
+        view = self.view
+        columns = view.columns(bool(self.sweeps))
+        if view.sort not in {c.key for c in columns}:
+            view.sort, view.descending = "run", True
+        current = self.current()
+        now = time.time()
+        columns, self.rows, cells = arrange(self.every, self.flat, view, bool(self.sweeps), now)
+        headers = {c.key: view.header(c) for c in columns}
+        texts = {c.key: [plain(cells[r.run_id][c.key]) for r in self.rows] for c in columns}
+        texts["run"] = [f"✓{t}" for t in texts["run"]]
+        self.width = self.size.width or self.app.size.width
+        layout = fit(columns, texts, headers, self.width, view.sort)
+        if layout.narrow:
+            _, _, cells = arrange(self.every, self.flat, view, bool(self.sweeps), now, True)
+        table.clear(columns=True)
+        for column in layout.columns:
+            table.add_column(headers[column.key], key=column.key, width=layout.widths[column.key])
+        for r in self.rows:
+            row_cells: list[str | Text] = []
+            for column in layout.columns:
+                width = layout.widths[column.key]
+                if column.key == "run":
+                    mark = "✓" if r.run_id in self.selected else " "
+                    row_cells.append(mark + shorten_run_id(r.run_id, width - 1))
+                else:
+                    row_cells.append(cut(cells[r.run_id][column.key].text, width))
+            table.add_row(*row_cells, key=r.run_id)
+        if current is not None and current.run_id in {r.run_id for r in self.rows}:
+            table.move_cursor(row=table.get_row_index(current.run_id))
+        self.show_hint()
+
+    def show_hint(self) -> None:
+        """The keys; the filter's count; a failed run's reason when the cursor is on it."""
+        text = self.hint_text()
+        if text != self.hint:  # an unchanged line is not drawn again (nor the plot below it)
+            self.hint = text
+            self.query_one("#hint", Static).update(text)
+
+    def hint_text(self) -> Text:
+        if not self.every:
+            return Text("no runs yet: launch one from Setup (1)", "dim")
+        row = self.current()
+        if row is not None and row.status in ("bad_input", "error"):
+            reason = self.failure(row)
+            if reason:
+                return Text(f"{row.status}: {reason}", "bold red", no_wrap=True)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.view.filter:
+            shown = f"filter {self.view.filter!r}: {len(self.rows)} of {len(self.every)} runs"
+            text.append(shown + " · ", "bold")
+        sweeps = f" · w: {'next sweep' if self.sweep else 'sweeps'}" if self.sweeps else ""
+        text.append(HINT + sweeps, "dim")
+        return text
+
+    def failure(self, row: RunRow) -> str:
+        """The `failed` event's message of a run refused or failed, or ''."""
+        final = read_outcome(self.cifar.checkpoints / row.run_id).final
+        return final.message if isinstance(final, Failed) else ""
+
+    def tick_live(self) -> None:
+        """Live runs' time goes on once a second; their rows (epochs, best val, status) are read
+        again every `LIVE_RELOAD_S`. Nothing is done while no shown run is live."""
+        live = [r for r in self.rows if r.status == "running"]
+        if not live or not self.is_current:
+            return
+        self.ticks += 1
+        if self.ticks % LIVE_RELOAD_S == 0:
+            self.reload()
+            return
+        table = self.query_one("#runs", RunsTable)
+        if "time" in table.columns:
+            now = time.time()
+            for r in live:
+                table.update_cell(r.run_id, "time", make_cell(r, "time", {}, now, False).text)
 
     def show_sweep_table(self, root: Path) -> None:
         """The filtered sweep's result table above the plot (hidden when every run is shown)."""
@@ -151,16 +246,25 @@ class RunsScreen(CifarScreen):
         return True
 
     def current(self) -> RunRow | None:
-        table = self.query_one("#runs", DataTable)
-        if not self.rows or table.cursor_row >= len(self.rows):
+        table = self.query_one("#runs", RunsTable)
+        if not table.row_count or table.cursor_row >= table.row_count:
             return None
         key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return next((r for r in self.rows if r.run_id == key), None)
+        return next((r for r in self.every if r.run_id == key), None)
 
     @on(DataTable.RowHighlighted, "#runs")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.show_hint()
         if not self.selected:
             self.draw_overlay()
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a header sorts by its column (again: the other way)."""
+        key = event.column_key.value
+        if key is not None:
+            self.view.sort_by(key, self.view.columns(bool(self.sweeps)))
+            self.sorted_now()
 
     @on(DataTable.RowSelected, "#runs")
     def _selected(self, _event: DataTable.RowSelected) -> None:
@@ -174,37 +278,93 @@ class RunsScreen(CifarScreen):
         if not ids:
             row = self.app.call_from_thread(self.current)
             ids = [row.run_id] if row else []
-        registry = self.cifar.registry
-        lines = []
-        synthetic = False
-        for run_id in ids:
-            try:
-                epochs = registry.epochs(run_id)
-            except BadInputError as exc:  # a damaged registry: said, nothing drawn
-                self.app.call_from_thread(self.notify, str(exc), severity="error")
-                return
-            row = next((r for r in self.rows if r.run_id == run_id), None)
-            synthetic |= bool(row and row.dataset == "synthetic")
-            xs = [e["epoch"] for e in epochs if e.get("val_top1") is not None]
-            ys = [e["val_top1"] for e in epochs if e.get("val_top1") is not None]
-            label = run_id if row is None else f"{row.preset} {run_id[-4:]}"
-            if row is not None and row.sweep_id:
-                label = self._sweep_label(run_id, label)
-            lines.append(Line(label, xs, ys))
-        title = "val top-1 % by epoch" + (" (SYNTHETIC data)" if synthetic else "")
-        self.app.call_from_thread(self.query_one("#overlay", MetricPlot).show, lines, title)
-
-    def _sweep_label(self, run_id: str, default: str) -> str:
+        done = {r.run_id: r.epochs_done for r in self.every}
+        drawn = (tuple(ids), self.metric, tuple(done.get(i) for i in ids))
+        if drawn == self.drawn:  # the same lines: a key that moved nothing (sort, filter)
+            return
         try:
-            meta = read_run_meta(self.cifar.checkpoints / run_id)
-        except (OSError, ValueError):
-            return default
-        return f"{meta.get('recipe', default)} s{meta.get('seed', '?')}"
+            lines, title, percent = overlay(self.cifar.registry, ids, self.every, self.metric)
+        except BadInputError as exc:  # a damaged registry: said, nothing drawn
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        plot = self.query_one("#overlay", MetricPlot)
+
+        def show() -> None:
+            plot.percent = percent
+            plot.show(lines, title)
+
+        self.app.call_from_thread(show)
+        self.drawn = drawn
 
     # ------------------------------------------------------------------ actions
 
     def action_reload(self) -> None:
+        self.drawn = ()  # drawn again, even if its runs and epochs look the same
         self.reload()
+
+    def sorted_now(self) -> None:
+        self.show_rows()
+        self.view.save(self.cifar.checkpoints)
+        table = self.query_one("#runs", RunsTable)
+        if table.row_count:
+            table.move_cursor(row=0)
+
+    def action_next_sort(self) -> None:
+        """Sort by the next column (left to right); `S` reverses."""
+        self.view.next_sort(self.view.columns(bool(self.sweeps)))
+        self.sorted_now()
+
+    def action_reverse_sort(self) -> None:
+        self.view.descending = not self.view.descending
+        self.sorted_now()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.view.filter = event.value.strip()
+        self.show_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        """Enter: the filter stays (shown above the table), the keys go to the table again."""
+        event.input.set_class(bool(self.view.filter), "shown")
+        self.query_one("#runs", RunsTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Escape in the filter clears it."""
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            box.value = ""
+            self.view.filter = ""
+            box.remove_class("shown")
+            self.query_one("#runs", RunsTable).focus()
+            self.show_rows()
+
+    def action_columns(self) -> None:
+        """Choose config keys (any, of any run listed) as columns."""
+        keys = key_summaries(self.flat[r.run_id] for r in self.every if r.run_id in self.flat)
+        if not keys:
+            self.notify("no run here records its config", severity="warning")
+            return
+
+        def chosen(picked: list[str] | None) -> None:
+            if picked is None:
+                return
+            self.view.config_keys = picked
+            self.view.save(self.cifar.checkpoints)
+            self.show_rows()
+
+        self.app.push_screen(ColumnsScreen(keys, self.view.config_keys), chosen)
+
+    def action_next_metric(self) -> None:
+        """The overlay's metric: val top-1 -> val loss -> train loss -> train top-1 -> lr."""
+        self.metric = (self.metric + 1) % len(METRICS)
+        self.draw_overlay()
 
     def action_cycle_sweep(self) -> None:
         """Every run -> the first sweep -> the next ... -> every run again."""
@@ -221,8 +381,7 @@ class RunsScreen(CifarScreen):
         if row is None:
             return
         self.selected ^= {row.run_id}
-        table = self.query_one("#runs", DataTable)
-        table.update_cell(row.run_id, "sel", "✓" if row.run_id in self.selected else " ")
+        self.show_rows()
         self.draw_overlay()
 
     def action_open(self) -> None:
@@ -233,6 +392,8 @@ class RunsScreen(CifarScreen):
         if not (run_dir / "eval.npz").is_file():
             if row.status == "running":
                 self.notify("still running: a to attach, results come at the end")
+            elif reason := self.failure(row):
+                self.notify(f"{row.run_id}: {row.status}: {reason}", severity="warning")
             else:
                 self.notify(f"{row.run_id} has no test results ({row.status})", severity="warning")
             return

@@ -72,7 +72,7 @@ def test_a_damaged_registry_warns_the_run_refuses_readers_and_is_rebuilt(tmp_pat
     assert rebuilt.stderr.splitlines() == [
         f"the damaged registry was kept aside as {aside}",
         f"rebuilt {tmp_path / DB_FILE} from the event logs: rows for 1 of the run folders (1; a "
-        "run refused before it started has none)",
+        "folder whose engine never started has none)",
     ]
     assert run_id in rebuilt.stdout and "done" in rebuilt.stdout
     (row,) = RunRegistry(tmp_path).runs()
