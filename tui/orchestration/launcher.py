@@ -31,7 +31,7 @@ from engine.config import (
     dump_config,
     load_config,
 )
-from engine.datafiles import check_cifar100_files
+from engine.datafiles import WHERE_HINT, check_cifar100_files
 from engine.errors import BadInputError, ConfigError
 from engine.events import EVENTS_FILE, Event, Failed, Finished
 from engine.outcome import RunStatus, read_outcome
@@ -61,9 +61,17 @@ def resolve_config(
     if device is not None:
         extra.append(f"train.device={json.dumps(device)}")
     cfg = load_config(preset, extra)
-    if cfg.data.dataset == "cifar100":
-        check_cifar100_files(cfg.data.data_dir, cfg.data.download)
+    check_before_run(cfg)
     return cfg
+
+
+def check_before_run(cfg: RunConfig, *, where: str = WHERE_HINT) -> None:
+    """What a parsed config must pass before a run folder exists, beyond `parse_config`: its
+    dataset's files are there (or will be downloaded). `--run`, sweeps and Setup's check line
+    all call this, so Setup says "valid" exactly when `--run` would start. `where`: how the
+    advice says to point at another data folder. Raises DataError."""
+    if cfg.data.dataset == "cifar100":
+        check_cifar100_files(cfg.data.data_dir, cfg.data.download, where)
 
 
 def check_writable(root: Path) -> None:

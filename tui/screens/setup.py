@@ -26,6 +26,7 @@ from engine.config import RunConfig, config_to_dict, dump_config, load_config, p
 from engine.errors import ConfigError
 from engine.presets import PRESETS_DIR, preset_description
 from tui.screens.common import CifarScreen, ConfirmScreen, PromptScreen, TitleBar
+from tui.screens.setup_check import check_raw, summary_line
 from tui.screens.setup_fields import (
     COMPONENT_TITLES,
     NONE,
@@ -67,6 +68,7 @@ class SetupScreen(CifarScreen):
     SetupScreen #check { height: auto; max-height: 4; padding: 0 1; }
     SetupScreen #check.-ok { color: $success; }
     SetupScreen #check.-bad { color: $error; }
+    SetupScreen #check.-warn { color: $warning; }
     """
     BINDINGS = [
         Binding("ctrl+l,l", "launch", "launch"),
@@ -347,27 +349,23 @@ class SetupScreen(CifarScreen):
     # ------------------------------------------------------------------ check, save, run
 
     def validate(self) -> bool:
+        """Run `--run`'s own check on the edits and show its outcome on the check line."""
         check = self.query_one("#check", Static)
-        try:
-            cfg = parse_config(self.raw)
-        except ConfigError as exc:
-            self.error = str(exc)
+        result = check_raw(self.raw)
+        self._title()
+        if result.config is None:
+            self.error = result.error
             check.set_classes("-bad")
-            check.update(Text(f"✗ {exc}"))
-            self._title()
+            check.update(Text(f"✗ {result.error}"))
             return False
         self.error = None
-        check.set_classes("-ok")
-        synthetic = " (SYNTHETIC data)" if cfg.data.dataset == "synthetic" else ""
-        augs = " > ".join(a.name for a in cfg.augment) or "no augmentation"
-        check.update(
-            Text(
-                f"✓ valid: {cfg.model.name}, {cfg.optim.name} lr {cfg.optim.params.get('lr', '-')}"
-                f", {cfg.schedule.name}, {cfg.loss.name}, {cfg.train.epochs} epochs x batch "
-                f"{cfg.data.batch_size} on {cfg.data.dataset}{synthetic}; {augs}"
-            )
-        )
-        self._title()
+        line = f"✓ valid: {summary_line(result.config)}"
+        if result.warnings:
+            check.set_classes("-warn")
+            line += "".join(f"\n! {w}" for w in result.warnings)
+        else:
+            check.set_classes("-ok")
+        check.update(Text(line))
         return True
 
     def _title(self) -> None:
@@ -376,11 +374,10 @@ class SetupScreen(CifarScreen):
         self.query_one("#title", TitleBar).set(f"preset {self.preset or '-'}", tag)
 
     def config(self) -> RunConfig | None:
-        try:
-            return parse_config(self.raw)
-        except ConfigError as exc:
-            self.notify(str(exc), title="config not valid", severity="error", timeout=10)
-            return None
+        result = check_raw(self.raw)
+        if result.config is None:
+            self.notify(str(result.error), title="config not valid", severity="error", timeout=10)
+        return result.config
 
     async def action_launch(self) -> None:
         cfg = self.config()
