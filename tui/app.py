@@ -141,15 +141,16 @@ class CifarApp(App[str | None]):
             self.pop_screen()
         self.switch_screen(target)
 
-    async def start_run(self, preset: str, config: RunConfig) -> None:
-        """Launch the engine on `config` and show its Monitor."""
+    async def start_run(self, preset: str, config: RunConfig, *, edited: bool = False) -> None:
+        """Launch the engine on `config` (`preset` as changed in Setup when `edited`) and show
+        its Monitor."""
         from tui.screens.monitor import LaunchSpec, MonitorScreen
 
         old = self.monitor
         live = old.state if old is not None and not old.engine_gone else None
         if live is not None and live.final is None:
             self.notify(f"{live.run_id} keeps training; attach to it from Runs (4)", timeout=6)
-        screen = MonitorScreen(launch=LaunchSpec(preset, config, self.checkpoints))
+        screen = MonitorScreen(launch=LaunchSpec(preset, config, self.checkpoints, edited))
         self.monitor = screen
         await self._replace(old, screen, f"monitor-{id(screen)}")
 

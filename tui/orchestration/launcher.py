@@ -98,8 +98,12 @@ def launch(
     log_file: str | None = None,
     gpus: int | None = None,
     max_restarts: int = 0,
+    edited: bool = False,
 ) -> LaunchedRun:
     """Create the run folder (resolved config.yaml) and start the engine process on it.
+
+    `edited`: the config is `preset` changed in Setup: the run id says `<preset>-edited` and
+    run.json (then the run_started event) records `edited: true`; `preset` stays the origin.
 
     `stdout` / `stderr`: where the engine's output goes (default: our stderr, inherited).
     `log_file`: a file name inside the run folder that takes both instead (the dashboard's
@@ -108,7 +112,8 @@ def launch(
     name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
     root = checkpoints_root(checkpoints)
     check_writable(root)
-    run_id, run_dir = create_run_dir(root, name, dump_config(cfg))
+    meta, label = ({"edited": True}, f"{name}-edited") if edited else (None, None)
+    run_id, run_dir = create_run_dir(root, name, dump_config(cfg), meta, label=label)
     process = start_engine(
         run_dir,
         [],

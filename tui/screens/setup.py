@@ -9,6 +9,7 @@ The screen edits a raw config mapping (the YAML form); every change is validated
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from textual.widgets.option_list import Option
 from engine.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from engine.errors import ConfigError
 from engine.presets import PRESETS_DIR, preset_description
-from tui.screens.common import CifarScreen, ConfirmScreen, PromptScreen, TitleBar
+from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
 from tui.screens.setup_check import check_raw, summary_line
+from tui.screens.setup_dialogs import DiscardEditsScreen, PresetNameScreen
 from tui.screens.setup_fields import (
     COMPONENT_TITLES,
     NONE,
@@ -34,6 +36,7 @@ from tui.screens.setup_fields import (
     component_defaults,
     component_names,
     is_component_kind,
+    switch_component,
 )
 from tui.screens.setup_form import (
     FieldRow,
@@ -47,13 +50,11 @@ from tui.screens.setup_form import (
     section_rows,
 )
 
-PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
 
 class SetupScreen(CifarScreen):
     DEFAULT_CSS = """
     SetupScreen #left { width: 26; border-right: solid $panel-lighten-2; }
-    SetupScreen #presets { height: 1fr; border: none; }
+    SetupScreen #presets { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     SetupScreen #preset-doc { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     SetupScreen #form { padding: 0 1; }
     SetupScreen .section { text-style: bold; margin-top: 1; color: $accent; }
@@ -83,6 +84,7 @@ class SetupScreen(CifarScreen):
         self.presets_dir = Path(presets_dir or PRESETS_DIR)
         self.preset: str | None = None
         self.raw: dict[str, Any] = config_to_dict(parse_config({}))
+        self._loaded: dict[str, Any] = copy.deepcopy(self.raw)  # the preset as loaded or saved
         self.error: str | None = None
         self._built = False
         self._form_lock = asyncio.Lock()
@@ -108,6 +110,8 @@ class SetupScreen(CifarScreen):
         names = self.preset_names()
         first = "quickstart" if "quickstart" in names else (names[0] if names else None)
         self._load_preset(first)
+        if first is not None:
+            self.load_preset_list(highlight=first)  # its description shows at once
         self.validate()
         self.query_one("#presets", OptionList).focus()
         self.call_after_refresh(self._build_later)
@@ -128,22 +132,54 @@ class SetupScreen(CifarScreen):
         target = highlight or self.preset
         if target in names:
             options.highlighted = names.index(target)
+            self._show_preset_doc(target)
 
     @on(OptionList.OptionHighlighted, "#presets")
     def _preset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        name = event.option.id
-        if name:
-            path = self.presets_dir / f"{name}.yaml"
-            try:
-                self.query_one("#preset-doc", Static).update(preset_description(path))
-            except ConfigError as exc:
-                self.query_one("#preset-doc", Static).update(str(exc))
+        if event.option.id:
+            self._show_preset_doc(event.option.id)
+
+    def _show_preset_doc(self, name: str) -> None:
+        path = self.presets_dir / f"{name}.yaml"
+        try:
+            doc = preset_description(path)
+        except ConfigError as exc:
+            doc = str(exc)
+        self.query_one("#preset-doc", Static).update(Text(doc))
+
+    @property
+    def edited(self) -> bool:
+        """The form differs from the preset as it was loaded (or saved)."""
+        try:
+            return config_to_dict(parse_config(self.raw)) != self._loaded
+        except ConfigError:
+            return True  # a value that does not parse is an edit too
 
     @on(OptionList.OptionSelected, "#presets")
     async def _preset_selected(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
-            await self.select_preset(event.option.id)
-            self.notify(f"preset {event.option.id} loaded: edit it on the right (Tab)")
+        name = event.option.id
+        if not name:
+            return
+        if not self.edited:
+            await self._pick_preset(name)
+            return
+
+        async def answered(discard: bool | None) -> None:
+            if discard:
+                await self._pick_preset(name)
+            else:
+                self.load_preset_list()  # the list shows the preset being edited again
+                self.notify("kept your edits: save them with s, or launch with l")
+
+        question = (
+            f"Setup has edits to preset {self.preset or '-'} that are not saved. Discard them "
+            f"and load {name}?"
+        )
+        self.app.push_screen(DiscardEditsScreen(question), answered)
+
+    async def _pick_preset(self, name: str) -> None:
+        await self.select_preset(name)
+        self.notify(f"preset {name} loaded: edit it on the right (Tab)")
 
     def _load_preset(self, name: str | None) -> bool:
         if name is None:
@@ -155,6 +191,7 @@ class SetupScreen(CifarScreen):
             return False
         self.preset = name
         self.raw = config_to_dict(cfg)
+        self._loaded = copy.deepcopy(self.raw)
         return True
 
     async def select_preset(self, name: str | None) -> None:
@@ -295,8 +332,12 @@ class SetupScreen(CifarScreen):
                 return
             if event.value == NONE:
                 node[path[-2]] = None
-            else:  # a new component starts from its own defaults
-                node[path[-2]] = component_defaults(path[0], str(event.value))
+            else:  # the values that still apply carry over; the user is told which
+                switched = switch_component(path[0], current, str(event.value))
+                node[path[-2]] = switched.component
+                if current and current.get("name") not in (None, NONE):
+                    title = COMPONENT_TITLES.get(path[0], "augmentation")
+                    self.notify(switched.note(title), timeout=8)
             if path[0] == "augment":
                 await self.rebuild_augs()
                 self._focus_path(path)
@@ -383,7 +424,7 @@ class SetupScreen(CifarScreen):
         cfg = self.config()
         if cfg is None:
             return
-        await self.cifar.start_run(self.preset or "custom", cfg)
+        await self.cifar.start_run(self.preset or "custom", cfg, edited=self.edited)
 
     def action_preview(self) -> None:
         cfg = self.config()
@@ -400,12 +441,6 @@ class SetupScreen(CifarScreen):
         def named(name: str | None) -> None:
             if not name:
                 return
-            if not PRESET_NAME_RE.match(name):
-                self.notify(
-                    f"{name!r} is not a preset name: use letters, digits, - _ .",
-                    severity="error",
-                )
-                return
             path = self.presets_dir / f"{name}.yaml"
             if path.exists():
                 self.app.push_screen(
@@ -416,7 +451,7 @@ class SetupScreen(CifarScreen):
                 self._write_preset(name, path)
 
         suggestion = f"{self.preset}-custom" if self.preset else "my-preset"
-        self.app.push_screen(PromptScreen("Save this config as preset (name):", suggestion), named)
+        self.app.push_screen(PresetNameScreen(self.presets_dir, suggestion), named)
 
     def _write_preset(self, name: str, path: Path) -> None:
         cfg = self.config()
@@ -427,9 +462,10 @@ class SetupScreen(CifarScreen):
         tmp.write_text(dump_config(cfg))
         tmp.replace(path)
         self.preset = name
+        self._loaded = config_to_dict(cfg)
         self.load_preset_list(highlight=name)
         self._title()
-        self.notify(f"saved {path}")
+        self.notify(f"saved {path.resolve()}")
 
     def action_focus_presets(self) -> None:
         self.query_one("#presets", OptionList).focus()

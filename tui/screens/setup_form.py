@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 import yaml
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
@@ -82,6 +83,15 @@ def device_choices(doc: str) -> list[str]:
     return out
 
 
+class TickBox(Checkbox):
+    """A checkbox whose state is a glyph, `[x]` or `[ ]`, not only a colour (NO_COLOR)."""
+
+    @property
+    def _button(self) -> Content:
+        style = self.get_visual_style("toggle--button")
+        return Content.assemble((f"[{'x' if self.value else ' '}]", style))
+
+
 class FieldRow(Horizontal):
     """label + one editing control, one line high."""
 
@@ -105,7 +115,7 @@ def control(path: Path_, value: Any, annotation: str, choices: tuple[str, ...] |
             options.append((str(value), value))
         widget = Select(options, value=value, allow_blank=value is None, compact=True)
     elif annotation.replace(" ", "") == "bool":
-        widget = Checkbox(value=bool(value), compact=True)
+        widget = TickBox(value=bool(value), compact=True)
     elif annotation.replace(" ", "") in ("bool|None", "None|bool"):  # null means auto
         current = "auto" if value is None else value_text(bool(value))
         options = [(c, c) for c in ("auto", "true", "false")]
