@@ -15,9 +15,9 @@ from tests.tui.conftest import wait_for, write_tiny_preset
 from tests.tui.test_keys import _control, _setup_ready
 from tui.app import CifarApp
 from tui.orchestration import launcher
-from tui.screens.setup_dialogs import DiscardEditsScreen, PresetNameScreen
+from tui.screens.setup_dialogs import DiscardEditsScreen, JumpScreen, PresetNameScreen
 from tui.screens.setup_fields import switch_component
-from tui.screens.setup_form import TickBox
+from tui.screens.setup_form import TickBox, control_path
 
 
 def test_switching_a_component_keeps_the_values_that_still_apply() -> None:
@@ -73,6 +73,30 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
             # a long preset name takes one line, cut with an ellipsis
             assert setup.query_one("#presets", OptionList).virtual_size.height == 2
 
+            # the first Tab from the preset list lands on the form's first field, on screen
+            assert app.focused is setup.query_one("#presets", OptionList)
+            await pilot.press("tab")
+            assert control_path(app.focused) == ("description",)  # type: ignore[arg-type]
+            # ctrl+f (`/` outside a text field) finds a field by name, ctrl+o (`o`) lists the
+            # sections
+            await pilot.press("ctrl+f")
+            await wait_for(pilot, lambda: isinstance(app.screen, JumpScreen), 5, "find")
+            app.screen.query_one("#jump-query", Input).value = "lr"  # as if typed
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is setup, 5, "the field")
+            assert control_path(app.focused) == ("optim", "lr")  # type: ignore[arg-type]
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, JumpScreen), 5, "sections")
+            titles = [t.title for t in app.screen.shown]  # type: ignore[attr-defined]
+            assert titles[:2] == ["§ description (description)", "§ model (model)"]
+            app.screen.query_one("#jump-query", Input).value = "§ train"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is setup, 5, "the section")
+            assert control_path(app.focused)[0] == "train"  # type: ignore[arg-type,index]
+            assert setup.query_one("#form").scrollable_content_region.contains_region(
+                app.focused.region  # type: ignore[union-attr]
+            )
+
             # a checkbox reads without colour
             box = next(w for w in setup.query(TickBox))
             before = box.value
@@ -120,17 +144,5 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.screen is setup, 5, "saved")
             assert (presets / "mine.yaml").is_file() and not setup.edited
-
-            # with nothing edited another preset loads at once
-            presets_list.focus()
-            presets_list.highlighted = 1
-            await pilot.press("enter")
-            await wait_for(
-                pilot,
-                lambda: setup.preset == presets_list.get_option_at_index(1).id,
-                5,
-                "the other preset",
-            )
-            assert app.screen is setup
 
     asyncio.run(scenario())

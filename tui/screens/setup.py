@@ -28,26 +28,28 @@ from engine.errors import ConfigError
 from engine.presets import PRESETS_DIR, preset_description
 from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
 from tui.screens.setup_check import check_raw, summary_line
-from tui.screens.setup_dialogs import DiscardEditsScreen, PresetNameScreen
+from tui.screens.setup_dialogs import (
+    DiscardEditsScreen,
+    JumpScreen,
+    JumpTarget,
+    PresetNameScreen,
+    jump_targets,
+)
 from tui.screens.setup_fields import (
     COMPONENT_TITLES,
     NONE,
-    SECTIONS,
     component_defaults,
     component_names,
     is_component_kind,
     switch_component,
 )
 from tui.screens.setup_form import (
-    FieldRow,
     Path_,
-    component_widgets,
-    control,
+    aug_widgets,
     control_path,
-    name_select,
-    param_widgets,
+    form_blocks,
     parse_value,
-    section_rows,
+    section_widgets,
 )
 
 
@@ -75,6 +77,8 @@ class SetupScreen(CifarScreen):
         Binding("ctrl+l,l", "launch", "launch"),
         Binding("ctrl+g,g", "preview", "aug preview"),
         Binding("ctrl+s,s", "save", "save preset"),
+        Binding("ctrl+o,o", "sections", "sections"),
+        Binding("ctrl+f,slash", "find", "find field"),
         Binding("ctrl+n", "add_aug", "add aug", show=False),
         Binding("escape", "focus_presets", "presets", show=False),
     ]
@@ -98,7 +102,8 @@ class SetupScreen(CifarScreen):
                 yield Label(" presets", classes="section")
                 yield OptionList(id="presets")
                 yield Static("", id="preset-doc")
-            with VerticalScroll(id="form"):
+            # not a focus stop itself: Tab from the presets lands on the first field
+            with VerticalScroll(id="form", can_focus=False):
                 yield Static("building the form ...", classes="doc", id="form-wait")
         yield Static("", id="check")
         yield Footer()
@@ -214,7 +219,7 @@ class SetupScreen(CifarScreen):
         async with self._form_lock:
             form = self.query_one("#form", VerticalScroll)
             await form.remove_children()
-            for block in self._form_blocks():
+            for block in form_blocks(self.raw):
                 await form.mount(block)
             self._built = True
 
@@ -223,58 +228,13 @@ class SetupScreen(CifarScreen):
         async with self._form_lock:
             block = self.query_one(f"#sec-{section}", Vertical)
             await block.remove_children()
-            await block.mount_all(self._section_widgets(section))
-
-    def _form_blocks(self) -> list[Vertical]:
-        raw = self.raw
-        description = FieldRow(
-            Label("text"), control(("description",), raw.get("description"), "str", None)
-        )
-        blocks = [
-            Vertical(Label("description", classes="section"), description, classes="block"),
-            *(
-                Vertical(*self._section_widgets(section), id=f"sec-{section}", classes="block")
-                for section in COMPONENT_TITLES
-            ),
-            Vertical(
-                Label("augmentations (applied in this order)", classes="section"),
-                Vertical(*self._aug_widgets(), id="augs"),
-                Button("+ add augmentation", id="add-aug", compact=True),
-                classes="block",
-            ),
-        ]
-        for section in SECTIONS:
-            rows = section_rows(section, raw.get(section) or {})
-            blocks.append(Vertical(Label(section, classes="section"), *rows, classes="block"))
-        return blocks
-
-    def _section_widgets(self, section: str) -> list[Widget]:
-        title = Label(COMPONENT_TITLES[section], classes="section")
-        return [title, *component_widgets(section, (section,), self.raw.get(section))]
-
-    def _aug_widgets(self) -> list[Widget]:
-        out: list[Widget] = []
-        augs = self.raw.get("augment") or []
-        for i, comp in enumerate(augs):
-            path = ("augment", i)
-            head = Horizontal(
-                Label(f"{i + 1}. "),
-                name_select("augment", path, comp.get("name")),
-                Button("↑", id=f"aug-up-{i}", compact=True, tooltip="move up"),
-                Button("↓", id=f"aug-down-{i}", compact=True, tooltip="move down"),
-                Button("✕", id=f"aug-del-{i}", compact=True, tooltip="remove"),
-                classes="aug-head",
-            )
-            out.append(Vertical(head, *param_widgets("augment", path, comp), classes="aug"))
-        if not augs:
-            out.append(Static("none", classes="doc"))
-        return out
+            await block.mount_all(section_widgets(section, self.raw))
 
     async def rebuild_augs(self, focus: str | None = None) -> None:
         async with self._form_lock:
             box = self.query_one("#augs", Vertical)
             await box.remove_children()
-            await box.mount_all(self._aug_widgets())
+            await box.mount_all(aug_widgets(self.raw))
         self.validate()
         if focus is not None:
             found = self.query(f"#{focus}")
@@ -466,6 +426,31 @@ class SetupScreen(CifarScreen):
         self.load_preset_list(highlight=name)
         self._title()
         self.notify(f"saved {path.resolve()}")
+
+    # ------------------------------------------------------------------ navigation
+
+    def jump_targets(self) -> list[JumpTarget]:
+        controls = self.query("#form Select, #form Input, #form Checkbox")
+        return jump_targets(p for p in map(control_path, controls) if p is not None)
+
+    def _jump(self, query: str) -> None:
+        if not self.form_ready:
+            self.notify("the form is still being built", severity="warning")
+            return
+
+        def went(target: JumpTarget | None) -> None:
+            if target is not None:
+                self._focus_path(target.path)
+
+        self.app.push_screen(JumpScreen(self.jump_targets(), query), went)
+
+    def action_sections(self) -> None:
+        """A list of the form's sections and fields to jump to."""
+        self._jump("§")
+
+    def action_find(self) -> None:
+        """Find a field by (part of) its name."""
+        self._jump("")
 
     def action_focus_presets(self) -> None:
         self.query_one("#presets", OptionList).focus()
