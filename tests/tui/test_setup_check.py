@@ -9,6 +9,7 @@ from typing import Any
 from textual.widgets import Checkbox, Input, Select, Static
 from typer.testing import CliRunner
 
+from engine.config import parse_config
 from engine.datafiles import WHERE_HINT
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tests.tui.test_keys import _control, _setup_ready
@@ -70,6 +71,15 @@ def test_setup_refuses_what_run_refuses_with_the_same_line(tmp_path, checkpoints
             # the dashboard's advice names its own field, not the command line's flag
             assert _check_line(setup) == "✗ " + data.replace(WHERE_HINT, SETUP_DATA_HINT)
             assert "--data-dir" not in _check_line(setup)
+            # a preset started from the palette meets the same check before any run folder
+            cfg = parse_config(
+                {"data": {"dataset": "cifar100", "download": False, "data_dir": str(no_data)}}
+            )
+            await app.start_run("tiny", cfg)
+            await pilot.pause()
+            assert app.monitor is None and not checkpoints.exists()
+            notes = [n.message for n in app._notifications]
+            assert data.replace(WHERE_HINT, SETUP_DATA_HINT) in notes
 
     asyncio.run(scenario())
 
