@@ -51,8 +51,8 @@ class PresetNameScreen(PromptScreen):
     dialog open with the reason under the text."""
 
     DEFAULT_CSS = """
-    PresetNameScreen #where { color: $text-muted; }
-    PresetNameScreen #name-error { color: $error; height: auto; }
+    PresetNameScreen #where { color: $text-muted; width: 100%; }
+    PresetNameScreen #name-error { color: $error; width: 100%; height: auto; }
     """
 
     def __init__(self, folder: Path, suggestion: str) -> None:
