@@ -101,6 +101,9 @@ def test_palette_launches_the_edited_setup_or_the_preset_as_saved(
             await wait_for(pilot, lambda: setup.raw["optim"]["name"] == "adamw", 5, "the edit")
             await wait_for(pilot, lambda: setup.form_ready, 5, "the optimizer's parameters")
             assert _control(setup, ("optim", "name"), Select).value == "adamw"
+            # the values that still apply are kept, and the user is told which
+            assert setup.raw["optim"]["lr"] == 0.05
+            assert any("adamw: kept lr 0.05" in n.message for n in app._notifications)
 
             for query in ("launch the setup config", "start preset tiny"):
                 await pilot.press("ctrl+p")

@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from textual.widgets import Input, Label, OptionList, Select, Static
+from textual.widgets import Input, Label, OptionList, Static
 
 from engine.config import RunConfig, dump_config, load_config
 from engine.run_record import RunRecord
@@ -112,13 +112,10 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
             box.value = before
             await pilot.pause()
 
-            # sgd -> adamw keeps the preset's lr, and says so
-            _control(setup, ("optim", "name"), Select).value = "adamw"
-            await wait_for(pilot, lambda: setup.raw["optim"]["name"] == "adamw", 5, "adamw")
-            await wait_for(pilot, lambda: setup.form_ready, 5, "adamw's parameters")
-            assert setup.raw["optim"]["lr"] == 0.05
-            assert any("adamw: kept lr 0.05" in n.message for n in app._notifications)
-            assert setup.edited
+            # an edit (sgd -> adamw in the form: tests/tui/test_keys.py)
+            _control(setup, ("train", "epochs"), Input).value = "3"
+            await pilot.pause()
+            assert setup.raw["train"]["epochs"] == 3 and setup.edited
 
             # picking another preset asks; keeping the edits keeps them
             presets_list = setup.query_one("#presets", OptionList)
@@ -128,7 +125,7 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
             await wait_for(pilot, lambda: isinstance(app.screen, DiscardEditsScreen), 5, "ask")
             await pilot.press("n")
             await wait_for(pilot, lambda: app.screen is setup, 5, "setup again")
-            assert setup.preset == "tiny" and setup.raw["optim"]["name"] == "adamw"
+            assert setup.preset == "tiny" and setup.raw["train"]["epochs"] == 3
 
             # launched with the edits: named as edited
             await setup.action_launch()
