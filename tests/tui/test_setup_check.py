@@ -33,11 +33,20 @@ def _check_line(setup: SetupScreen) -> str:
     return str(setup.query_one("#check", Static).render())
 
 
-async def _type(pilot: Any, field: Input, text: str) -> None:
-    """Set a field as typing would end (one Changed message, not one per key)."""
+async def _type(pilot: Any, setup: SetupScreen, path: tuple[str, ...], text: str) -> None:
+    """Set a field as typing would end (one Changed message, not one per key), and wait for
+    the screen to have taken it."""
+    field = _control(setup, path, Input)
     field.focus()
     field.value = text
-    await pilot.pause()
+
+    def taken() -> bool:
+        node: Any = setup.raw
+        for key in path:
+            node = node[key]
+        return str(node) == text
+
+    await wait_for(pilot, taken, 5, f"{'.'.join(path)} = {text}")
 
 
 def test_setup_refuses_what_run_refuses_with_the_same_line(tmp_path, checkpoints) -> None:
@@ -51,9 +60,9 @@ def test_setup_refuses_what_run_refuses_with_the_same_line(tmp_path, checkpoints
         app = CifarApp(checkpoints=checkpoints, presets_dir=tmp_path / "presets")
         async with app.run_test(size=(120, 40)) as pilot:
             setup = await _setup_ready(app, pilot)
-            await _type(pilot, _control(setup, ("model", "depth"), Input), "12")
+            await _type(pilot, setup, ("model", "depth"), "12")
             assert _check_line(setup) == f"✗ {wrn}"
-            await _type(pilot, _control(setup, ("model", "depth"), Input), "10")
+            await _type(pilot, setup, ("model", "depth"), "10")
             assert _check_line(setup).startswith("✓ valid")
 
             _control(setup, ("data", "dataset"), Select).value = "cifar100"
@@ -67,7 +76,7 @@ def test_setup_refuses_what_run_refuses_with_the_same_line(tmp_path, checkpoints
                 5,
                 "cifar100 without download",
             )
-            await _type(pilot, _control(setup, ("data", "data_dir"), Input), str(no_data))
+            await _type(pilot, setup, ("data", "data_dir"), str(no_data))
             # the dashboard's advice names its own field, not the command line's flag
             assert _check_line(setup) == "✗ " + data.replace(WHERE_HINT, SETUP_DATA_HINT)
             assert "--data-dir" not in _check_line(setup)

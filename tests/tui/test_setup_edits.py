@@ -114,8 +114,8 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
 
             # an edit (sgd -> adamw in the form: tests/tui/test_keys.py)
             _control(setup, ("train", "epochs"), Input).value = "3"
-            await pilot.pause()
-            assert setup.raw["train"]["epochs"] == 3 and setup.edited
+            await wait_for(pilot, lambda: setup.raw["train"]["epochs"] == 3, 5, "the edit")
+            assert setup.edited
 
             # picking another preset asks; keeping the edits keeps them
             presets_list = setup.query_one("#presets", OptionList)
