@@ -225,6 +225,9 @@ def _parse_component(raw: Any, path: str, catalog: Catalog) -> Component:
             check_range(params[param.name], f"{path}.{param.name}", lo, hi, open_lo=open_lo)
         if param.choices is not None:
             check_choice(params[param.name], f"{path}.{param.name}", param.choices)
+    fault = spec.check(params) if spec.check is not None else None
+    if fault is not None:
+        raise ConfigError(f"{path}.{fault}")
     return Component(str(name), params)
 
 

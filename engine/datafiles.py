@@ -11,7 +11,7 @@ FOLDER_NAME = "cifar-100-python"
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 REQUIRED_FILES = ("train", "test", "meta")
 ENV_DATA_DIR = "CIFAR_TUI_DATA"
-WHERE_HINT = "or pass --data-dir / set " + ENV_DATA_DIR
+WHERE_HINT = "or pass --data-dir / set " + ENV_DATA_DIR  # the command line's way to move it
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
@@ -34,14 +34,17 @@ def find_cifar100(data_dir: Path) -> Path | None:
     return None
 
 
-def put_files_hint(data_dir: Path) -> str:
-    return f"put the dataset at {data_dir / FOLDER_NAME} (files train, test, meta) {WHERE_HINT}"
+def put_files_hint(data_dir: Path, where: str = WHERE_HINT) -> str:
+    """Where the files go; `where`: how to point at another folder (the dashboard names its
+    data.data_dir field instead of the command line's flag)."""
+    return f"put the dataset at {data_dir / FOLDER_NAME} (files train, test, meta) {where}"
 
 
-def check_cifar100_files(data_dir: str | None, download: bool) -> None:
+def check_cifar100_files(data_dir: str | None, download: bool, where: str = WHERE_HINT) -> None:
     """Refuse, before a run starts, a dataset folder that is incomplete or absent (no download).
 
     A folder that is simply missing is fine when downloading is on: the engine fetches it.
+    `where`: see `put_files_hint`.
     """
     root = resolve_data_dir(data_dir)
     if find_cifar100(root) is not None:
@@ -52,9 +55,9 @@ def check_cifar100_files(data_dir: str | None, download: bool) -> None:
             missing = [name for name in REQUIRED_FILES if name not in present]
             raise DataError(
                 f"CIFAR-100 folder {folder} is incomplete: missing {', '.join(missing)}; "
-                + put_files_hint(root)
+                + put_files_hint(root, where)
             )
     if not download:
         raise DataError(
-            f"CIFAR-100 not found in {root} and downloading is off: " + put_files_hint(root)
+            f"CIFAR-100 not found in {root} and downloading is off: " + put_files_hint(root, where)
         )

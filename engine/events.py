@@ -51,6 +51,7 @@ class RunStarted(Event):
     test_size: int
     config: dict[str, Any]
     pid: int
+    edited: bool = False  # changed in Setup after it was loaded from `preset` (run.json says so)
 
 
 @dataclass

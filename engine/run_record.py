@@ -16,6 +16,7 @@ from typing import Any
 from engine import world as torchrun
 from engine.config import RunConfig, config_to_dict
 from engine.data import DataBundle
+from engine.errors import BadInputError
 from engine.events import (
     EVENTS_FILE,
     BadStep,
@@ -29,6 +30,7 @@ from engine.events import (
 )
 from engine.loop_state import LoopState
 from engine.outcome import RunSummary
+from engine.runs import read_run_meta
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,14 @@ class RunFacts:
     steps_per_epoch: int
 
 
+def _edited(run_dir: Path) -> bool:
+    """run.json's `edited` flag; False where there is none (a folder made by hand, a test's)."""
+    try:
+        return read_run_meta(run_dir).get("edited") is True
+    except BadInputError:
+        return False
+
+
 class RunRecord:
     def __init__(
         self,
@@ -52,6 +62,8 @@ class RunRecord:
     ) -> None:
         self.run_dir, self.run_id, self.preset = run_dir, run_id, preset
         self.events = events
+        # launched from Setup with edits (`preset` is then where it came from): run.json says
+        self.edited = _edited(run_dir)
 
     def started(
         self, facts: RunFacts, resumed: tuple[LoopState, Path, str | None, list[str]] | None
@@ -75,6 +87,7 @@ class RunRecord:
             "test_size": len(data.test),
             "config": config_to_dict(cfg),
             "pid": torchrun.launcher_pid(),  # the process a UI signals to stop the run
+            "edited": self.edited,
         }
         if resumed is not None:
             loop, used, warning, config_changes = resumed

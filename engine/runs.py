@@ -526,14 +526,21 @@ def new_run_id(preset: str) -> str:
 
 
 def create_run_dir(
-    root: Path, preset: str, config_yaml: str, meta: dict[str, Any] | None = None
+    root: Path,
+    preset: str,
+    config_yaml: str,
+    meta: dict[str, Any] | None = None,
+    *,
+    label: str | None = None,
 ) -> tuple[str, Path]:
     """Make `<root>/<run-id>/` holding the resolved `config.yaml` and `run.json` (preset name,
-    its creation time in ns, plus `meta`: a sweep's run adds `sweep_id`, `recipe` and `seed`).
-    Two runs created at once get two folders: a taken id is drawn again."""
+    its creation time in ns, plus `meta`: a sweep's run adds `sweep_id`, `recipe` and `seed`;
+    a run edited in Setup `edited: true`). `label`: the id's name part when it is not the
+    preset's (`quickstart-edited`). Two runs created at once get two folders: a taken id is
+    drawn again."""
     root.mkdir(parents=True, exist_ok=True)
     while True:
-        run_id = new_run_id(preset)
+        run_id = new_run_id(label or preset)
         run_dir = root / run_id
         try:
             run_dir.mkdir()

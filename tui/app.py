@@ -26,6 +26,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from engine.errors import BadInputError
 from engine.runs import RunRegistry, checkpoints_root
 from tui.commands import RunCommands, system_commands
 from tui.messages import RunLaunched
@@ -150,15 +151,25 @@ class CifarApp(App[str | None]):
             self.pop_screen()
         self.switch_screen(target)
 
-    async def start_run(self, preset: str, config: RunConfig) -> None:
-        """Launch the engine on `config` and show its Monitor."""
+    async def start_run(self, preset: str, config: RunConfig, *, edited: bool = False) -> None:
+        """Launch the engine on `config` (`preset` as changed in Setup when `edited`) and show
+        its Monitor. A config `--run` would refuse (no data, download off) is refused here with
+        the same line, its advice naming Setup's field, before a run folder exists."""
+        from tui.orchestration.launcher import check_before_run
         from tui.screens.monitor import LaunchSpec, MonitorScreen
+        from tui.screens.setup_check import SETUP_DATA_HINT
+
+        try:
+            check_before_run(config, where=SETUP_DATA_HINT)
+        except BadInputError as exc:
+            self.notify(str(exc), title="cannot start", severity="error", timeout=10)
+            return
 
         old = self.monitor
         live = old.state if old is not None and not old.engine_gone else None
         if live is not None and live.final is None:
             self.notify(f"{live.run_id} keeps training; attach to it from Runs (4)", timeout=6)
-        screen = MonitorScreen(launch=LaunchSpec(preset, config, self.checkpoints))
+        screen = MonitorScreen(launch=LaunchSpec(preset, config, self.checkpoints, edited))
         self.monitor = screen
         await self._replace(old, screen, f"monitor-{id(screen)}")
 

@@ -7,12 +7,41 @@ descriptions are for 100 classes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from engine.catalog.spec import Catalog, Spec, param
 
 _DROPOUT = param("dropout", "float", 0.0, "dropout probability inside each block", limit="0..1")
 _RESNET = "ResNet-{}{}, CIFAR stem ({}M params)"
 _PREACT = "PreAct ResNet-{}{}, CIFAR stem ({}M params)"
 _RESNET_PARAMS = {18: 11.2, 34: 21.3, 50: 23.7, 101: 42.7, 152: 58.3}
+
+
+def wrn_depth_fault(depth: int) -> str | None:
+    """Why `depth` is no WRN depth (d = 6n + 4, n >= 1), or None; the model builds refuse it
+    with the same text."""
+    if depth < 10 or (depth - 4) % 6 != 0:
+        return (
+            f"depth = {depth} is not a WRN depth: use 6n + 4 with n >= 1 "
+            "(10, 16, 22, 28, 34, 40, ...)"
+        )
+    return None
+
+
+def _check_wrn(params: Mapping[str, Any]) -> str | None:
+    return wrn_depth_fault(int(params["depth"]))
+
+
+def _check_vit(params: Mapping[str, Any]) -> str | None:
+    dim, heads = int(params["dim"]), int(params["heads"])
+    if dim % heads:
+        return (
+            f"dim = {dim} does not divide by heads = {heads}: each head gets dim / heads channels"
+        )
+    if 32 % int(params["patch_size"]):
+        return f"patch_size = {params['patch_size']} does not divide the 32-pixel image side"
+    return None
 
 
 def _resnets(impl: str, title: str, prefix: str) -> list[Spec]:
@@ -56,7 +85,12 @@ MODELS = Catalog(
             "wrn",
             "Wide ResNet WRN-depth-width; depth = 6n + 4 (default WRN-28-10)",
             "engine.models.wrn:build_wrn",
-            params=(param("depth", "int", 28), param("width", "int", 10), _DROPOUT),
+            params=(
+                param("depth", "int", 28, limit=">= 10"),
+                param("width", "int", 10, limit=">= 1"),
+                _DROPOUT,
+            ),
+            check=_check_wrn,
         ),
         _wrn(10, 2, "WRN-10-2, tiny, for CPU smoke runs (0.3M params)"),
         _wrn(16, 4, "WRN-16-4 (2.8M params)"),
@@ -75,6 +109,7 @@ MODELS = Catalog(
                 param("mlp_ratio", "float", 4.0, limit="> 0"),
                 _DROPOUT,
             ),
+            check=_check_vit,
         ),
         _vit(
             "vit_small",

@@ -87,7 +87,10 @@ class Spec:
     the slow per-image implementation the fast one is checked against; `fixed` are arguments
     this entry sets for its implementation (a ResNet-18 is `build_resnet` with depth 18);
     `train_images` (datasets only) is the size of its training set, so that a split or a batch
-    too large for it is refused before a run folder exists."""
+    too large for it is refused before a run folder exists. `check` refuses, torch-free, values
+    each in range but not valid together or for the architecture (a WRN depth that is not
+    6n + 4): it takes every parameter and returns `"depth = 12 is ..."` (the fault, led by the
+    parameter's name) or None; the config layer prefixes the key path."""
 
     name: str
     description: str
@@ -96,6 +99,7 @@ class Spec:
     reference: str | None = None
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     train_images: int | None = None
+    check: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -17,15 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.catalog.models import wrn_depth_fault
 from engine.models.resnet import conv1x1, conv3x3, init_weights
 
 
 def wrn_blocks_per_group(depth: int) -> int:
     """n = (depth - 4) / 6, with a clear error for a depth that is not 6n + 4."""
-    if depth < 10 or (depth - 4) % 6 != 0:
-        raise ValueError(
-            f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got depth={depth}"
-        )
+    fault = wrn_depth_fault(depth)
+    if fault is not None:
+        raise ValueError(fault)
     return (depth - 4) // 6
 
 

@@ -34,8 +34,14 @@ def test_unexpected_error_saves_traceback_and_exits_1(tmp_path, monkeypatch, cap
     assert len(err) == 1 and "boom" in err[0] and "traceback.txt" in err[0]
 
 
-def test_builder_value_error_is_bad_input(tmp_path, capsys):
-    _, run_dir = _prepare(tmp_path, "model.name=wrn", "model.depth=27")
+def test_builder_value_error_is_bad_input(tmp_path, capsys, monkeypatch):
+    from engine.models import wrn
+
+    def refuse(*args, **kwargs):
+        raise ValueError("depth 16 is refused by this builder")
+
+    monkeypatch.setattr(wrn, "build_wrn", refuse)  # the config layer lets it through
+    _, run_dir = _prepare(tmp_path, "model.name=wrn", "model.depth=16")
     assert engine_main.run(run_dir, progress=False) == 2
     assert "depth" in capsys.readouterr().err
     last = read_events(run_dir / "events.jsonl")[-1]

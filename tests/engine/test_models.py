@@ -189,7 +189,7 @@ def test_kaiming_init() -> None:
 
 @pytest.mark.parametrize("depth", [27, 4, 0, 29])
 def test_wrn_depth_validation(depth: int) -> None:
-    with pytest.raises(ValueError, match=f"depth={depth}"):
+    with pytest.raises(ValueError, match=f"depth = {depth} is not a WRN depth"):
         MODELS.build("wrn", 100, depth=depth, width=1)
 
 

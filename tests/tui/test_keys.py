@@ -89,10 +89,10 @@ def test_palette_launches_the_edited_setup_or_the_preset_as_saved(
     async def scenario() -> None:
         write_tiny_preset(tmp_path / "presets")
         app = CifarApp(checkpoints=checkpoints, presets_dir=tmp_path / "presets")
-        launched: list[tuple[str, RunConfig]] = []
+        launched: list[tuple[str, RunConfig, bool]] = []
 
-        async def start_run(preset: str, config: RunConfig) -> None:
-            launched.append((preset, config))
+        async def start_run(preset: str, config: RunConfig, *, edited: bool = False) -> None:
+            launched.append((preset, config, edited))
 
         monkeypatch.setattr(app, "start_run", start_run)  # no engine in this test
         async with app.run_test(size=(100, 30)) as pilot:
@@ -101,6 +101,9 @@ def test_palette_launches_the_edited_setup_or_the_preset_as_saved(
             await wait_for(pilot, lambda: setup.raw["optim"]["name"] == "adamw", 5, "the edit")
             await wait_for(pilot, lambda: setup.form_ready, 5, "the optimizer's parameters")
             assert _control(setup, ("optim", "name"), Select).value == "adamw"
+            # the values that still apply are kept, and the user is told which
+            assert setup.raw["optim"]["lr"] == 0.05
+            assert any("adamw: kept lr 0.05" in n.message for n in app._notifications)
 
             for query in ("launch the setup config", "start preset tiny"):
                 await pilot.press("ctrl+p")
@@ -125,8 +128,9 @@ def test_palette_launches_the_edited_setup_or_the_preset_as_saved(
                     return len(launched) > n
 
                 await wait_for(pilot, one_more, 10, query)
-            (edited_name, edited), (saved_name, saved) = launched
+            (edited_name, edited, was_edited), (saved_name, saved, was_saved) = launched
             assert edited_name == saved_name == "tiny"
+            assert was_edited and not was_saved  # the edited one is named as edited
             assert edited.optim.name == "adamw" and saved.optim.name == "sgd"
 
     asyncio.run(scenario())

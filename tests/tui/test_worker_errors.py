@@ -92,7 +92,7 @@ def test_a_failing_results_loader_is_shown(
 def test_a_failing_preview_is_shown(
     tmp_path: Path, checkpoints: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def run_preview(config_yaml: str, out: Path, *, count: int, seed: int) -> str | None:
+    def run_preview(config_yaml: str, out: Path, *, count: int, seed: int, **_: Any) -> str | None:
         raise OSError(f"no room for {out.name}")
 
     monkeypatch.setattr(tui.screens.preview, "run_preview", run_preview)

@@ -32,7 +32,7 @@ from engine.config import (
     dump_config,
     load_config,
 )
-from engine.datafiles import check_cifar100_files
+from engine.datafiles import WHERE_HINT, check_cifar100_files
 from engine.errors import BadInputError, ConfigError
 from engine.events import EVENTS_FILE, Event, Failed, Finished
 from engine.outcome import RunStatus, read_outcome
@@ -62,9 +62,17 @@ def resolve_config(
     if device is not None:
         extra.append(f"train.device={json.dumps(device)}")
     cfg = load_config(preset, extra)
-    if cfg.data.dataset == "cifar100":
-        check_cifar100_files(cfg.data.data_dir, cfg.data.download)
+    check_before_run(cfg)
     return cfg
+
+
+def check_before_run(cfg: RunConfig, *, where: str = WHERE_HINT) -> None:
+    """What a parsed config must pass before a run folder exists, beyond `parse_config`: its
+    dataset's files are there (or will be downloaded). `--run`, sweeps and Setup's check line
+    all call this, so Setup says "valid" exactly when `--run` would start. `where`: how the
+    advice says to point at another data folder. Raises DataError."""
+    if cfg.data.dataset == "cifar100":
+        check_cifar100_files(cfg.data.data_dir, cfg.data.download, where)
 
 
 def check_writable(root: Path) -> None:
@@ -91,8 +99,12 @@ def launch(
     log_file: str | None = None,
     gpus: int | None = None,
     max_restarts: int = 0,
+    edited: bool = False,
 ) -> LaunchedRun:
     """Create the run folder (resolved config.yaml) and start the engine process on it.
+
+    `edited`: the config is `preset` changed in Setup: the run id says `<preset>-edited` and
+    run.json (then the run_started event) records `edited: true`; `preset` stays the origin.
 
     `stdout` / `stderr`: where the engine's output goes (default: our stderr, inherited).
     `log_file`: a file name inside the run folder that takes both instead (the dashboard's
@@ -101,7 +113,8 @@ def launch(
     name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
     root = checkpoints_root(checkpoints)
     check_writable(root)
-    run_id, run_dir = create_run_dir(root, name, dump_config(cfg))
+    meta, label = ({"edited": True}, f"{name}-edited") if edited else (None, None)
+    run_id, run_dir = create_run_dir(root, name, dump_config(cfg), meta, label=label)
     process = start_engine(
         run_dir,
         [],

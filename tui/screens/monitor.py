@@ -42,6 +42,7 @@ class LaunchSpec:
     preset: str
     config: RunConfig
     checkpoints: str | Path | None = None
+    edited: bool = False  # changed in Setup: see tui.orchestration.launcher.launch
 
 
 def tail_text(path: Path, lines: int = 8) -> str:
@@ -126,7 +127,13 @@ class MonitorScreen(CifarScreen):
 
             spec = self.launch_spec
             try:
-                launched = launch(spec.preset, spec.config, spec.checkpoints, log_file=ENGINE_LOG)
+                launched = launch(
+                    spec.preset,
+                    spec.config,
+                    spec.checkpoints,
+                    log_file=ENGINE_LOG,
+                    edited=spec.edited,
+                )
             except Exception as exc:  # noqa: BLE001 - shown in the UI, the app keeps running
                 self.post_message(LaunchFailed(f"{type(exc).__name__}: {exc}"))
                 return

@@ -9,6 +9,7 @@ The screen edits a raw config mapping (the YAML form); every change is validated
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -25,34 +26,37 @@ from textual.widgets.option_list import Option
 from engine.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from engine.errors import ConfigError
 from engine.presets import PRESETS_DIR, preset_description
-from tui.screens.common import CifarScreen, ConfirmScreen, PromptScreen, TitleBar
+from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
+from tui.screens.setup_check import check_raw, summary_line
+from tui.screens.setup_dialogs import (
+    DiscardEditsScreen,
+    JumpScreen,
+    JumpTarget,
+    PresetNameScreen,
+    jump_targets,
+)
 from tui.screens.setup_fields import (
     COMPONENT_TITLES,
     NONE,
-    SECTIONS,
     component_defaults,
     component_names,
     is_component_kind,
+    switch_component,
 )
 from tui.screens.setup_form import (
-    FieldRow,
     Path_,
-    component_widgets,
-    control,
+    aug_widgets,
     control_path,
-    name_select,
-    param_widgets,
+    form_blocks,
     parse_value,
-    section_rows,
+    section_widgets,
 )
-
-PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class SetupScreen(CifarScreen):
     DEFAULT_CSS = """
     SetupScreen #left { width: 26; border-right: solid $panel-lighten-2; }
-    SetupScreen #presets { height: 1fr; border: none; }
+    SetupScreen #presets { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     SetupScreen #preset-doc { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     SetupScreen #form { padding: 0 1; }
     SetupScreen .section { text-style: bold; margin-top: 1; color: $accent; }
@@ -67,11 +71,14 @@ class SetupScreen(CifarScreen):
     SetupScreen #check { height: auto; max-height: 4; padding: 0 1; }
     SetupScreen #check.-ok { color: $success; }
     SetupScreen #check.-bad { color: $error; }
+    SetupScreen #check.-warn { color: $warning; }
     """
     BINDINGS = [
         Binding("ctrl+l,l", "launch", "launch"),
         Binding("ctrl+g,g", "preview", "aug preview"),
         Binding("ctrl+s,s", "save", "save preset"),
+        Binding("ctrl+o,o", "sections", "sections"),
+        Binding("ctrl+f,slash", "find", "find field"),
         Binding("ctrl+n", "add_aug", "add aug", show=False),
         Binding("escape", "focus_presets", "presets", show=False),
     ]
@@ -81,6 +88,7 @@ class SetupScreen(CifarScreen):
         self.presets_dir = Path(presets_dir or PRESETS_DIR)
         self.preset: str | None = None
         self.raw: dict[str, Any] = config_to_dict(parse_config({}))
+        self._loaded: dict[str, Any] = copy.deepcopy(self.raw)  # the preset as loaded or saved
         self.error: str | None = None
         self._built = False
         self._form_lock = asyncio.Lock()
@@ -94,7 +102,8 @@ class SetupScreen(CifarScreen):
                 yield Label(" presets", classes="section")
                 yield OptionList(id="presets")
                 yield Static("", id="preset-doc")
-            with VerticalScroll(id="form"):
+            # not a focus stop itself: Tab from the presets lands on the first field
+            with VerticalScroll(id="form", can_focus=False):
                 yield Static("building the form ...", classes="doc", id="form-wait")
         yield Static("", id="check")
         yield Footer()
@@ -106,6 +115,8 @@ class SetupScreen(CifarScreen):
         names = self.preset_names()
         first = "quickstart" if "quickstart" in names else (names[0] if names else None)
         self._load_preset(first)
+        if first is not None:
+            self.load_preset_list(highlight=first)  # its description shows at once
         self.validate()
         self.query_one("#presets", OptionList).focus()
         self.call_after_refresh(self._build_later)
@@ -126,22 +137,54 @@ class SetupScreen(CifarScreen):
         target = highlight or self.preset
         if target in names:
             options.highlighted = names.index(target)
+            self._show_preset_doc(target)
 
     @on(OptionList.OptionHighlighted, "#presets")
     def _preset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        name = event.option.id
-        if name:
-            path = self.presets_dir / f"{name}.yaml"
-            try:
-                self.query_one("#preset-doc", Static).update(preset_description(path))
-            except ConfigError as exc:
-                self.query_one("#preset-doc", Static).update(str(exc))
+        if event.option.id:
+            self._show_preset_doc(event.option.id)
+
+    def _show_preset_doc(self, name: str) -> None:
+        path = self.presets_dir / f"{name}.yaml"
+        try:
+            doc = preset_description(path)
+        except ConfigError as exc:
+            doc = str(exc)
+        self.query_one("#preset-doc", Static).update(Text(doc))
+
+    @property
+    def edited(self) -> bool:
+        """The form differs from the preset as it was loaded (or saved)."""
+        try:
+            return config_to_dict(parse_config(self.raw)) != self._loaded
+        except ConfigError:
+            return True  # a value that does not parse is an edit too
 
     @on(OptionList.OptionSelected, "#presets")
     async def _preset_selected(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
-            await self.select_preset(event.option.id)
-            self.notify(f"preset {event.option.id} loaded: edit it on the right (Tab)")
+        name = event.option.id
+        if not name:
+            return
+        if not self.edited:
+            await self._pick_preset(name)
+            return
+
+        async def answered(discard: bool | None) -> None:
+            if discard:
+                await self._pick_preset(name)
+            else:
+                self.load_preset_list()  # the list shows the preset being edited again
+                self.notify("kept your edits: save them with s, or launch with l")
+
+        question = (
+            f"Setup has edits to preset {self.preset or '-'} that are not saved. Discard them "
+            f"and load {name}?"
+        )
+        self.app.push_screen(DiscardEditsScreen(question), answered)
+
+    async def _pick_preset(self, name: str) -> None:
+        await self.select_preset(name)
+        self.notify(f"preset {name} loaded: edit it on the right (Tab)")
 
     def _load_preset(self, name: str | None) -> bool:
         if name is None:
@@ -153,6 +196,7 @@ class SetupScreen(CifarScreen):
             return False
         self.preset = name
         self.raw = config_to_dict(cfg)
+        self._loaded = copy.deepcopy(self.raw)
         return True
 
     async def select_preset(self, name: str | None) -> None:
@@ -175,7 +219,7 @@ class SetupScreen(CifarScreen):
         async with self._form_lock:
             form = self.query_one("#form", VerticalScroll)
             await form.remove_children()
-            for block in self._form_blocks():
+            for block in form_blocks(self.raw):
                 await form.mount(block)
             self._built = True
 
@@ -184,58 +228,13 @@ class SetupScreen(CifarScreen):
         async with self._form_lock:
             block = self.query_one(f"#sec-{section}", Vertical)
             await block.remove_children()
-            await block.mount_all(self._section_widgets(section))
-
-    def _form_blocks(self) -> list[Vertical]:
-        raw = self.raw
-        description = FieldRow(
-            Label("text"), control(("description",), raw.get("description"), "str", None)
-        )
-        blocks = [
-            Vertical(Label("description", classes="section"), description, classes="block"),
-            *(
-                Vertical(*self._section_widgets(section), id=f"sec-{section}", classes="block")
-                for section in COMPONENT_TITLES
-            ),
-            Vertical(
-                Label("augmentations (applied in this order)", classes="section"),
-                Vertical(*self._aug_widgets(), id="augs"),
-                Button("+ add augmentation", id="add-aug", compact=True),
-                classes="block",
-            ),
-        ]
-        for section in SECTIONS:
-            rows = section_rows(section, raw.get(section) or {})
-            blocks.append(Vertical(Label(section, classes="section"), *rows, classes="block"))
-        return blocks
-
-    def _section_widgets(self, section: str) -> list[Widget]:
-        title = Label(COMPONENT_TITLES[section], classes="section")
-        return [title, *component_widgets(section, (section,), self.raw.get(section))]
-
-    def _aug_widgets(self) -> list[Widget]:
-        out: list[Widget] = []
-        augs = self.raw.get("augment") or []
-        for i, comp in enumerate(augs):
-            path = ("augment", i)
-            head = Horizontal(
-                Label(f"{i + 1}. "),
-                name_select("augment", path, comp.get("name")),
-                Button("↑", id=f"aug-up-{i}", compact=True, tooltip="move up"),
-                Button("↓", id=f"aug-down-{i}", compact=True, tooltip="move down"),
-                Button("✕", id=f"aug-del-{i}", compact=True, tooltip="remove"),
-                classes="aug-head",
-            )
-            out.append(Vertical(head, *param_widgets("augment", path, comp), classes="aug"))
-        if not augs:
-            out.append(Static("none", classes="doc"))
-        return out
+            await block.mount_all(section_widgets(section, self.raw))
 
     async def rebuild_augs(self, focus: str | None = None) -> None:
         async with self._form_lock:
             box = self.query_one("#augs", Vertical)
             await box.remove_children()
-            await box.mount_all(self._aug_widgets())
+            await box.mount_all(aug_widgets(self.raw))
         self.validate()
         if focus is not None:
             found = self.query(f"#{focus}")
@@ -293,8 +292,12 @@ class SetupScreen(CifarScreen):
                 return
             if event.value == NONE:
                 node[path[-2]] = None
-            else:  # a new component starts from its own defaults
-                node[path[-2]] = component_defaults(path[0], str(event.value))
+            else:  # the values that still apply carry over; the user is told which
+                switched = switch_component(path[0], current, str(event.value))
+                node[path[-2]] = switched.component
+                if current and current.get("name") not in (None, NONE):
+                    title = COMPONENT_TITLES.get(path[0], "augmentation")
+                    self.notify(switched.note(title), timeout=8)
             if path[0] == "augment":
                 await self.rebuild_augs()
                 self._focus_path(path)
@@ -347,27 +350,23 @@ class SetupScreen(CifarScreen):
     # ------------------------------------------------------------------ check, save, run
 
     def validate(self) -> bool:
+        """Run `--run`'s own check on the edits and show its outcome on the check line."""
         check = self.query_one("#check", Static)
-        try:
-            cfg = parse_config(self.raw)
-        except ConfigError as exc:
-            self.error = str(exc)
+        result = check_raw(self.raw)
+        self._title()
+        if result.config is None:
+            self.error = result.error
             check.set_classes("-bad")
-            check.update(Text(f"✗ {exc}"))
-            self._title()
+            check.update(Text(f"✗ {result.error}"))
             return False
         self.error = None
-        check.set_classes("-ok")
-        synthetic = " (SYNTHETIC data)" if cfg.data.dataset == "synthetic" else ""
-        augs = " > ".join(a.name for a in cfg.augment) or "no augmentation"
-        check.update(
-            Text(
-                f"✓ valid: {cfg.model.name}, {cfg.optim.name} lr {cfg.optim.params.get('lr', '-')}"
-                f", {cfg.schedule.name}, {cfg.loss.name}, {cfg.train.epochs} epochs x batch "
-                f"{cfg.data.batch_size} on {cfg.data.dataset}{synthetic}; {augs}"
-            )
-        )
-        self._title()
+        line = f"✓ valid: {summary_line(result.config)}"
+        if result.warnings:
+            check.set_classes("-warn")
+            line += "".join(f"\n! {w}" for w in result.warnings)
+        else:
+            check.set_classes("-ok")
+        check.update(Text(line))
         return True
 
     def _title(self) -> None:
@@ -376,17 +375,16 @@ class SetupScreen(CifarScreen):
         self.query_one("#title", TitleBar).set(f"preset {self.preset or '-'}", tag)
 
     def config(self) -> RunConfig | None:
-        try:
-            return parse_config(self.raw)
-        except ConfigError as exc:
-            self.notify(str(exc), title="config not valid", severity="error", timeout=10)
-            return None
+        result = check_raw(self.raw)
+        if result.config is None:
+            self.notify(str(result.error), title="config not valid", severity="error", timeout=10)
+        return result.config
 
     async def action_launch(self) -> None:
         cfg = self.config()
         if cfg is None:
             return
-        await self.cifar.start_run(self.preset or "custom", cfg)
+        await self.cifar.start_run(self.preset or "custom", cfg, edited=self.edited)
 
     def action_preview(self) -> None:
         cfg = self.config()
@@ -403,12 +401,6 @@ class SetupScreen(CifarScreen):
         def named(name: str | None) -> None:
             if not name:
                 return
-            if not PRESET_NAME_RE.match(name):
-                self.notify(
-                    f"{name!r} is not a preset name: use letters, digits, - _ .",
-                    severity="error",
-                )
-                return
             path = self.presets_dir / f"{name}.yaml"
             if path.exists():
                 self.app.push_screen(
@@ -419,7 +411,7 @@ class SetupScreen(CifarScreen):
                 self._write_preset(name, path)
 
         suggestion = f"{self.preset}-custom" if self.preset else "my-preset"
-        self.app.push_screen(PromptScreen("Save this config as preset (name):", suggestion), named)
+        self.app.push_screen(PresetNameScreen(self.presets_dir, suggestion), named)
 
     def _write_preset(self, name: str, path: Path) -> None:
         cfg = self.config()
@@ -430,9 +422,35 @@ class SetupScreen(CifarScreen):
         tmp.write_text(dump_config(cfg))
         tmp.replace(path)
         self.preset = name
+        self._loaded = config_to_dict(cfg)
         self.load_preset_list(highlight=name)
         self._title()
-        self.notify(f"saved {path}")
+        self.notify(f"saved {path.resolve()}")
+
+    # ------------------------------------------------------------------ navigation
+
+    def jump_targets(self) -> list[JumpTarget]:
+        controls = self.query("#form Select, #form Input, #form Checkbox")
+        return jump_targets(p for p in map(control_path, controls) if p is not None)
+
+    def _jump(self, query: str) -> None:
+        if not self.form_ready:
+            self.notify("the form is still being built", severity="warning")
+            return
+
+        def went(target: JumpTarget | None) -> None:
+            if target is not None:
+                self._focus_path(target.path)
+
+        self.app.push_screen(JumpScreen(self.jump_targets(), query), went)
+
+    def action_sections(self) -> None:
+        """A list of the form's sections and fields to jump to."""
+        self._jump("§")
+
+    def action_find(self) -> None:
+        """Find a field by (part of) its name."""
+        self._jump("")
 
     def action_focus_presets(self) -> None:
         self.query_one("#presets", OptionList).focus()

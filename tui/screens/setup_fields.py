@@ -15,6 +15,8 @@ from typing import Any
 
 from engine.catalog import COMPONENTS
 from engine.config import SECTION_CLASSES, RunConfig
+from engine.config_values import check_choice, check_range, coerce
+from engine.errors import ConfigError
 
 NONE = "none"  # the menu entry of an optional component left out (e.g. no SAM)
 MISSING: Any = inspect.Parameter.empty  # the default of a parameter that has none
@@ -98,6 +100,66 @@ def component_fields(kind: str, name: str) -> list[FieldSpec]:
 def component_defaults(kind: str, name: str) -> dict[str, Any]:
     """A new component of `name`, as the config holds it: its parameters at their defaults."""
     return {"name": name, **{f.name: f.default for f in component_fields(kind, name)}}
+
+
+@dataclass(frozen=True)
+class Switched:
+    """A component switched to another entry: its parameters, and what happened to the old ones."""
+
+    component: dict[str, Any]
+    kept: tuple[str, ...]  # same name, valid for the new entry: carried over
+    reset: tuple[str, ...]  # same name, not valid for the new entry: its default instead
+    dropped: tuple[str, ...]  # the new entry has no such parameter
+
+    def note(self, title: str) -> str:
+        """`optimizer adamw: kept lr 0.1, weight_decay 0.0005; dropped momentum` (one line)."""
+        c = self.component
+        parts = []
+        if self.kept:
+            parts.append("kept " + ", ".join(f"{k} {c[k]!r}" for k in self.kept))
+        if self.reset:
+            parts.append("reset " + ", ".join(f"{k} to {c[k]!r}" for k in self.reset))
+        new = [k for k in c if k != "name" and k not in self.kept and k not in self.reset]
+        if new:
+            parts.append("new " + ", ".join(f"{k} {c[k]!r}" for k in new))
+        if self.dropped:
+            parts.append("dropped " + ", ".join(self.dropped))
+        return f"{title} {c['name']}: " + ("; ".join(parts) or "no parameters")
+
+
+def _valid_for(spec: Any, value: Any) -> bool:
+    """Whether `value` passes the checks the config applies to parameter `spec`."""
+    try:
+        v = coerce(value, spec.type, spec.name)
+        if spec.limits is not None:
+            lo, hi, open_lo = spec.limits
+            check_range(v, spec.name, lo, hi, open_lo=open_lo)
+        if spec.choices is not None:
+            check_choice(v, spec.name, spec.choices)
+    except ConfigError:
+        return False
+    return True
+
+
+def switch_component(kind: str, old: dict[str, Any] | None, name: str) -> Switched:
+    """Entry `name` of `kind` in place of `old`: the parameters the two share keep their values
+    where those are valid for the new entry (sgd -> adamw keeps lr and weight_decay)."""
+    component = component_defaults(kind, name)
+    fields = {f.name: f for f in component_fields(kind, name)}
+    kept, reset, dropped = [], [], []
+    for key, value in (old or {}).items():
+        if key == "name":
+            continue
+        if key not in fields:
+            dropped.append(key)
+        elif value == component[key]:
+            continue  # the same either way: nothing to say
+        elif _valid_for(fields[key], value):
+            component[key] = value
+            kept.append(key)
+        else:
+            reset.append(key)
+    return Switched(component, tuple(kept), tuple(reset), tuple(dropped))
 
 
 def _pattern_text(pattern: re.Pattern[str] | str | None) -> str | None:

@@ -14,14 +14,17 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import yaml
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine import strict_yaml
 from tui.screens.setup_fields import (
+    COMPONENT_TITLES,
     NONE,
     OPTIONAL_SECTIONS,
+    SECTIONS,
     FieldSpec,
     component_entries,
     component_entry,
@@ -82,6 +85,15 @@ def device_choices(doc: str) -> list[str]:
     return out
 
 
+class TickBox(Checkbox):
+    """A checkbox whose state is a glyph, `[x]` or `[ ]`, not only a colour (NO_COLOR)."""
+
+    @property
+    def _button(self) -> Content:
+        style = self.get_visual_style("toggle--button")
+        return Content.assemble((f"[{'x' if self.value else ' '}]", style))
+
+
 class FieldRow(Horizontal):
     """label + one editing control, one line high."""
 
@@ -105,7 +117,7 @@ def control(path: Path_, value: Any, annotation: str, choices: tuple[str, ...] |
             options.append((str(value), value))
         widget = Select(options, value=value, allow_blank=value is None, compact=True)
     elif annotation.replace(" ", "") == "bool":
-        widget = Checkbox(value=bool(value), compact=True)
+        widget = TickBox(value=bool(value), compact=True)
     elif annotation.replace(" ", "") in ("bool|None", "None|bool"):  # null means auto
         current = "auto" if value is None else value_text(bool(value))
         options = [(c, c) for c in ("auto", "true", "false")]
@@ -176,3 +188,53 @@ def section_rows(section: str, values: dict[str, Any]) -> list[Widget]:
         widget.tooltip = spec.doc or None
         rows.append(FieldRow(Label(spec.name), widget))
     return rows
+
+
+def form_blocks(raw: dict[str, Any]) -> list[Vertical]:
+    """The whole form: description, components, augmentations, plain sections."""
+    description = FieldRow(
+        Label("text"), control(("description",), raw.get("description"), "str", None)
+    )
+    blocks = [
+        Vertical(Label("description", classes="section"), description, classes="block"),
+        *(
+            Vertical(*section_widgets(section, raw), id=f"sec-{section}", classes="block")
+            for section in COMPONENT_TITLES
+        ),
+        Vertical(
+            Label("augmentations (applied in this order)", classes="section"),
+            Vertical(*aug_widgets(raw), id="augs"),
+            Button("+ add augmentation", id="add-aug", compact=True),
+            classes="block",
+        ),
+    ]
+    for section in SECTIONS:
+        rows = section_rows(section, raw.get(section) or {})
+        blocks.append(Vertical(Label(section, classes="section"), *rows, classes="block"))
+    return blocks
+
+
+def section_widgets(section: str, raw: dict[str, Any]) -> list[Widget]:
+    """A component's block: its title, name menu and parameters."""
+    title = Label(COMPONENT_TITLES[section], classes="section")
+    return [title, *component_widgets(section, (section,), raw.get(section))]
+
+
+def aug_widgets(raw: dict[str, Any]) -> list[Widget]:
+    """The augmentation list: each entry's menu, move/remove buttons and parameters."""
+    out: list[Widget] = []
+    augs = raw.get("augment") or []
+    for i, comp in enumerate(augs):
+        path = ("augment", i)
+        head = Horizontal(
+            Label(f"{i + 1}. "),
+            name_select("augment", path, comp.get("name")),
+            Button("↑", id=f"aug-up-{i}", compact=True, tooltip="move up"),
+            Button("↓", id=f"aug-down-{i}", compact=True, tooltip="move down"),
+            Button("✕", id=f"aug-del-{i}", compact=True, tooltip="remove"),
+            classes="aug-head",
+        )
+        out.append(Vertical(head, *param_widgets("augment", path, comp), classes="aug"))
+    if not augs:
+        out.append(Static("none", classes="doc"))
+    return out
