@@ -99,9 +99,6 @@ def named_yaml(ref: str, kind: str) -> Path:
     raise ConfigError(f"unknown {kind} {ref!r}{hint} (available: {', '.join(names) or 'none'})")
 
 
-PRESETS_DIR = bundled_folder("preset")  # the Setup screen's folder until it lists every source
-
-
 def preset_names() -> list[str]:
     return [e.name for e in named_files("preset")]
 

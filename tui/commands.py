@@ -81,7 +81,7 @@ class RunCommands(Provider):
         if setup is None:
             return
         try:
-            cfg = load_config(str(setup.presets_dir / f"{name}.yaml"))
+            cfg = load_config(str(setup.preset_file(name)))
         except ConfigError as exc:
             app.notify(str(exc), severity="error")
             return

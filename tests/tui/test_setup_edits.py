@@ -148,3 +148,21 @@ def test_setup_asks_before_discarding_edits_and_saves_under_a_checked_name(
             assert (presets / "mine.yaml").is_file() and not setup.edited
 
     asyncio.run(scenario())
+
+
+def test_setup_lists_every_preset_source_and_saves_into_the_user_folder(tmp_path, monkeypatch):
+    """Without a folder of its own, Setup lists ./presets, the user folder and the bundled book,
+    and saves to the user folder: never into the package (site-packages once installed)."""
+    from engine.presets import bundled_folder
+    from tui.screens.setup import SetupScreen
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "mine.yaml").write_text("description: my own\n")
+    monkeypatch.setenv("CIFAR_TUI_PRESETS", str(user))
+    monkeypatch.chdir(tmp_path)
+    setup = SetupScreen()
+    assert {"mine", "quickstart", "resnet18"} <= set(setup.preset_names())
+    assert setup.preset_file("mine") == user / "mine.yaml"
+    assert setup.preset_file("quickstart") == bundled_folder("preset") / "quickstart.yaml"
+    assert setup.save_folder == user

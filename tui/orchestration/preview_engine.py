@@ -20,13 +20,6 @@ from typing import IO, Any
 Progress = Callable[[str], None]
 
 
-def engine_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 class PreviewEngine:
     """One serving engine process; `draw` is called from one worker thread at a time."""
 
@@ -51,7 +44,6 @@ class PreviewEngine:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
-            env=engine_env(),
             start_new_session=True,  # a Ctrl+C in the terminal is the dashboard's, not its
         )
         return self.process

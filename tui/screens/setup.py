@@ -25,7 +25,7 @@ from textual.widgets.option_list import Option
 
 from engine.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from engine.errors import ConfigError
-from engine.presets import PRESETS_DIR, preset_description
+from engine.presets import named_files, preset_description, user_folder, yaml_names
 from tui.screens.common import CifarScreen, ConfirmScreen, TitleBar
 from tui.screens.setup_check import check_raw, summary_line
 from tui.screens.setup_dialogs import (
@@ -85,7 +85,9 @@ class SetupScreen(CifarScreen):
 
     def __init__(self, *, presets_dir: Path | None = None) -> None:
         super().__init__()
-        self.presets_dir = Path(presets_dir or PRESETS_DIR)
+        # a folder given (tests): only its presets, saved there; else every source, saved to
+        # the user folder (engine.presets: ./presets, the user folder, the bundled book)
+        self.presets_dir = None if presets_dir is None else Path(presets_dir)
         self.preset: str | None = None
         self.raw: dict[str, Any] = config_to_dict(parse_config({}))
         self._loaded: dict[str, Any] = copy.deepcopy(self.raw)  # the preset as loaded or saved
@@ -127,7 +129,19 @@ class SetupScreen(CifarScreen):
         )
 
     def preset_names(self) -> list[str]:
-        return sorted(p.stem for p in self.presets_dir.glob("*.yaml"))
+        if self.presets_dir is not None:
+            return yaml_names(self.presets_dir)
+        return [e.name for e in named_files("preset")]
+
+    def preset_file(self, name: str) -> Path:
+        if self.presets_dir is not None:
+            return self.presets_dir / f"{name}.yaml"
+        return next((e.path for e in named_files("preset") if e.name == name), Path(name))
+
+    @property
+    def save_folder(self) -> Path:
+        """Where `s` saves a preset: the user folder (never the installed package)."""
+        return self.presets_dir if self.presets_dir is not None else user_folder("preset")
 
     def load_preset_list(self, highlight: str | None = None) -> None:
         options = self.query_one("#presets", OptionList)
@@ -145,7 +159,7 @@ class SetupScreen(CifarScreen):
             self._show_preset_doc(event.option.id)
 
     def _show_preset_doc(self, name: str) -> None:
-        path = self.presets_dir / f"{name}.yaml"
+        path = self.preset_file(name)
         try:
             doc = preset_description(path)
         except ConfigError as exc:
@@ -190,7 +204,7 @@ class SetupScreen(CifarScreen):
         if name is None:
             return True
         try:
-            cfg = load_config(str(self.presets_dir / f"{name}.yaml"))
+            cfg = load_config(str(self.preset_file(name)))
         except ConfigError as exc:
             self.notify(f"preset {name}: {exc}", severity="error", timeout=10)
             return False
@@ -401,7 +415,7 @@ class SetupScreen(CifarScreen):
         def named(name: str | None) -> None:
             if not name:
                 return
-            path = self.presets_dir / f"{name}.yaml"
+            path = self.save_folder / f"{name}.yaml"
             if path.exists():
                 self.app.push_screen(
                     ConfirmScreen(f"Preset {name} exists. Overwrite {path}?", yes="Overwrite"),
@@ -411,7 +425,7 @@ class SetupScreen(CifarScreen):
                 self._write_preset(name, path)
 
         suggestion = f"{self.preset}-custom" if self.preset else "my-preset"
-        self.app.push_screen(PresetNameScreen(self.presets_dir, suggestion), named)
+        self.app.push_screen(PresetNameScreen(self.save_folder, suggestion), named)
 
     def _write_preset(self, name: str, path: Path) -> None:
         cfg = self.config()
