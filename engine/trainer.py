@@ -237,9 +237,12 @@ class Trainer:
         summary = self.record.summary(
             self.facts, status, self.state, self.best_val_top1, self.best_epoch
         )
-        if status == "done" and cfg.eval.test:
-            last_epoch = self.history[-1]["epoch"] if self.history else 0
+        # a stop asked for after an epoch ends a long run early: its best checkpoint is tested
+        # as it stops (it stays `interrupted`; a resume trains on and tests again at its end)
+        stopped_early = status == "interrupted" and self.stop_signal is None
+        if (status == "done" or stopped_early) and cfg.eval.test and self.history:
             try:
+                last_epoch = self.history[-1]["epoch"]
                 tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
                 summary = dataclasses.replace(summary, **tests)
             except Stopped as stopped:  # the checkpoints stand as trained: a resume evaluates
@@ -297,7 +300,7 @@ class Trainer:
                 self._save("last")
                 return "interrupted"
             self._end_epoch(epoch)
-            if self._agree_epoch_stop():
+            if st.epoch < cfg.train.epochs and self._agree_epoch_stop():  # (after the last: done)
                 return "interrupted"
         return "done"
 
