@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.outcome import RunSummary, SummaryError, read_summary
+from tui.orchestration.no_results import dashboard_report
 
 EVAL_FILE = "eval.npz"
 
@@ -90,6 +91,8 @@ class EvalData:
     micro_roc: np.ndarray  # [G]
     summary: RunSummary
     warnings: list[str] = field(default_factory=list)  # e.g. a damaged summary.json
+    # the dashboard's own evaluation of best.pt (no_results.evaluate_best), when eval.npz is its
+    report: dict[str, Any] | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -97,6 +100,8 @@ class EvalData:
 
     @property
     def tta(self) -> TTAScores | None:
+        if self.report is not None and len(self.report.get("views") or []) > 1:
+            return tta_scores(self.report)
         return tta_scores(self.summary.tta)
 
     @property
@@ -213,6 +218,7 @@ def load_eval(run_dir: Path) -> EvalData:
         micro_roc=micro_roc,
         summary=summary or RunSummary(run_id=run_dir.name),
         warnings=warnings,
+        report=dashboard_report(run_dir),
     )
 
 
