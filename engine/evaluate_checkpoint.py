@@ -87,19 +87,31 @@ def evaluate_checkpoint(
     devices.to_device(model, dev, channels_last)
     normalize = devices.Normalizer.of(data, dev, channels_last, amp)
     size = batch_size or cfg.eval.batch_size
-    result = evaluate_tta(
-        model,
-        data.test,
-        views,
-        normalize=normalize,
-        device=dev,
-        batch_size=size,
-        amp=amp,
-    )
-    if eval_file is not None:
+    if eval_file is not None and views == ["identity"]:  # one pass serves both
+        from engine import metrics
         from engine.evaluation import write_eval_file
+        from engine.tta import TTAResult, ViewScore
 
-        write_eval_file(eval_file, _logits(model, data.test, normalize, dev, size, amp), data)
+        logits = _logits(model, data.test, normalize, dev, size, amp)
+        write_eval_file(eval_file, logits, data)
+        n = len(data.test)
+        c1, c5 = (int(c) / n for c in metrics.topk_correct(logits, data.test.labels, (1, 5)))
+        result = TTAResult([ViewScore("identity", c1, c5)], c1, c5, n, 1, 1)
+    else:
+        result = evaluate_tta(
+            model,
+            data.test,
+            views,
+            normalize=normalize,
+            device=dev,
+            batch_size=size,
+            amp=amp,
+        )
+        if eval_file is not None:
+            from engine.evaluation import write_eval_file
+
+            logits = _logits(model, data.test, normalize, dev, size, amp)
+            write_eval_file(eval_file, logits, data)
     loop = state.get("loop") or {}
     return {
         "checkpoint": str(path),

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 from rich.text import Text
+from textual.widgets import DataTable
 
 from engine.events import EVENTS_FILE
 from tests.tui.conftest import wait_for
 from tests.tui.fixtures import make_run, typed
 from tui.app import CifarApp
+from tui.orchestration.evaldata import fit_name
 from tui.screens.results import ResultsScreen
 
 
@@ -95,5 +98,55 @@ def test_the_monitor_offers_results_only_where_there_are_some(tmp_path):
     async def scenario() -> None:
         await check(diverged, "r: why no test results")
         await check(done, "r: results")
+
+    asyncio.run(scenario())
+
+
+COARSE = [  # CIFAR-100's superclass names (its meta file)
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
+]  # fmt: skip
+
+
+def test_fit_name_keeps_short_names_and_wraps_or_abbreviates_long_ones():
+    assert fit_name("fish", 12) == "fish"
+    assert fit_name("aquarium_fish", 13) == "aquarium_fish"
+    for name in COARSE:
+        for width in (8, 12, 16):
+            lines = fit_name(name, width).split("\n")
+            assert len(lines) <= 2 and all(len(line) <= width for line in lines), (name, width)
+    assert fit_name("large_natural_outdoor_scenes", 12) == "large natu.\noutd. scenes"
+
+
+def test_superclass_pairs_fit_the_panel_at_80_and_120_columns(tmp_path):
+    async def check(size: tuple[int, int]) -> None:
+        run_dir = make_run(tmp_path / f"ck{size[0]}")
+        arrays = dict(np.load(run_dir / "eval.npz"))
+        np.savez(run_dir / "eval.npz", **(arrays | {"coarse_names": np.array(COARSE)}))
+        app = CifarApp(checkpoints=run_dir.parent, results=run_dir)
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: app.results and app.results.data, 10, "results")
+            await pilot.press("z")
+            results = app.results
+            assert results is not None and results.coarse
+            table = results.query_one("#pairs", DataTable)
+            assert table.region.right <= size[0]
+            widths = sum(c.get_render_width(table) for c in table.columns.values())
+            assert widths <= table.size.width  # every column on screen, % the last
+            shown = [table.get_row_at(i)[:2] for i in range(table.row_count)]
+            names = {n for row in shown for n in row}
+            assert "household\nelectrical d." not in names and any("\n" in n for n in names)
+            for true, pred in shown:
+                for name in (true, pred):
+                    assert all(len(line) <= table.columns[next(iter(table.columns))].width
+                               for line in name.split("\n"))  # fmt: skip
+                    assert all(len(w) >= 4 or w == "and" for w in name.split()), name  # no `la`
+
+    async def scenario() -> None:
+        await check((80, 24))
+        await check((120, 40))
 
     asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -152,6 +153,25 @@ def most_confused(matrix: np.ndarray, top: int = 20) -> list[Pair]:
             break
         pairs.append(Pair(t, p, int(off[t, p]), float(rates[t, p])))
     return pairs
+
+
+def fit_name(name: str, width: int, lines: int = 2) -> str:
+    """`name` in at most `lines` lines of `width` columns ("\n" between them): as it is when it
+    fits one line, else wrapped at its `_` and spaces, its longest words cut to a prefix and `.`
+    until it fits (`large_natural_outdoor_scenes`, 12 -> "large nat.\noutd. scenes")."""
+    width = max(width, 4)
+    if len(name) <= width:
+        return name
+    words = name.replace("_", " ").split()
+    while True:
+        wrapped = textwrap.wrap(" ".join(words), width, break_long_words=False)
+        if len(wrapped) <= lines and all(len(line) <= width for line in wrapped):
+            return "\n".join(wrapped)
+        k = max(range(len(words)), key=lambda i: len(words[i]))
+        word = words[k].rstrip(".-")
+        if len(word) <= 2:  # nothing left to shorten: cut
+            return " ".join(words)[: width - 1] + "…"
+        words[k] = word[:-1] + "."
 
 
 def micro_curves(

@@ -66,6 +66,8 @@ def no_results(run_dir: Path) -> NoResults:
         reason = "still running: its test set is evaluated when it ends or stops after an epoch"
     elif status is RunStatus.CRASHED:
         reason = "the engine died without a final event (killed?): no test pass ran"
+    elif status is RunStatus.INTERRUPTED and outcome.summary and outcome.summary.test_top1:
+        reason = "stopped after an epoch and tested, but its eval.npz is missing (deleted?)"
     elif status is RunStatus.INTERRUPTED:
         what = "in the test pass" if tested else "before its test pass"
         reason = f"stopped by a signal {what} (stop now / Ctrl-C): no test results were written"

@@ -25,6 +25,7 @@ from tui.orchestration.evaldata import (
     EvalData,
     EvalDataError,
     TTAScores,
+    fit_name,
     load_eval,
     most_confused,
     row_normalise,
@@ -244,12 +245,22 @@ class ResultsScreen(CifarScreen):
         matrix.set_matrix(counts, names, coarse=self.coarse)
         table = self.query_one("#pairs", DataTable)
         table.clear(columns=True)
-        table.add_columns("true", "predicted as", "n", "%")
+        pairs = most_confused(counts, top=30)
+        n_width = max([len("n"), *(len(str(p.count)) for p in pairs)])
+        # the side panel's width (CSS), less a scrollbar, 4 cells' padding, the n and % columns:
+        # what is left is shared by the two names, each wrapped in two lines or abbreviated
+        room = (self.query_one("#side").size.width or 42) - 2 - 8 - n_width - 3
+        name_width = max(room // 2, 6)
+        table.add_column("true", width=name_width)
+        table.add_column("predicted as", width=name_width)
+        table.add_column("n", width=n_width)
+        table.add_column("%", width=3)
         self.pairs_rows = []
-        for pair in most_confused(counts, top=30):
-            table.add_row(
-                names[pair.true], names[pair.pred], pair.count, pct(pair.rate, 0, unit="")
-            )
+        for pair in pairs:
+            true, pred = (fit_name(names[k], name_width) for k in (pair.true, pair.pred))
+            height = 2 if "\n" in true + pred else 1
+            rate = pct(pair.rate, 0, unit="")
+            table.add_row(true, pred, pair.count, rate, height=height)
             self.pairs_rows.append((pair.true, pair.pred))
         matrix.move_to(*matrix.cursor)
 
@@ -306,8 +317,10 @@ class ResultsScreen(CifarScreen):
             return self.data is not None and self.data.tta is not None
         if action == "evaluate":  # a run with results may be evaluated again (with TTA)
             return self.missing.can_evaluate if self.missing else self.data is not None
-        if action == "resume":
-            return self.missing is not None and self.missing.can_resume
+        if action == "resume":  # e.g. a run stopped after an epoch (tested as it stopped)
+            if self.missing is not None:
+                return self.missing.can_resume
+            return self.data is not None and self.data.summary.status == "interrupted"
         return True
 
     # ------------------------------------------------------------------ TTA
