@@ -150,3 +150,25 @@ def test_superclass_pairs_fit_the_panel_at_80_and_120_columns(tmp_path):
         await check((120, 40))
 
     asyncio.run(scenario())
+
+
+def test_resume_from_runs_checks_first_and_says_why_it_cannot(tmp_path):
+    """`R` on Runs goes through --resume's checks: a killed run without last.pt is refused with
+    one line, nothing started, nothing written."""
+    run_dir = make_run(tmp_path / "ck", epochs=2, finished=False)
+    before = sorted(p.name for p in run_dir.iterdir())
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=tmp_path / "ck", start="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: getattr(app.screen, "rows", None), 10, "the runs")
+            await pilot.press("R")
+
+            def refused() -> bool:
+                return any("last.pt" in n.message for n in app._notifications)
+
+            await wait_for(pilot, refused, 10, "the refusal")
+            assert app.monitor is None  # no engine was started, no Monitor shown
+
+    asyncio.run(scenario())
+    assert sorted(p.name for p in run_dir.iterdir()) == before

@@ -44,6 +44,7 @@ from tui.screens.setup_form import (
     param_widgets,
     parse_value,
     section_rows,
+    value_text,
 )
 
 PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -253,6 +254,16 @@ class SetupScreen(CifarScreen):
             return False
         node[path[-1]] = value
         return True
+
+    def set_field(self, path: Path_, value: Any) -> None:
+        """Set one config field from outside the form (the LR finder's "apply"): its control
+        shows the value, and the check line is redone."""
+        if not self._set(path, value):
+            return
+        for widget in self.query("#form Input"):
+            if control_path(widget) == path and isinstance(widget, Input):
+                widget.value = value_text(value)
+        self.validate()
 
     @staticmethod
     def _path_of(widget: Widget) -> Path_ | None:
