@@ -28,14 +28,13 @@ events, checkpoints and the history carry global numbers. Only rank 0 writes; th
 a barrier after each epoch's checkpoints (the test pass reads best.pt on every rank).
 
 Around the loop: components come from `engine.build`, the device from `engine.device`, evaluation
-from `engine.evaluation`, a checkpoint's contents from `engine.loop_state`, events from
-`engine.run_record`."""
+from `engine.evaluation` (the test at the session's end: `engine.run_end`), a checkpoint's
+contents from `engine.loop_state`, events from `engine.run_record`."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,13 +44,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import build, checkpoint, control, distributed, loop_state, run_record, test_hooks
+from engine import (
+    build,
+    checkpoint,
+    control,
+    distributed,
+    loop_state,
+    run_end,
+    run_record,
+    test_hooks,
+)
 from engine import device as devices
 from engine import world as torchrun
 from engine.checkpoint_files import remove_stale_temp_files
 from engine.config import RunConfig, fast_options
 from engine.data import DataBundle, ImageSet
-from engine.evaluation import EvalResult, Evaluator, Stopped
+from engine.evaluation import EvalResult, Evaluator
 from engine.events import EventWriter
 from engine.loader import WaitClock
 from engine.loop_state import LoopState
@@ -222,7 +230,6 @@ class Trainer:
             remove_stale_temp_files(self.run_dir)  # kill left its temp file behind
         resumed = (self.state, *self.resumed_from, self.config_changes) if self.resume else None
         self.record.started(self.facts, resumed)
-        cfg = self.cfg
         status = "done"
         try:
             status = self._train_epochs()
@@ -237,17 +244,7 @@ class Trainer:
         summary = self.record.summary(
             self.facts, status, self.state, self.best_val_top1, self.best_epoch
         )
-        # a stop asked for after an epoch ends a long run early: its best checkpoint is tested
-        # as it stops (it stays `interrupted`; a resume trains on and tests again at its end)
-        stopped_early = status == "interrupted" and self.stop_signal is None
-        if (status == "done" or stopped_early) and cfg.eval.test and self.history:
-            try:
-                last_epoch = self.history[-1]["epoch"]
-                tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
-                summary = dataclasses.replace(summary, **tests)
-            except Stopped as stopped:  # the checkpoints stand as trained: a resume evaluates
-                self.stop_signal = stopped.signum
-                summary = dataclasses.replace(summary, status="interrupted")
+        summary = run_end.tested(self, summary)
         summary.wall_s = self._wall()
         self.record.finished(summary)
         return summary.to_dict()
