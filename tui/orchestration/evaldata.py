@@ -171,7 +171,7 @@ def fit_name(name: str, width: int, lines: int = 2) -> str:
         word = words[k].rstrip(".-")
         if len(word) <= 2:  # nothing left to shorten: cut
             return " ".join(words)[: width - 1] + "…"
-        words[k] = word[:-1] + "."
+        words[k] = word[:-1].rstrip("-") + "."  # `man-made` -> `man-m.` -> `man.`
 
 
 def micro_curves(

@@ -1,7 +1,7 @@
 """Resume an interrupted or crashed run from the dashboard (Results `R`, Runs `R`): the checks of
 `cifar-tui --resume RUN` (`prepare_resume`: nothing written until the engine accepts), the engine
-started on the run folder as the Monitor starts one, and once it holds the run's lock, the
-Monitor following it. A refusal is one notification; nothing is lost."""
+started on the run folder as the Monitor starts one, and once it has accepted the resume (its
+`resumed` event), the Monitor following it. A refusal is one notification; nothing is lost."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from engine.checkpoint_files import CheckpointError
 from engine.errors import BadInputError
+from engine.events import EVENTS_FILE
 from engine.run_lock import is_running
 
 if TYPE_CHECKING:
@@ -38,16 +39,20 @@ def _resume(app: CifarApp, run_dir: Path) -> None:
     except (BadInputError, CheckpointError) as exc:  # one line each
         app.call_from_thread(app.notify, str(exc), title="cannot resume", severity="error")
         return
+    log = run_dir / EVENTS_FILE
+    size = log.stat().st_size if log.exists() else 0
     process = start_engine(
         run_dir, plan.engine_args(), log_file=ENGINE_LOG, extra_env=plan.engine_env()
     )
-    # the engine takes the run's lock first thing: follow it once it holds it (or has exited)
-    while process.poll() is None and not is_running(run_dir):
+    # follow it once it has accepted the resume (its `resumed` event) or has exited: a refused
+    # resume writes no event
+    while process.poll() is None and (log.stat().st_size if log.exists() else 0) == size:
         threading.Event().wait(0.05)
     threading.Thread(target=process.wait, daemon=True).start()  # reap it when it ends
     if process.returncode not in (None, 0) and not is_running(run_dir):
-        log = run_dir / ENGINE_LOG
-        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+        output = run_dir / ENGINE_LOG
+        text = output.read_text(errors="replace") if output.is_file() else ""
+        lines = text.strip().splitlines()
         why = lines[-1] if lines else f"exit code {process.returncode}"
         app.call_from_thread(app.notify, why, title="the resume failed", severity="error")
         return
