@@ -172,3 +172,38 @@ def test_resume_from_runs_checks_first_and_says_why_it_cannot(tmp_path):
 
     asyncio.run(scenario())
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_attach_follows_a_resumed_run_past_its_old_finished_event(tmp_path):
+    """The log of a run stopped and resumed holds its old `finished`: the supervisor follows the
+    live engine (lock held) until the new one."""
+    from engine.events import Finished, read_events
+    from engine.run_lock import RunLock
+    from tui.orchestration.supervisor import supervise
+
+    run_dir = make_run(tmp_path / "ck", epochs=2)  # ... finished (done): make it a stopped run
+    events = read_events(run_dir / EVENTS_FILE)
+    started = events[0]
+    resumed = dict(
+        type="resumed", t=2e9, epoch=2, step=250, epoch_step=0, checkpoint="last.pt",
+        warning=None, config_changes=[],
+        **{k: v for k, v in vars(started).items() if k not in ("t",)},
+    )  # fmt: skip
+    _append(run_dir, resumed)
+    seen: list[str] = []
+    polls = 0
+
+    def cancelled() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls == 3:  # the resumed engine ends the run
+            _append(run_dir, dict(type="finished", t=2e9 + 1, status="done", summary={}))
+        return polls > 50
+
+    with RunLock(run_dir).acquire():
+        code, final = supervise(
+            run_dir, lambda b: seen.extend(e.type for e in b), cancelled=cancelled, poll_s=0.01
+        )
+    assert (code, final) == (None, True) and 3 <= polls <= 50
+    assert seen.count("finished") == 2 and seen[-1] == "finished"
+    assert isinstance(read_events(run_dir / EVENTS_FILE)[-1], Finished)
