@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
@@ -65,6 +65,7 @@ class LRFinderScreen(ModalScreen[float | None]):
     LRFinderScreen > Vertical { width: 90%; height: 90%; border: round $accent; padding: 0 1; }
     LRFinderScreen #curve { height: 1fr; }
     LRFinderScreen #lr-progress { height: auto; max-height: 3; }
+    LRFinderScreen #lr-title { height: auto; text-style: bold; }
     LRFinderScreen Horizontal { height: 3; }
     """
     BINDINGS = [Binding("escape", "close", "close")]
@@ -78,11 +79,11 @@ class LRFinderScreen(ModalScreen[float | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(
-                f"LR finder: the Setup config, {DEFAULT_STEPS} steps from {DEFAULT_START:g} to "
-                f"{DEFAULT_END:g}; optim.lr is now {self.current_lr:g}"
-                if self.current_lr is not None
-                else "LR finder on the Setup config"
+            now = f" (optim.lr now {self.current_lr:g})" if self.current_lr is not None else ""
+            yield Static(
+                f"LR range test of the Setup config{now}: {DEFAULT_STEPS} steps, "
+                f"lr {DEFAULT_START:g} to {DEFAULT_END:g}",
+                id="lr-title",
             )
             yield PlotextPlot(id="curve")
             yield Static(self.progress_line, id="lr-progress")
