@@ -188,23 +188,5 @@ def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, ch
         assert (run_dir / "eval.npz").is_file()
         assert summary["test_top1"] == row.test_top1 and summary["test_top1"] is not None
         assert summary["epochs_done"] == 2 and summary["best_epoch"] in (1, 2)
-        await _evaluate_from_results(run_dir, checkpoints, summary["test_top1"])
 
     asyncio.run(scenario())
-
-
-async def _evaluate_from_results(run_dir: Path, checkpoints: Path, test_top1: float) -> None:
-    """Results without eval.npz offer `e`: best.pt evaluated in an engine process, the same
-    numbers as the run's own test pass."""
-    (run_dir / "eval.npz").rename(run_dir / "tested.npz")
-    app = CifarApp(checkpoints=checkpoints, results=run_dir)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.results and app.results.missing, 10, "the panel")
-        results = app.results
-        assert results is not None and results.check_action("evaluate", (False,))
-        assert "e: evaluate the best checkpoint" in results.panel_text.plain
-        await pilot.press("e")
-        await wait_for(pilot, lambda: results.data is not None, 120, "the evaluation")
-        assert results.data is not None and results.data.report is not None
-        assert results.data.accuracy() == pytest.approx(test_top1, abs=1e-9)
-        assert results.check_action("resume", ())  # interrupted: it can go on

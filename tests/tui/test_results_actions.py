@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.text import Text
@@ -207,3 +208,54 @@ def test_attach_follows_a_resumed_run_past_its_old_finished_event(tmp_path):
     assert (code, final) == (None, True) and 3 <= polls <= 50
     assert seen.count("finished") == 2 and seen[-1] == "finished"
     assert isinstance(read_events(run_dir / EVENTS_FILE)[-1], Finished)
+
+
+def test_evaluate_with_tta_from_results_shows_the_new_results(tmp_path, monkeypatch):
+    """`E` on a killed run's Results: the engine evaluation (stood in for by a script that writes
+    what `python -m engine eval --eval-file` writes: tests/engine/test_tta.py checks that one)
+    runs with a progress line, then the matrix and a TTA tab show."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.tui.fixtures import write_eval
+    from tui.cli import eval_cmd
+    from tui.orchestration import no_results
+
+    run_dir = make_run(tmp_path / "ck", epochs=2, finished=False)
+    made = tmp_path / "made"
+    made.mkdir()
+    write_eval(made)
+    views = [{"view": v, "top1": 0.5, "top5": 0.8} for v in ("identity", "hflip")]
+    report = {"epoch": 2, "views": views, "top1": 0.55, "top5": 0.8, "count": 2000, "cost": 2}
+    asked: list[list[str] | None] = []
+
+    def fake(
+        checkpoint: Path, views: list[str] | None, *, out: Path, eval_file: Path, output: Any
+    ) -> subprocess.Popen[bytes]:
+        asked.append(views)
+        script = (
+            "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2]); "
+            "open(sys.argv[3], 'w').write(sys.argv[4])"
+        )
+        args = [made / "eval.npz", eval_file, out, json.dumps(report)]
+        return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=output)
+
+    monkeypatch.setattr(eval_cmd, "start_engine_eval", fake)
+    monkeypatch.setattr(no_results, "best_is_intact", lambda _run_dir: True)
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=tmp_path / "ck", results=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.results and app.results.missing, 10, "the panel")
+            results = app.results
+            assert results is not None and "E: with TTA" in results.panel_text.plain
+            await pilot.press("E")
+            await wait_for(pilot, lambda: results.data is not None, 20, "the evaluation")
+            assert asked and asked[0] and "hflip" in asked[0]  # the default TTA views
+            assert results.data is not None and results.data.report == report
+            tta = results.data.tta
+            assert tta is not None and tta.cost == 2 and not results.has_class("-damaged")
+            assert results.check_action("tab", ("tta",))  # its TTA tab is there
+
+    asyncio.run(scenario())
