@@ -14,6 +14,7 @@ checkpoints as training left them, and a resume runs the test pass again.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -242,14 +243,17 @@ def write_eval_file(path: Path, logits: torch.Tensor, data: DataBundle) -> dict[
     labels = data.test.labels.numpy()
     confusion = metrics.confusion_matrix(logits.argmax(dim=1), data.test.labels, logits.shape[1])
     curves = metrics.per_class_curves(probs, labels)
-    np.savez_compressed(
-        path,
-        confusion=confusion.numpy(),
-        labels=labels,
-        probs=probs.astype(np.float16),
-        class_names=np.array(data.class_names),
-        coarse_names=np.array(data.coarse_names),
-        fine_to_coarse=np.array(data.fine_to_coarse),
-        **curves,
-    )
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # readers never see half a file
+    with temp.open("wb") as f:
+        np.savez_compressed(
+            f,
+            confusion=confusion.numpy(),
+            labels=labels,
+            probs=probs.astype(np.float16),
+            class_names=np.array(data.class_names),
+            coarse_names=np.array(data.coarse_names),
+            fine_to_coarse=np.array(data.fine_to_coarse),
+            **curves,
+        )
+    temp.replace(path)
     return curves

@@ -10,6 +10,7 @@ best checkpoint (and to resume it when it can go on).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -108,7 +109,7 @@ def evaluate_best(
     from tui.cli.eval_cmd import start_engine_eval
 
     run_dir = Path(run_dir)
-    out = run_dir / f".{REPORT_FILE}.tmp"
+    out = run_dir / f".{REPORT_FILE}.tmp-{os.getpid()}"
     log = run_dir / EVAL_LOG
     what = f"with TTA ({len(views)} views)" if views else "plain"
     t0 = time.monotonic()

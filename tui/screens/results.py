@@ -316,7 +316,7 @@ class ResultsScreen(CifarScreen):
         if action == "tab" and parameters == ("tta",):  # no TTA tab: no `t` key in the footer
             return self.data is not None and self.data.tta is not None
         if action == "evaluate":  # a run with results may be evaluated again (with TTA)
-            return self.missing.can_evaluate if self.missing else self.data is not None
+            return self.missing.can_evaluate if self.missing else True  # damaged: redo it
         if action == "resume":  # e.g. a run stopped after an epoch (tested as it stopped)
             if self.missing is not None:
                 return self.missing.can_resume
