@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     eval_parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     eval_parser.add_argument("--batch-size", type=int, help="default: the run's eval.batch_size")
     eval_parser.add_argument("--no-progress", action="store_true", help="no download progress")
+    eval_parser.add_argument(
+        "--eval-file", type=Path, help="also write the plain evaluation there (an eval.npz)"
+    )
     lr_parser = sub.add_parser("lr-find", help="LR range test; writes the curve as JSON")
     lr_parser.add_argument("config", type=Path, help="a preset or resolved config YAML")
     lr_parser.add_argument("out", type=Path, help="JSON file to write")

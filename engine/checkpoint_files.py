@@ -69,7 +69,7 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
     """Delete the temp files of writes that never finished (a kill during a write): the
     checkpoints' and those of `engine.sinks.write_atomic` (summary, card, config); the files
     themselves are untouched. Call it before a run folder's engine writes (it holds the lock)."""
-    patterns = (".*.pt.tmp-*", ".*.json.tmp-*", ".*.md.tmp-*", ".*.yaml.tmp-*")
+    patterns = (".*.pt.tmp-*", ".*.json.tmp-*", ".*.md.tmp-*", ".*.yaml.tmp-*", ".*.npz.tmp-*")
     stale = sorted(p for pattern in patterns for p in Path(folder).glob(pattern))
     for path in stale:
         path.unlink(missing_ok=True)

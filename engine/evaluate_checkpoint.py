@@ -37,8 +37,11 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = True,
+    eval_file: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate `path` on its run's test set through `views`; returns a JSON-ready report.
+    `eval_file`: also write the plain (identity view) evaluation there as the trainer's test
+    pass does (`engine.evaluation.write_eval_file`: confusion matrix, per-class curves).
 
     Raises CheckpointError (missing, damaged, not ours, weights that do not fit the stored
     model) and BadInputError (bad view names, device, batch size, data) with one-line messages.
@@ -84,15 +87,31 @@ def evaluate_checkpoint(
     devices.to_device(model, dev, channels_last)
     normalize = devices.Normalizer.of(data, dev, channels_last, amp)
     size = batch_size or cfg.eval.batch_size
-    result = evaluate_tta(
-        model,
-        data.test,
-        views,
-        normalize=normalize,
-        device=dev,
-        batch_size=size,
-        amp=amp,
-    )
+    if eval_file is not None and views == ["identity"]:  # one pass serves both
+        from engine import metrics
+        from engine.evaluation import write_eval_file
+        from engine.tta import TTAResult, ViewScore
+
+        logits = _logits(model, data.test, normalize, dev, size, amp)
+        write_eval_file(eval_file, logits, data)
+        n = len(data.test)
+        c1, c5 = (int(c) / n for c in metrics.topk_correct(logits, data.test.labels, (1, 5)))
+        result = TTAResult([ViewScore("identity", c1, c5)], c1, c5, n, 1, 1)
+    else:
+        result = evaluate_tta(
+            model,
+            data.test,
+            views,
+            normalize=normalize,
+            device=dev,
+            batch_size=size,
+            amp=amp,
+        )
+        if eval_file is not None:
+            from engine.evaluation import write_eval_file
+
+            logits = _logits(model, data.test, normalize, dev, size, amp)
+            write_eval_file(eval_file, logits, data)
     loop = state.get("loop") or {}
     return {
         "checkpoint": str(path),
@@ -109,6 +128,22 @@ def evaluate_checkpoint(
     }
 
 
+def _logits(model: Any, test: Any, normalize: Any, dev: Any, size: int, amp: bool) -> Any:
+    """float32 [N, C] logits of `model` on the test images, in order, on the CPU."""
+    import torch
+
+    from engine.device import autocast
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(test), size):
+            images = test.images[start : start + size].to(dev)
+            with autocast(dev, amp):
+                out.append(model(normalize(images)).float().cpu())
+    return torch.cat(out)
+
+
 def main(args: argparse.Namespace) -> int:
     """The `eval` subcommand: 0 with the report written to `args.out`, 2 on bad input."""
     views = ["identity"] if args.tta is None else (args.tta or list(DEFAULT_VIEWS))
@@ -120,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             progress=not args.no_progress,
+            eval_file=args.eval_file,
         )
     except (BadInputError, CheckpointError) as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr)

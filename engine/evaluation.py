@@ -14,9 +14,11 @@ checkpoints as training left them, and a resume runs the test pass again.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,23 +188,8 @@ class Evaluator:
         assert best.logits is not None
         if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
             return {}
-        probs = torch.softmax(best.logits, dim=1).numpy()
-        labels = test.labels.numpy()
-        confusion = metrics.confusion_matrix(
-            best.logits.argmax(dim=1), test.labels, self.num_classes
-        )
-        curves = metrics.per_class_curves(probs, labels)
         eval_file = run_dir / "eval.npz"
-        np.savez_compressed(
-            eval_file,
-            confusion=confusion.numpy(),
-            labels=labels,
-            probs=probs.astype(np.float16),
-            class_names=np.array(data.class_names),
-            coarse_names=np.array(data.coarse_names),
-            fine_to_coarse=np.array(data.fine_to_coarse),
-            **curves,
-        )
+        curves = write_eval_file(eval_file, best.logits, data)
         events.emit(
             Evaluated(
                 split="test",
@@ -247,3 +234,26 @@ class Evaluator:
             "per_class_auc": clean(curves["auc"]),
             **tta,
         }
+
+
+def write_eval_file(path: Path, logits: torch.Tensor, data: DataBundle) -> dict[str, Any]:
+    """`eval.npz` from the test set's logits (float32 [N, C], in test order): the confusion
+    matrix (row = true class), probabilities, names and per-class curves; returns the curves."""
+    probs = torch.softmax(logits, dim=1).numpy()
+    labels = data.test.labels.numpy()
+    confusion = metrics.confusion_matrix(logits.argmax(dim=1), data.test.labels, logits.shape[1])
+    curves = metrics.per_class_curves(probs, labels)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # readers never see half a file
+    with temp.open("wb") as f:
+        np.savez_compressed(
+            f,
+            confusion=confusion.numpy(),
+            labels=labels,
+            probs=probs.astype(np.float16),
+            class_names=np.array(data.class_names),
+            coarse_names=np.array(data.coarse_names),
+            fine_to_coarse=np.array(data.fine_to_coarse),
+            **curves,
+        )
+    temp.replace(path)
+    return curves

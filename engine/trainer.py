@@ -28,14 +28,13 @@ events, checkpoints and the history carry global numbers. Only rank 0 writes; th
 a barrier after each epoch's checkpoints (the test pass reads best.pt on every rank).
 
 Around the loop: components come from `engine.build`, the device from `engine.device`, evaluation
-from `engine.evaluation`, a checkpoint's contents from `engine.loop_state`, events from
-`engine.run_record`."""
+from `engine.evaluation` (the test at the session's end: `engine.run_end`), a checkpoint's
+contents from `engine.loop_state`, events from `engine.run_record`."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,13 +44,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import build, checkpoint, control, distributed, loop_state, run_record, test_hooks
+from engine import (
+    build,
+    checkpoint,
+    control,
+    distributed,
+    loop_state,
+    run_end,
+    run_record,
+    test_hooks,
+)
 from engine import device as devices
 from engine import world as torchrun
 from engine.checkpoint_files import remove_stale_temp_files
 from engine.config import RunConfig, fast_options
 from engine.data import DataBundle, ImageSet
-from engine.evaluation import EvalResult, Evaluator, Stopped
+from engine.evaluation import EvalResult, Evaluator
 from engine.events import EventWriter
 from engine.loader import WaitClock
 from engine.loop_state import LoopState
@@ -222,7 +230,6 @@ class Trainer:
             remove_stale_temp_files(self.run_dir)  # kill left its temp file behind
         resumed = (self.state, *self.resumed_from, self.config_changes) if self.resume else None
         self.record.started(self.facts, resumed)
-        cfg = self.cfg
         status = "done"
         try:
             status = self._train_epochs()
@@ -237,14 +244,7 @@ class Trainer:
         summary = self.record.summary(
             self.facts, status, self.state, self.best_val_top1, self.best_epoch
         )
-        if status == "done" and cfg.eval.test:
-            last_epoch = self.history[-1]["epoch"] if self.history else 0
-            try:
-                tests = self.evaluator.test_pass(self.model, self.ema, self.data, last_epoch)
-                summary = dataclasses.replace(summary, **tests)
-            except Stopped as stopped:  # the checkpoints stand as trained: a resume evaluates
-                self.stop_signal = stopped.signum
-                summary = dataclasses.replace(summary, status="interrupted")
+        summary = run_end.tested(self, summary)
         summary.wall_s = self._wall()
         self.record.finished(summary)
         return summary.to_dict()
@@ -297,7 +297,7 @@ class Trainer:
                 self._save("last")
                 return "interrupted"
             self._end_epoch(epoch)
-            if self._agree_epoch_stop():
+            if st.epoch < cfg.train.epochs and self._agree_epoch_stop():  # (after the last: done)
                 return "interrupted"
         return "done"
 

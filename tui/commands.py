@@ -16,6 +16,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from engine.config import load_config
 from engine.errors import ConfigError
 from tui.screens.keys import SCREEN_KEYS
+from tui.screens.lr_finder import open_lr_finder
+from tui.screens.resume import resume_run
 from tui.screens.setup import SetupScreen
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ class RunCommands(Provider):
         if setup is not None:
             edited = f"preset {setup.preset or '-'} with the edits made in Setup"
             out.append(("launch the Setup config", edited, self._launch_setup))
+            lr_finder = partial(open_lr_finder, app, setup)
+            out.append(("LR finder on the Setup config", "curve; apply sets optim.lr", lr_finder))
         presets = setup.preset_names() if setup is not None else []
         for name in presets:
             out.append(
@@ -62,6 +66,9 @@ class RunCommands(Provider):
                 out.append(
                     (f"open results {r.run_id}", r.preset, partial(app.show_results, run_dir))
                 )
+            if r.status in ("interrupted", "crashed"):
+                resume = partial(resume_run, app, run_dir)
+                out.append((f"resume {r.run_id}", f"{r.preset}, {r.status}", resume))
             if (run_dir / "events.jsonl").is_file():
                 out.append(
                     (f"attach {r.run_id}", f"{r.preset}, {r.status}", partial(app.attach, run_dir))

@@ -59,3 +59,4 @@ class ResultsLoaded(Message):
 
     data: object | None
     error: str | None = None
+    missing: object | None = None  # no eval.npz: why (an orchestration.no_results.NoResults)

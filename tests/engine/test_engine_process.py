@@ -50,8 +50,10 @@ def test_builder_value_error_is_bad_input(tmp_path, capsys, monkeypatch):
 
 
 def test_control_requests_checkpoint_now_and_stop_after_epoch(tmp_path):
+    """A stop after an epoch: tested on its best checkpoint as it stops, still `interrupted`
+    (resumable: a resume trains the epochs left and tests again at the end)."""
     from engine import control
-    from engine.events import EventWriter
+    from engine.events import Evaluated, EventWriter
     from engine.trainer import Trainer
 
     cfg = load_config(
@@ -59,14 +61,18 @@ def test_control_requests_checkpoint_now_and_stop_after_epoch(tmp_path):
         ["model.name=wrn", "model.depth=10", "model.width=1", "data.subset=640", "train.epochs=5"],
     )
     cfg.train.log_interval_s = 0.05
-    trainer = Trainer(cfg, tmp_path, "ctl", "quickstart", EventWriter(tmp_path / "events.jsonl"))
+    log = tmp_path / "events.jsonl"
+    trainer = Trainer(cfg, tmp_path, "ctl", "quickstart", EventWriter(log))
     control.request(tmp_path, "checkpoint_now")
     control.request(tmp_path, "stop_after_epoch")
     summary = trainer.run()
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
-    saves = [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, CheckpointSaved)]
+    saves = [e for e in read_events(log) if isinstance(e, CheckpointSaved)]
     assert saves[0].epoch == 0  # the mid-epoch checkpoint came first, before epoch 1 ended
     assert control.pending(tmp_path) == set()
+    tested = [e for e in read_events(log) if isinstance(e, Evaluated) and e.split == "test"]
+    assert [(e.checkpoint, e.epoch) for e in tested] == [("last", 1), ("best", 1)]
+    assert summary["test_top1"] == tested[-1].top1 and (tmp_path / "eval.npz").is_file()
 
 
 def test_cuda_out_of_memory_names_the_batch_size_and_a_smaller_one(tmp_path, monkeypatch, capsys):

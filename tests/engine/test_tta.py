@@ -409,3 +409,20 @@ def test_results_screen_shows_a_tta_tab_only_for_runs_with_tta(tmp_path):
 
     asyncio.run(check(plain, False))
     asyncio.run(check(with_tta, True))
+
+
+def test_eval_file_of_the_best_checkpoint_is_the_runs_own_test_pass(tiny_run, tmp_path):
+    """`python -m engine eval --eval-file` (the dashboard's evaluation of a run that has none)
+    writes the eval.npz the run's test pass wrote for the same weights."""
+    import numpy as np
+
+    from engine.evaluate_checkpoint import evaluate_checkpoint
+
+    run_dir, summary = tiny_run
+    out = tmp_path / "eval.npz"
+    report = evaluate_checkpoint(run_dir / "best.pt", progress=False, eval_file=out)
+    assert report["views"][0]["top1"] == summary["test_top1"] and report["cost"] == 1
+    mine, runs = np.load(out), np.load(run_dir / "eval.npz")
+    assert sorted(mine.files) == sorted(runs.files)
+    for key in ("confusion", "labels", "class_names", "fine_to_coarse", "ap", "auc"):
+        assert np.array_equal(mine[key], runs[key]), key

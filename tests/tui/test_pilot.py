@@ -184,5 +184,9 @@ def test_attach_mid_run_fills_plots_and_stop_after_epoch_interrupts(tmp_path, ch
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "interrupted"
         assert control.pending(run_dir) == set()  # the engine acted on the request
+        # stopped after an epoch, the run was tested as it stopped (its best checkpoint)
+        assert (run_dir / "eval.npz").is_file()
+        assert summary["test_top1"] == row.test_top1 and summary["test_top1"] is not None
+        assert summary["epochs_done"] == 2 and summary["best_epoch"] in (1, 2)
 
     asyncio.run(scenario())

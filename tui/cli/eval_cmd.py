@@ -57,6 +57,36 @@ def requested_views(tta: bool, views: list[str] | None) -> list[str] | None:
     return list(DEFAULT_VIEWS) if tta else None
 
 
+def start_engine_eval(
+    checkpoint: Path,
+    views: list[str] | None,
+    *,
+    out: Path,
+    eval_file: Path | None = None,
+    output: Any = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `python -m engine eval` writing its report to `out` (and with `eval_file`, an
+    eval.npz); its output goes to `output` (a file; default our stderr)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "engine", "eval", str(checkpoint), "--out", str(out)]
+    cmd += ["--device", device]
+    if views is not None:
+        cmd += ["--tta", *views]
+    if data_dir is not None:
+        cmd += ["--data-dir", data_dir]
+    if batch_size is not None:
+        cmd += ["--batch-size", str(batch_size)]
+    if eval_file is not None:
+        cmd += ["--eval-file", str(eval_file), "--no-progress"]
+    stdout = output if output is not None else sys.stderr
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=output, env=env)
+
+
 def run_engine_eval(
     checkpoint: Path,
     views: list[str] | None,
@@ -68,20 +98,16 @@ def run_engine_eval(
     """`python -m engine eval` in a child process: (exit code, its report or None).
 
     The child's own output (download progress, its error line) goes to our stderr."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="cifar-tui-eval-") as tmp:
         out = Path(tmp) / "eval.json"
-        cmd = [sys.executable, "-m", "engine", "eval", str(checkpoint), "--out", str(out)]
-        cmd += ["--device", device]
-        if views is not None:
-            cmd += ["--tta", *views]
-        if data_dir is not None:
-            cmd += ["--data-dir", data_dir]
-        if batch_size is not None:
-            cmd += ["--batch-size", str(batch_size)]
-        code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr, env=env).returncode
+        process = start_engine_eval(
+            checkpoint, views, out=out, data_dir=data_dir, device=device, batch_size=batch_size
+        )
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the engine too (same process group)
+            process.wait()
+            raise
         code = 128 - code if code < 0 else code
         report = strict_json.loads(out.read_text()) if code == 0 and out.is_file() else None
     return code, report

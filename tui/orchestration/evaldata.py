@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from engine.outcome import RunSummary, SummaryError, read_summary
+from tui.orchestration.no_results import dashboard_report
 
 EVAL_FILE = "eval.npz"
 
@@ -90,6 +92,8 @@ class EvalData:
     micro_roc: np.ndarray  # [G]
     summary: RunSummary
     warnings: list[str] = field(default_factory=list)  # e.g. a damaged summary.json
+    # the dashboard's own evaluation of best.pt (no_results.evaluate_best), when eval.npz is its
+    report: dict[str, Any] | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -97,6 +101,8 @@ class EvalData:
 
     @property
     def tta(self) -> TTAScores | None:
+        if self.report is not None and len(self.report.get("views") or []) > 1:
+            return tta_scores(self.report)
         return tta_scores(self.summary.tta)
 
     @property
@@ -147,6 +153,25 @@ def most_confused(matrix: np.ndarray, top: int = 20) -> list[Pair]:
             break
         pairs.append(Pair(t, p, int(off[t, p]), float(rates[t, p])))
     return pairs
+
+
+def fit_name(name: str, width: int, lines: int = 2) -> str:
+    """`name` in at most `lines` lines of `width` columns ("\n" between them): as it is when it
+    fits one line, else wrapped at its `_` and spaces, its longest words cut to a prefix and `.`
+    until it fits (`large_natural_outdoor_scenes`, 12 -> "large nat.\noutd. scenes")."""
+    width = max(width, 4)
+    if len(name) <= width:
+        return name
+    words = name.replace("_", " ").split()
+    while True:
+        wrapped = textwrap.wrap(" ".join(words), width, break_long_words=False)
+        if len(wrapped) <= lines and all(len(line) <= width for line in wrapped):
+            return "\n".join(wrapped)
+        k = max(range(len(words)), key=lambda i: len(words[i]))
+        word = words[k].rstrip(".-")
+        if len(word) <= 2:  # nothing left to shorten: cut
+            return " ".join(words)[: width - 1] + "…"
+        words[k] = word[:-1].rstrip("-") + "."  # `man-made` -> `man-m.` -> `man.`
 
 
 def micro_curves(
@@ -213,6 +238,7 @@ def load_eval(run_dir: Path) -> EvalData:
         micro_roc=micro_roc,
         summary=summary or RunSummary(run_id=run_dir.name),
         warnings=warnings,
+        report=dashboard_report(run_dir),
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.events import EVENTS_FILE, Event, EventTail, Failed, Finished
+from engine.events import EVENTS_FILE, Event, EventTail, Failed, Finished, Resumed
 from engine.run_lock import is_running
 
 POLL_S = 0.25  # how often the log is read: matches the 4 Hz redraw ceiling
@@ -76,6 +76,8 @@ def supervise(
         for e in batch:
             if isinstance(e, Finished | Failed):
                 final = True
+            elif isinstance(e, Resumed):  # a resumed run's old final event is not its last word
+                final = False
         if batch:
             emit(batch)
             idle_polls = 0

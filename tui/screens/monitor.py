@@ -37,6 +37,10 @@ REDRAW_S = 1.0  # text and progress: at most once a second, however fast events 
 PLOT_REDRAW_S = 3.0  # plots: at most every 3 s (and at once on epoch ends and final events)
 
 
+# the status box's offer for a finished run: its results, or why it has none (and evaluate)
+RESULTS_KEY = {True: "r: results  ·  4: all runs\n", False: "r: why no test results\n"}
+
+
 @dataclass
 class LaunchSpec:
     preset: str
@@ -350,7 +354,7 @@ class MonitorScreen(CifarScreen):
         for name, ev in sorted(s.tests.items()):
             out.append(f"test ({name}, e{ev.epoch}): {pct(ev.top1)} top-1, {pct(ev.top5)} top-5\n")
         if isinstance(s.final, Finished):
-            out.append("r: results  ·  4: all runs\n", style="bold")
+            out.append(RESULTS_KEY[(s.run_dir / "eval.npz").is_file()], style="bold")
         else:
             out.append("s: stop after epoch · c: checkpoint\n", style="dim")
         out.append(str(s.run_dir), style="dim")
@@ -395,7 +399,7 @@ class MonitorScreen(CifarScreen):
 
     def action_results(self) -> None:
         s = self.state
-        if s is None or not (s.run_dir / "eval.npz").is_file():
+        if s is None or not ((s.run_dir / "eval.npz").is_file() or s.final or self.engine_gone):
             self.notify("no results yet: they come when the run finishes", severity="warning")
             return
         self.cifar.call_later(self.cifar.show_results, s.run_dir)

@@ -16,16 +16,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
+from engine.tta_views import DEFAULT_VIEWS
 from tui.messages import ResultsLoaded
 from tui.orchestration.evaldata import (
+    EVAL_FILE,
     EvalData,
     EvalDataError,
     TTAScores,
+    fit_name,
     load_eval,
     most_confused,
     row_normalise,
 )
+from tui.orchestration.no_results import NoResults, evaluate_best, no_results
 from tui.screens.common import CifarScreen, TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot
@@ -60,6 +65,10 @@ class ResultsScreen(CifarScreen):
         Binding("a", "sort('ap')", "sort AP", show=False),
         Binding("u", "sort('auc')", "sort AUC", show=False),
         Binding("n", "sort('name')", "sort name", show=False),
+        # said by the no-results panel; with results, `e` / `E` evaluate best.pt again
+        Binding("e", "evaluate(False)", "evaluate best.pt", show=False),
+        Binding("E", "evaluate(True)", "evaluate best.pt with TTA", show=False),
+        Binding("R", "resume", "resume the run", show=False),
     ]
 
     def __init__(self, run_dir: Path) -> None:
@@ -70,6 +79,9 @@ class ResultsScreen(CifarScreen):
         self.sort_key = "ap"
         self.sort_desc = False  # worst first
         self.pairs_rows: list[tuple[int, int]] = []
+        self.missing: NoResults | None = None  # why there is no eval.npz (None: there is one)
+        self.evaluating = False
+        self.panel_text = Text()  # what the no-results panel says
 
     def compose(self) -> ComposeResult:
         yield TitleBar("Results", id="title")
@@ -94,6 +106,9 @@ class ResultsScreen(CifarScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results", name="loading results")
     def load(self) -> None:
+        if not (self.run_dir / EVAL_FILE).exists():
+            self.post_message(ResultsLoaded(None, missing=no_results(self.run_dir)))
+            return
         try:
             data = load_eval(self.run_dir)
         except EvalDataError as exc:
@@ -103,9 +118,15 @@ class ResultsScreen(CifarScreen):
 
     @on(ResultsLoaded)
     def _loaded(self, message: ResultsLoaded) -> None:
+        self.missing = message.missing if isinstance(message.missing, NoResults) else None
+        self.refresh_bindings()
+        if self.missing is not None:
+            self._show_missing(self.missing)
+            return
         if message.error is not None or not isinstance(message.data, EvalData):
             self._show_damage(str(message.error))
             return
+        self.remove_class("-damaged")
         self.data = d = message.data
         for warning in d.warnings:
             self.notify(warning, title=self.run_dir.name, severity="warning", timeout=10)
@@ -146,6 +167,68 @@ class ResultsScreen(CifarScreen):
         )
         self.add_class("-damaged")
 
+    def _show_missing(self, why: NoResults) -> None:
+        """No eval.npz: why (a failure in red), and what can be done (evaluate, resume)."""
+        self.query_one("#title", TitleBar).set(
+            self.run_dir.name, Text(f"NO TEST RESULTS ({why.status})", style="bold")
+        )
+        keys = [
+            *(["e: evaluate the best checkpoint", "E: with TTA"] if why.can_evaluate else []),
+            *(["R: resume"] if why.can_resume else []),
+            "4: all runs",
+        ]
+        self.panel_text = Text.assemble(
+            (f"{why.reason}\n", "bold red" if why.failure else "bold"),
+            ("" if why.can_evaluate else "no intact best.pt to evaluate\n", "dim"),
+            ("  ·  ".join(keys), "bold"),
+        )
+        self.query_one("#damaged", Static).update(self.panel_text)
+        self.add_class("-damaged")
+
+    # ------------------------------------------------------------------ actions
+
+    def action_evaluate(self, tta: bool) -> None:
+        if self.evaluating:
+            self.notify("an evaluation is running already", severity="warning")
+            return
+        views = list(DEFAULT_VIEWS) if tta else None
+        self.evaluating = True
+        self._progress("starting the evaluation ...")
+        self.evaluate(views)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval", name="the evaluation")
+    def evaluate(self, views: list[str] | None) -> None:
+        worker = get_current_worker()
+        try:
+            evaluate_best(
+                self.run_dir,
+                views,
+                lambda line: self.app.call_from_thread(self._progress, line),
+                cancelled=lambda: worker.is_cancelled,
+            )
+        except RuntimeError as exc:
+            self.app.call_from_thread(self._evaluated, str(exc))
+            return
+        self.app.call_from_thread(self._evaluated, None)
+
+    def _progress(self, line: str) -> None:
+        self.query_one("#title", TitleBar).set(self.run_dir.name, Text(line, style="bold"))
+
+    def _evaluated(self, error: str | None) -> None:
+        self.evaluating = False
+        if error is not None:
+            self.notify(error, title="evaluation failed", severity="error", timeout=10)
+            self.load()
+            return
+        self.notify("evaluated: best.pt on the test set", title=self.run_dir.name)
+        self.data = None
+        self.load()
+
+    def action_resume(self) -> None:
+        from tui.screens.resume import resume_run
+
+        resume_run(self.cifar, self.run_dir)
+
     # ------------------------------------------------------------------ confusion
 
     def _names(self) -> list[str]:
@@ -162,12 +245,22 @@ class ResultsScreen(CifarScreen):
         matrix.set_matrix(counts, names, coarse=self.coarse)
         table = self.query_one("#pairs", DataTable)
         table.clear(columns=True)
-        table.add_columns("true", "predicted as", "n", "%")
+        pairs = most_confused(counts, top=30)
+        n_width = max([len("n"), *(len(str(p.count)) for p in pairs)])
+        # the side panel's width (CSS), less a scrollbar, 4 cells' padding, the n and % columns:
+        # what is left is shared by the two names, each wrapped in two lines or abbreviated
+        room = (self.query_one("#side").size.width or 42) - 2 - 8 - n_width - 3
+        name_width = max(room // 2, 6)
+        table.add_column("true", width=name_width)
+        table.add_column("predicted as", width=name_width)
+        table.add_column("n", width=n_width)
+        table.add_column("%", width=3)
         self.pairs_rows = []
-        for pair in most_confused(counts, top=30):
-            table.add_row(
-                names[pair.true], names[pair.pred], pair.count, pct(pair.rate, 0, unit="")
-            )
+        for pair in pairs:
+            true, pred = (fit_name(names[k], name_width) for k in (pair.true, pair.pred))
+            height = 2 if "\n" in true + pred else 1
+            rate = pct(pair.rate, 0, unit="")
+            table.add_row(true, pred, pair.count, rate, height=height)
             self.pairs_rows.append((pair.true, pair.pred))
         matrix.move_to(*matrix.cursor)
 
@@ -222,6 +315,12 @@ class ResultsScreen(CifarScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "tab" and parameters == ("tta",):  # no TTA tab: no `t` key in the footer
             return self.data is not None and self.data.tta is not None
+        if action == "evaluate":  # a run with results may be evaluated again (with TTA)
+            return self.missing.can_evaluate if self.missing else True  # damaged: redo it
+        if action == "resume":  # e.g. a run stopped after an epoch (tested as it stopped)
+            if self.missing is not None:
+                return self.missing.can_resume
+            return self.data is not None and self.data.summary.status == "interrupted"
         return True
 
     # ------------------------------------------------------------------ TTA
@@ -236,7 +335,7 @@ class ResultsScreen(CifarScreen):
             tabs = self.query_one("#tabs", TabbedContent)
             tabs.add_pane(TabPane("TTA (t)", Static(content, id="tta-panel"), id="tta"))
         parts = self._title_parts()  # TTA's top-1 beside the plain one
-        parts.insert(3, f"TTA top-1 {pct(tta.top1)} ({tta.cost}x)")
+        parts.insert(4, f"TTA top-1 {pct(tta.top1)} ({tta.cost}x)")
         self.query_one("#title", TitleBar).set(*parts)
         self.refresh_bindings()
 
@@ -244,10 +343,17 @@ class ResultsScreen(CifarScreen):
         d = self.data
         assert d is not None
         top1 = d.accuracy() if d.summary.test_top1 is None else d.summary.test_top1
+        if d.report is not None:  # eval.npz is the dashboard's evaluation
+            top1 = d.accuracy()
+        status = d.summary.status
         return [
             self.run_dir.name,
             synthetic_tag(d.synthetic),
-            f"test top-1 {pct(top1)}",
+            Text(status.upper(), style="bold red")
+            if status in ("diverged", "crashed")
+            else Text(f"({status})" if status not in ("", "done") else ""),
+            f"test top-1 {pct(top1)}"
+            + (f" (best.pt, e{d.report.get('epoch')}, evaluated here)" if d.report else ""),
             f"AP macro {_num(d.macro_ap)} micro {_num(d.micro_ap)}",
             f"AUC macro {_num(d.macro_auc)} micro {_num(d.micro_auc)}",
         ]

@@ -85,6 +85,8 @@ class RunsScreen(CifarScreen):
         Binding("m", "next_metric", "metric"),
         Binding("r", "reload", "refresh", show=False),
         Binding("w", "cycle_sweep", "sweep"),  # shown only when there are sweeps (check_action)
+        Binding("R", "resume", "resume the run", show=False),  # tui.screens.resume
+        Binding("e", "evaluate", "evaluate best.pt", show=False),
     ]
 
     def __init__(self) -> None:
@@ -436,3 +438,22 @@ class RunsScreen(CifarScreen):
             ),
             done,
         )
+
+    def action_resume(self) -> None:
+        """`--resume` the highlighted run, then its Monitor (refusals are one notification)."""
+        from tui.screens.resume import resume_run
+
+        row = self.current()
+        if row is not None:
+            resume_run(self.cifar, self.cifar.checkpoints / row.run_id)
+
+    def action_evaluate(self) -> None:
+        """Evaluate the highlighted run's best.pt on its Results screen."""
+        row = self.current()
+        if row is not None:
+            self.cifar.call_later(self._evaluate, self.cifar.checkpoints / row.run_id)
+
+    async def _evaluate(self, run_dir: Path) -> None:
+        await self.cifar.show_results(run_dir)
+        if self.cifar.results is not None:
+            self.cifar.results.action_evaluate(False)

@@ -50,6 +50,7 @@ from tui.screens.setup_form import (
     form_blocks,
     parse_value,
     section_widgets,
+    value_text,
 )
 
 
@@ -266,6 +267,16 @@ class SetupScreen(CifarScreen):
             return False
         node[path[-1]] = value
         return True
+
+    def set_field(self, path: Path_, value: Any) -> None:
+        """Set one config field from outside the form (the LR finder's "apply"): its control
+        shows the value, and the check line is redone."""
+        if not self._set(path, value):
+            return
+        for widget in self.query("#form Input"):
+            if control_path(widget) == path and isinstance(widget, Input):
+                widget.value = value_text(value)
+        self.validate()
 
     @staticmethod
     def _path_of(widget: Widget) -> Path_ | None:
