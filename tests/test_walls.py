@@ -58,3 +58,16 @@ def test_cli_and_orchestration_load_no_textual():
     loaded = _top_level(_loaded_after("; ".join(f"import {m}" for m in modules)))
     assert "tui.orchestration.sweep.runner" in modules
     assert not loaded & {"textual", "textual_plotext", "torch", "torchvision", "sklearn"}
+
+
+def test_no_process_is_started_with_an_injected_pythonpath():
+    """The engine runs as `sys.executable -m engine ...`: installed (a wheel, or `-e`), the
+    package is importable from anywhere, so nothing points PYTHONPATH at the checkout."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(p.relative_to(root))
+        for folder in ("engine", "tui")
+        for p in (root / folder).rglob("*.py")
+        if "PYTHONPATH" in p.read_text()
+    ]
+    assert offenders == []

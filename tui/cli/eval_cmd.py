@@ -7,7 +7,6 @@ a table of views, top-1, top-5 and cost on stdout, or with `--json` the report i
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -70,9 +69,6 @@ def start_engine_eval(
 ) -> subprocess.Popen[bytes]:
     """Start `python -m engine eval` writing its report to `out` (and with `eval_file`, an
     eval.npz); its output goes to `output` (a file; default our stderr)."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "engine", "eval", str(checkpoint), "--out", str(out)]
     cmd += ["--device", device]
     if views is not None:
@@ -84,7 +80,7 @@ def start_engine_eval(
     if eval_file is not None:
         cmd += ["--eval-file", str(eval_file), "--no-progress"]
     stdout = output if output is not None else sys.stderr
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=output, env=env)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=output)
 
 
 def run_engine_eval(

@@ -108,15 +108,11 @@ def run(
 
 
 def _run_engine(config: Path, out: Path, start: float, end: float, steps: int) -> int:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     args = [f"--start={start!r}", f"--end={end!r}", f"--steps={steps}"]
     process = subprocess.Popen(
         [sys.executable, "-m", "engine", "lr-find", str(config), str(out), *args],
         stdin=subprocess.DEVNULL,
         stdout=sys.stderr,
-        env=env,
     )
     try:
         code = process.wait()

@@ -101,7 +101,6 @@ class LRFinderScreen(ModalScreen[float | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="lr-find", name="the LR finder")
     def sweep(self) -> None:
         worker = get_current_worker()
-        root = str(Path(__file__).resolve().parents[2])  # the engine imports this same code
         with tempfile.TemporaryDirectory(prefix="cifar-tui-lr-find-") as tmp:
             config, out = Path(tmp) / "config.yaml", Path(tmp) / "curve.json"
             config.write_text(self.config_yaml)
@@ -111,7 +110,6 @@ class LRFinderScreen(ModalScreen[float | None]):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env=_env(root),
             )
             self.process = process
             assert process.stdout is not None
@@ -178,11 +176,3 @@ def open_lr_finder(app: CifarApp, setup: SetupScreen) -> None:
 def engine_command(config: Path, out: Path) -> list[str]:
     """`python -m engine lr-find CONFIG OUT` with the default sweep (`cifar-tui lr-find`'s)."""
     return [sys.executable, "-m", "engine", "lr-find", str(config), str(out)]
-
-
-def _env(root: str) -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
