@@ -208,6 +208,7 @@ class Evaluator:
         assert best.logits is not None
         if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
             return {}
+        self.phase("results", 0)  # the confusion matrix and per-class curves, then eval.npz
         probs = torch.softmax(best.logits, dim=1).numpy()
         labels = test.labels.numpy()
         confusion = metrics.confusion_matrix(

@@ -171,12 +171,13 @@ class TTAEvaluated(Event):
 @dataclass
 class Phase(Event):
     """The engine starts a pass that is not training: `validating` (each epoch's end), `testing`
-    (the test pass of checkpoint `detail`: "last" or "best"), `tta` (test-time augmentation).
+    (the test pass of checkpoint `detail`: "last" or "best"), `results` (the confusion matrix,
+    PR/ROC curves and eval.npz), `tta` (test-time augmentation).
     Training resumes with the next `step` event. `images`: images the pass reads; `passes`:
     forward passes per image (TTA: its distinct views)."""
 
     type: ClassVar[str] = "phase"
-    phase: str  # "validating" | "testing" | "tta"
+    phase: str  # "validating" | "testing" | "results" | "tta"
     images: int = 0
     passes: int = 1
     detail: str = ""  # testing: "last" | "best"; tta: the views, comma-separated

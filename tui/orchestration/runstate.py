@@ -128,7 +128,7 @@ class RunState:
             return f"testing {p.detail}".strip()
         if p.phase == "tta":
             return f"TTA {p.passes} view{'s' if p.passes != 1 else ''}"
-        return p.phase
+        return "writing results" if p.phase == "results" else p.phase
 
     def apply(self, events: list[Event]) -> None:
         for event in events:
@@ -281,10 +281,15 @@ class RunState:
         test, views = self._eval_plan()
         now = now or time.time()
         p = self.phase
-        # forward passes over the test set still to start: [last, best, TTA views...]
-        plan = [1.0, 1.0, float(views)] if test else []
+        # forward passes over the test set still to start: last, best (unless the best epoch
+        # is the last one: one pass serves both), TTA's views
+        e = self.last_epoch
+        best = 0.0 if e is not None and e.best_epoch in (None, e.epoch) else 1.0
+        plan = [1.0, best, float(views)] if test else []
         if p is not None and p.phase == "testing":
-            plan = [1.0, float(views)] if p.detail == "last" else [float(views)]
+            plan = [best, float(views)] if p.detail == "last" else [float(views)]
+        elif p is not None and p.phase == "results":
+            plan = [float(views)]
         elif p is not None and p.phase == "tta":
             plan = []
         left = sum(plan) * st.test_size * rate
