@@ -69,13 +69,15 @@ def test_run_state_times_evaluation_on_the_validation_pass():
     phase = dict(type="phase", t=t_end - 2.0, phase="validating", images=1000)
     started = dict(events[0])
     started["config"] = {"eval": {"test": True, "tta": ["id", "flip", "flip"]}}
-    state = _state([started, *events[1:end], phase, dict(events[end], t=t_end)])
-    assert state.eval_s_per_img == pytest.approx(2.0 / 1000)  # 1000 images in 2 s
     testing = dict(type="phase", t=t_end + 60, phase="testing", images=2000, detail="last")
-    state.apply([_parsed(testing)])
-    assert state.phase_name() == "testing last"
-    # at the start of the last-checkpoint pass: it, the best pass and 2 distinct TTA views
-    assert state.eval_left_s(now=t_end + 60) == pytest.approx((1 + 1 + 2) * 2000 * 0.002)
+    for best_epoch, passes in ((1, 1 + 2), (None, 1 + 2), (0, 1 + 1 + 2)):
+        epoch_end = dict(events[end], t=t_end, best_epoch=best_epoch)
+        state = _state([started, *events[1:end], phase, epoch_end, testing])
+        assert state.eval_s_per_img == pytest.approx(2.0 / 1000)  # 1000 images in 2 s
+        assert state.phase_name() == "testing last"
+        # at the start of the last checkpoint's pass: it, 2 distinct TTA views, and the best
+        # checkpoint's pass unless the last epoch is the best (one pass serves both)
+        assert state.eval_left_s(now=t_end + 60) == pytest.approx(passes * 2000 * 0.002)
 
 
 def test_resumed_event_cuts_history_after_the_checkpoint():
