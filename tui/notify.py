@@ -49,7 +49,10 @@ def notify_run_end(app: Any, run_id: str, status: str, detail: str = "") -> bool
     if not enabled() or driver is None or getattr(app, "is_headless", True):
         return False
     title, body = run_end_text(run_id, status, detail)
-    driver.ring_bell()
-    driver.write(osc_sequences(title, body))
-    driver.flush()
+    try:
+        app.bell()  # Textual's: BEL through the driver
+        driver.write(osc_sequences(title, body))
+        driver.flush()
+    except Exception:  # noqa: BLE001 - a notification never ends the dashboard
+        return False
     return True

@@ -162,7 +162,7 @@ def test_live_numbers_system_panel_and_a_pending_stop_show_in_the_status_box(
         await pilot.press("s")
         status = text_of(screen, "status")
         assert f"now e2 {step.epoch_step}/{step.steps_per_epoch}" in status
-        assert f"loss {step.loss:.3f}" in status and f"lr {step.lr:.4g}" in status
+        assert f"loss {step.loss:.3f}" in status and f"lr {step.lr:.3g}" in status
         assert "system: cpu 187% · rss 2.1 GiB · gpu 97% · gpu mem 30.0 GiB / 80.0 GiB" in status
         assert "64°C" in status
         assert "stop requested: the run ends after epoch 2" in status

@@ -328,7 +328,12 @@ class MonitorScreen(CifarScreen):
         line3 = fit_line(
             [
                 *phase_part,
-                (0, Text(f"{'-' if ips is None else f'{ips:,.0f}'} img/s")),
+                (
+                    0,
+                    Text(
+                        f"{'train ' if s.phase else ''}{'-' if ips is None else f'{ips:,.0f}'} img/s"
+                    ),
+                ),
                 (1, Text(f"input wait {wait_text(s.data_wait if running else None)}")),
                 (4, Text(f"elapsed {duration(s.elapsed(now))}")),
                 (2, Text(f"left ~{duration(s.eta_s(now))}") if running else ended),

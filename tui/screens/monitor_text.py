@@ -12,15 +12,15 @@ from tui.orchestration.runstate import RunState
 
 
 def live_text(s: RunState) -> Text | None:
-    """'now e3 41/97: loss 3.112 · top-1 24.50% · lr 0.0812 · 1,234 img/s' from the latest
-    step event, while the run is inside an epoch (None otherwise)."""
+    """'now e3 41/97: loss 3.112 · top-1 24.50% · lr 0.0812' from the latest step event, while
+    the run is inside an epoch (None otherwise); its img/s is on the info line above."""
     e = s.last_step
     done = s.last_epoch.epoch if s.last_epoch else 0
     if e is None or e.epoch <= done or s.status is not RunStatus.RUNNING:
         return None
     return Text.assemble(
         (f"now e{e.epoch} {e.epoch_step}/{e.steps_per_epoch}: ", "bold"),
-        f"loss {e.loss:.3f} · top-1 {pct(e.top1)} · lr {e.lr:.4g} · {e.img_per_s:,.0f} img/s\n",
+        f"loss {e.loss:.3f} · top-1 {pct(e.top1)} · lr {e.lr:.3g}\n",
     )
 
 
