@@ -314,6 +314,7 @@ class MonitorScreen(CifarScreen):
         ips = s.img_per_s() if running else None
         if isinstance(s.final, Finished):  # the run's mean, not the last step's
             ips = RunSummary.from_dict(s.final.summary).img_per_s
+        ips_text = "-" if ips is None else f"{ips:,.0f}"
         best, best_epoch = s.best()
         phase = s.phase_name() if running else None
         now = time.time()
@@ -328,12 +329,7 @@ class MonitorScreen(CifarScreen):
         line3 = fit_line(
             [
                 *phase_part,
-                (
-                    0,
-                    Text(
-                        f"{'train ' if s.phase else ''}{'-' if ips is None else f'{ips:,.0f}'} img/s"
-                    ),
-                ),
+                (0, Text(f"{'train ' if s.phase else ''}{ips_text} img/s")),
                 (1, Text(f"input wait {wait_text(s.data_wait if running else None)}")),
                 (4, Text(f"elapsed {duration(s.elapsed(now))}")),
                 (2, Text(f"left ~{duration(s.eta_s(now))}") if running else ended),
