@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 import tui.screens.monitor as monitor_module
 from engine.datafiles import WHERE_HINT
-from engine.events import EVENTS_FILE, Event, Failed, Phase, SystemSample
+from engine.events import EVENTS_FILE, Event, Failed, Finished, Phase, SystemSample
 from engine.outcome import RunStatus, read_outcome
 from engine.run_lock import RunLock
 from tests.tui.conftest import wait_for
@@ -35,6 +35,18 @@ from tui.screens.monitor import MonitorScreen
 def fast_tail(monkeypatch: pytest.MonkeyPatch) -> None:
     """The supervisor polls every 10 ms (a dead engine is seen after 8 idle polls, not 2 s)."""
     monkeypatch.setattr(monitor_module, "supervise", functools.partial(supervise, poll_s=0.01))
+
+
+@pytest.fixture
+def rung(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The (run id, status) of each bell + desktop notification the Monitor asked for."""
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        monitor_module,
+        "notify_run_end",
+        lambda app, run_id, status, *_: calls.append((run_id, status)),
+    )
+    return calls
 
 
 @pytest.fixture
@@ -72,7 +84,9 @@ def attach(run_dir: Path, body: Callable[[Pilot[Any], MonitorScreen], Awaitable[
     asyncio.run(scenario())
 
 
-def test_a_killed_engine_shows_crashed_as_the_runs_screen_does(tmp_path: Path) -> None:
+def test_a_killed_engine_shows_crashed_as_the_runs_screen_does(
+    tmp_path: Path, rung: list[tuple[str, str]]
+) -> None:
     run_dir = make_run(tmp_path / "checkpoints", epochs=3, finished=False)  # lock free: killed
 
     async def body(pilot: Pilot[Any], screen: MonitorScreen) -> None:
@@ -84,6 +98,7 @@ def test_a_killed_engine_shows_crashed_as_the_runs_screen_does(tmp_path: Path) -
         info = text_of(screen, "info")
         assert "- img/s" in info and "left ~" not in info and "the engine is gone" in info
         assert "crashed" in text_of(screen, "status")
+        assert rung == []  # attached to a run that was already dead: no bell
 
     attach(run_dir, body)
 
@@ -111,7 +126,7 @@ def test_a_run_refused_at_start_shows_why_in_red_with_setup_advice(tmp_path: Pat
 
 
 def test_phases_after_training_show_in_the_title_with_evaluation_time_left(
-    tmp_path: Path, live_lock: Callable[[Path], None]
+    tmp_path: Path, live_lock: Callable[[Path], None], rung: list[tuple[str, str]]
 ) -> None:
     run_dir = make_run(tmp_path / "checkpoints", epochs=2, finished=False)
     live_lock(run_dir)
@@ -133,6 +148,10 @@ def test_phases_after_training_show_in_the_title_with_evaluation_time_left(
         await wait_for(pilot, lambda: state.phase and state.phase.phase == "tta", 5, "tta")
         screen.redraw(force=True)
         assert "TTA 3 views" in text_of(screen, "title")
+        append(run_dir, Finished(status="done", summary={"status": "done"}, t=t + 9))
+        await wait_for(pilot, lambda: rung, 5, "the run's end rung")
+        assert rung == [(RUN_ID, "done")]
+        assert "RUNNING" not in text_of(screen, "title") and state.phase_name() is None
 
     attach(run_dir, body)
 

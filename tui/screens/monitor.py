@@ -22,7 +22,7 @@ from engine import control
 from engine.config import RunConfig
 from engine.events import EpochEnd, Event, Failed, Finished, Phase
 from engine.outcome import RunStatus, RunSummary
-from engine.run_lock import holder_pid
+from engine.run_lock import holder_pid, is_running
 from tui.fmt import memory_text, setup_advice, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.notify import notify_run_end
@@ -101,6 +101,8 @@ class MonitorScreen(CifarScreen):
         self.engine_gone = False
         self.launch_error: str | None = None
         self.stop_after: int | None = None  # the epoch a pending "stop after epoch" ends at
+        # the end is rung (tui.notify) only for a run seen alive: not on attaching to an old one
+        self.followed_live = launch is not None
         self._drawn = (-1, -1)
         self._plotted_version, self._plotted_at = -2, 0.0
 
@@ -146,6 +148,7 @@ class MonitorScreen(CifarScreen):
         else:
             assert self.run_dir is not None
             run_dir = self.run_dir
+            self.followed_live = is_running(run_dir)
 
         def forward(batch: list[Event]) -> None:
             self.post_message(EngineEvents(run_dir, batch))
@@ -175,11 +178,11 @@ class MonitorScreen(CifarScreen):
                 self.notify(
                     f"run {final.status}: press r for results", title=self.state.run_id, timeout=8
                 )
-                notify_run_end(self.app, self.state.run_id, final.status)
+                self._ring(final.status)
             if isinstance(final, Failed) and any(isinstance(e, Failed) for e in message.events):
                 text = setup_advice(final.message)
                 self.notify(text, title="engine failed", severity="error", timeout=10)
-                notify_run_end(self.app, self.state.run_id, final.status, text)
+                self._ring(final.status, text)
             if any(isinstance(e, EpochEnd | Finished | Failed | Phase) for e in message.events):
                 self.redraw(force=True)  # a new epoch point or the end: show it at once
 
@@ -190,13 +193,17 @@ class MonitorScreen(CifarScreen):
         if self.state is not None:
             self.state.engine_alive = False  # no final event now: crashed, as Runs says
             if self.state.final is None and self.state.version:
-                notify_run_end(self.app, self.state.run_id, "crashed", "the engine died")
+                self._ring("crashed", "the engine died")
         if not message.final and message.returncode not in (None, 0):
             self.notify(
                 f"the engine exited with code {message.returncode} without a final event",
                 severity="error",
             )
         self.redraw(force=True)
+
+    def _ring(self, status: str, detail: str = "") -> None:
+        if self.followed_live and self.state is not None:
+            notify_run_end(self.app, self.state.run_id, status, detail)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -367,7 +374,7 @@ class MonitorScreen(CifarScreen):
             return out
         if self.engine_gone and s.final is None:
             out.append("the engine stopped without a final event\n", style="bold red")
-            out.append(f"status: {s.status} (as in Runs; resume it from Runs)\n", style="red")
+            out.append(f"status: {s.status}: resumable (cifar-tui --resume {s.run_id})\n", "red")
             if self.engine_exit is not None:
                 out.append(f"exit code {self.engine_exit}\n")
             log = s.run_dir / ENGINE_LOG
@@ -437,8 +444,7 @@ class MonitorScreen(CifarScreen):
 
         self.app.push_screen(
             ConfirmScreen(
-                "Stop the run now? The engine finishes its step, checkpoints and stops "
-                "(s stops after this epoch instead).",
+                "Stop now? The engine checkpoints and stops (s: after the epoch).",
                 yes="Stop now",
             ),
             answered,
