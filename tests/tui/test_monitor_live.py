@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -143,7 +144,10 @@ def test_phases_after_training_show_in_the_title_with_evaluation_time_left(
         assert "RUNNING" in title and "testing best" in title
         left = state.eta_s(now=t)
         assert left is not None and left > 0  # the test pass still to run, not ~0:00
-        assert "left ~0:00" not in text_of(screen, "info")
+        info = text_of(screen, "info")
+        assert "left ~0:00" not in info
+        assert re.search(r"testing best ~\d+% ", info)  # the pass's estimated share, not
+        assert "step 125/125" not in info  # the full step bar of the epoch that ended
         append(run_dir, Phase(phase="tta", images=2000, passes=3, detail="id,flip,crop", t=t + 5))
         await wait_for(pilot, lambda: state.phase and state.phase.phase == "tta", 5, "tta")
         screen.redraw(force=True)

@@ -300,6 +300,15 @@ class RunState:
             left += epochs_left * st.val_size * rate * (0.0 if self.eval_s_per_img else 1.0)
         return left
 
+    def phase_share(self, now: float | None = None) -> float | None:
+        """How far the evaluation pass under way is (0..0.99), from its time so far and its
+        estimate; None while training, or for a pass without images (writing results)."""
+        p, rate = self.phase, self._eval_rate()
+        if p is None or rate is None or not p.images:
+            return None
+        elapsed = self.phase_elapsed_s(now) or 0.0
+        return min(elapsed / (p.images * p.passes * rate), 0.99)
+
     def phase_elapsed_s(self, now: float | None = None) -> float | None:
         if self.phase is None:
             return None

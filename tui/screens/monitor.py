@@ -311,11 +311,12 @@ class MonitorScreen(CifarScreen):
         bars.add_column(ratio=1)
         bars.add_column(no_wrap=True)
         bars.add_column(ratio=1)
+        second = (f"step {step}/{spe}", ProgressBar(total=max(spe, 1), completed=step))
+        share = s.phase_share() if s.status is RunStatus.RUNNING else None
+        if share is not None and s.phase is not None:  # an evaluation pass: its estimated share
+            second = (f"{s.phase_name()} ~{share:.0%}", ProgressBar(total=1.0, completed=share))
         bars.add_row(
-            f"epoch {done}/{epochs}",
-            ProgressBar(total=max(epochs, 1), completed=done),
-            f"step {step}/{spe}",
-            ProgressBar(total=max(spe, 1), completed=step),
+            f"epoch {done}/{epochs}", ProgressBar(total=max(epochs, 1), completed=done), *second
         )
         running = s.status is RunStatus.RUNNING
         ips = s.img_per_s() if running else None
