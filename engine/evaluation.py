@@ -30,8 +30,9 @@ from engine import world as torchrun
 from engine.config import EvalConfig
 from engine.data import DataBundle, ImageSet
 from engine.device import Normalizer, autocast
-from engine.events import Evaluated
+from engine.events import Evaluated, Phase
 from engine.run_record import RunRecord
+from engine.system_stats import SystemSampler
 
 
 class Stopped(Exception):
@@ -75,6 +76,19 @@ class Evaluator:
         self.batch_size = cfg.batch_size
         self.run_dir, self.events = record.run_dir, record.events
         self._sets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        gpu = (device.index or 0) if device.type == "cuda" else None
+        self.system = SystemSampler(gpu)
+
+    def sample_system(self) -> None:
+        """A `system` event, when one is due (at most ~1 a second; rank 0 only)."""
+        if self.world.is_main:
+            self.system.maybe_emit(self.events)
+
+    def phase(self, name: str, images: int, passes: int = 1, detail: str = "") -> None:
+        """Say that a pass other than training starts (a `phase` event; rank 0 only)."""
+        if self.world.is_main:
+            self.events.emit(Phase(phase=name, images=images, passes=passes, detail=detail))
+            self.sample_system()
 
     @torch.no_grad()
     def evaluate(
@@ -84,9 +98,13 @@ class Evaluator:
         training: nn.Module,
         keep_logits: bool = False,
         stoppable: bool = False,
+        phase: tuple[str, str] | None = None,
     ) -> EvalResult:
         """Top-1/top-5/loss of `net` on `data`; `training` is put back in training mode.
-        `stoppable`: a stop signal raises `Stopped` before a batch (see `_stop_point`)."""
+        `stoppable`: a stop signal raises `Stopped` before a batch (see `_stop_point`).
+        `phase`: (name, detail) of the `phase` event that announces the pass."""
+        if phase is not None:
+            self.phase(phase[0], len(data), detail=phase[1])
         distributed.broadcast_buffers(net)
         net.eval()
         loss_sum = torch.zeros((), device=self.device)
@@ -166,7 +184,9 @@ class Evaluator:
         best_state = checkpoint.load(run_dir / "best.pt")
         best_epoch = int(best_state["loop"]["epoch"])
         best_is_last = best_epoch == last_epoch
-        last = self.evaluate(evaluated, test, model, keep_logits=best_is_last, stoppable=True)
+        last = self.evaluate(
+            evaluated, test, model, best_is_last, stoppable=True, phase=("testing", "last")
+        )
         events.emit(
             Evaluated(
                 split="test",
@@ -184,10 +204,13 @@ class Evaluator:
             model.load_state_dict(best_state["model"])
             if ema is not None:
                 ema.load_state_dict(best_state["ema"])
-            best = self.evaluate(evaluated, test, model, keep_logits=True, stoppable=True)
+            best = self.evaluate(
+                evaluated, test, model, True, stoppable=True, phase=("testing", "best")
+            )
         assert best.logits is not None
         if not self.world.is_main:  # the other ranks only help evaluate; rank 0 writes, runs TTA
             return {}
+        self.phase("results", 0)  # the confusion matrix and per-class curves, then eval.npz
         eval_file = run_dir / "eval.npz"
         curves = write_eval_file(eval_file, best.logits, data)
         events.emit(
@@ -205,7 +228,10 @@ class Evaluator:
         tta: dict[str, Any] = {}
         if tta_views:  # test-time augmentation of the same best weights
             from engine.tta import evaluate_tta
+            from engine.tta_views import unique_views
 
+            distinct = [view.name for view in unique_views(tta_views)]
+            self.phase("tta", len(test), len(distinct), ",".join(distinct))
             result = evaluate_tta(
                 evaluated,
                 test,

@@ -169,6 +169,35 @@ class TTAEvaluated(Event):
     requested: int  # views asked for, duplicates included
 
 
+@dataclass
+class Phase(Event):
+    """The engine starts a pass that is not training: `validating` (each epoch's end), `testing`
+    (the test pass of checkpoint `detail`: "last" or "best"), `results` (the confusion matrix,
+    PR/ROC curves and eval.npz), `tta` (test-time augmentation).
+    Training resumes with the next `step` event. `images`: images the pass reads; `passes`:
+    forward passes per image (TTA: its distinct views)."""
+
+    type: ClassVar[str] = "phase"
+    phase: str  # "validating" | "testing" | "results" | "tta"
+    images: int = 0
+    passes: int = 1
+    detail: str = ""  # testing: "last" | "best"; tta: the views, comma-separated
+
+
+@dataclass
+class SystemSample(Event):
+    """What the engine process and its GPU use (engine.system_stats), at most about once a
+    second; a number that could not be read is None (no NVML: no GPU fields)."""
+
+    type: ClassVar[str] = "system"
+    cpu_pct: float | None = None  # CPU time / wall time since the last sample, % of one core
+    rss_mb: float | None = None  # resident memory of the engine process, MiB
+    gpu_util: float | None = None  # %
+    gpu_mem_mb: float | None = None  # used on the device (all processes), MiB
+    gpu_mem_total_mb: float | None = None
+    gpu_temp_c: float | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -182,6 +211,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Finished,
         Failed,
         TTAEvaluated,
+        Phase,
+        SystemSample,
     )
 }
 

@@ -177,7 +177,7 @@ class Trainer:
     def evaluate(self, data: ImageSet, keep_logits: bool = False) -> EvalResult:
         """Top-1/top-5/loss of the evaluated weights (the EMA when kept, else the model)."""
         net = self.ema if self.ema is not None else self.model
-        return self.evaluator.evaluate(net, data, self.model, keep_logits)
+        return self.evaluator.evaluate(net, data, self.model, keep_logits, phase=("validating", ""))
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -481,6 +481,7 @@ class Trainer:
             data_wait=min(self.wait.waited / looped, 1.0) if looped > 0 else None,
             memory_mb=devices.peak_memory_mb(self.device),
         )
+        self.evaluator.sample_system()  # the system panel's numbers, at most ~1 a second
 
     def _end_epoch(self, epoch: int) -> None:
         cfg, st, data = self.cfg, self.state, self.data

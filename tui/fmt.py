@@ -53,3 +53,19 @@ def load_text(wait: float | None, mib: float | None) -> str:
     if mib is not None:
         parts.append(f"mem {memory_text(mib)}")
     return "  ".join(parts)
+
+
+_CLI_ADVICE = (  # (what a CLI message says, what the dashboard's user does instead)
+    ("pass --data-dir / set CIFAR_TUI_DATA", "set the data.data_dir field in Setup"),
+    ("--data-dir", "Setup's data.data_dir field"),
+    ("--device", "Setup's train.device field"),
+    ("--set ", "Setup's field "),
+)
+
+
+def setup_advice(message: str) -> str:
+    """An engine message as the dashboard says it: advice about CLI flags (`--data-dir`,
+    `--device`, `--set key`) points to the Setup fields that set the same keys."""
+    for cli, setup in _CLI_ADVICE:
+        message = message.replace(cli, setup)
+    return message

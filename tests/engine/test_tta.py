@@ -24,7 +24,7 @@ from engine.config import config_to_dict, load_config
 from engine.data import ImageSet
 from engine.errors import ConfigError
 from engine.evaluate_checkpoint import main as engine_eval_main
-from engine.events import TTAEvaluated, parse_event, read_events
+from engine.events import Phase, SystemSample, TTAEvaluated, parse_event, read_events
 from engine.outcome import RunSummary
 from engine.presets import bundled_folder
 from engine.runs import RUN_META_FILE
@@ -287,6 +287,25 @@ def test_a_run_with_eval_tta_reports_it_in_summary_and_events(tiny_run):
     assert isinstance(event, TTAEvaluated) and event.checkpoint == "best"
     assert event.views == tta["views"] and event.top1 == tta["top1"] and event.cost == 3
     assert parse_event(event.to_json()) == event
+
+
+def test_the_run_announces_its_phases_and_samples_the_system(tiny_run):
+    run_dir, summary = tiny_run
+    events = read_events(run_dir / "events.jsonl")
+    phases = [(e.phase, e.detail, e.images, e.passes) for e in events if isinstance(e, Phase)]
+    tests = [("testing", "last", 2000, 1)]
+    if summary["best_epoch"] != 2:
+        tests.append(("testing", "best", 2000, 1))
+    views = "identity,hflip,hflip+shift:1,-1"
+    assert phases == [
+        *[("validating", "", 100, 1)] * 2,
+        *tests,
+        ("results", "", 0, 1),
+        ("tta", views, 2000, 3),
+    ]
+    samples = [e for e in events if isinstance(e, SystemSample)]
+    assert samples and all(s.rss_mb and s.rss_mb > 10 for s in samples)
+    assert all(s.gpu_util is None for s in samples)  # a CPU run: no GPU fields
 
 
 def test_cli_eval_of_a_run_id_gives_the_runs_numbers_for_the_same_weights(tiny_run):

@@ -52,13 +52,32 @@ def test_run_state_builds_histories_and_progress_from_events():
     assert state.best()[1] == 3
 
 
-def test_run_state_eta_comes_from_the_step_rate():
+def test_run_state_eta_is_the_step_rate_plus_the_evaluation_to_come():
     events = make_events("r", 4, step_events=2)[:3]  # run_started + 2 steps of epoch 1
     state = _state(events)
     done, epochs, step, spe = state.progress()
     assert (done, epochs, step) == (0, 4, 125)
-    # 30 s for 125 of 500 steps -> 90 s left
-    assert state.eta_s() == pytest.approx(90.0)
+    # training: 30 s for 125 of 500 steps -> 90 s left; evaluation before a validation pass
+    # was timed reads 3 x 133 img/s: 4 validations of 1000 images and 2 test passes of 2000
+    assert state.eta_s() == pytest.approx(90.0 + (4 * 1000 + 2 * 2000) / (3 * 133))
+
+
+def test_run_state_times_evaluation_on_the_validation_pass():
+    events = make_events("r", 2, step_events=2)
+    end = next(i for i, e in enumerate(events) if e["type"] == "epoch_end")
+    t_end = events[end]["t"]
+    phase = dict(type="phase", t=t_end - 2.0, phase="validating", images=1000)
+    started = dict(events[0])
+    started["config"] = {"eval": {"test": True, "tta": ["id", "flip", "flip"]}}
+    testing = dict(type="phase", t=t_end + 60, phase="testing", images=2000, detail="last")
+    for best_epoch, passes in ((1, 1 + 2), (None, 1 + 2), (0, 1 + 1 + 2)):
+        epoch_end = dict(events[end], t=t_end, best_epoch=best_epoch)
+        state = _state([started, *events[1:end], phase, epoch_end, testing])
+        assert state.eval_s_per_img == pytest.approx(2.0 / 1000)  # 1000 images in 2 s
+        assert state.phase_name() == "testing last"
+        # at the start of the last checkpoint's pass: it, 2 distinct TTA views, and the best
+        # checkpoint's pass unless the last epoch is the best (one pass serves both)
+        assert state.eval_left_s(now=t_end + 60) == pytest.approx(passes * 2000 * 0.002)
 
 
 def test_resumed_event_cuts_history_after_the_checkpoint():

@@ -14,8 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.events import EpochEnd, Evaluated, Event, Failed, Finished, RunStarted, Step
-from engine.outcome import RunStatus, RunSummary
+from engine.events import (
+    EpochEnd,
+    Evaluated,
+    Event,
+    Failed,
+    Finished,
+    Phase,
+    RunStarted,
+    Step,
+    SystemSample,
+)
+from engine.outcome import RunStatus, RunSummary, outcome_of
+
+# An evaluation pass reads images ~3x as fast as training does (a forward pass, no backward):
+# the estimate of a test pass before a validation pass has been timed.
+EVAL_SPEEDUP = 3.0
 
 
 @dataclass
@@ -90,6 +104,11 @@ class RunState:
     resumed_from: str | None = None
     resume_warning: str | None = None
     version: int = 0  # bumped per applied batch: plots redraw only when it moved
+    last_event: Event | None = None
+    engine_alive: bool = True  # False once the engine is gone (its process exited, lock free)
+    phase: Phase | None = None  # the pass under way other than training (None: training)
+    eval_s_per_img: float | None = None  # timed on the last validation pass
+    system: SystemSample | None = None  # the latest `system` event
 
     @property
     def run_id(self) -> str:
@@ -101,10 +120,24 @@ class RunState:
 
     @property
     def status(self) -> RunStatus:
-        """From the events seen (`engine.outcome`'s vocabulary): running until a final one."""
-        if isinstance(self.final, Finished | Failed):
-            return RunStatus(self.final.status)
-        return RunStatus.RUNNING if self.started else RunStatus.NOT_STARTED
+        """`engine.outcome.outcome_of`, the Runs screen's answer: the final event's status, else
+        running while the engine is alive, crashed once it is gone without a final word."""
+        if self.final is None and self.started is None and self.engine_alive:
+            return RunStatus.NOT_STARTED
+        return outcome_of(self.last_event, self.engine_alive and self.final is None).status
+
+    def phase_name(self) -> str | None:
+        """'training', 'validating', 'testing best', 'TTA 4 views'; None when not running."""
+        if self.status is not RunStatus.RUNNING or self.started is None:
+            return None
+        p = self.phase
+        if p is None:
+            return "training" if self.last_step is not None else "starting"
+        if p.phase == "testing":
+            return f"testing {p.detail}".strip()
+        if p.phase == "tta":
+            return f"TTA {p.passes} view{'s' if p.passes != 1 else ''}"
+        return "writing results" if p.phase == "results" else p.phase
 
     def apply(self, events: list[Event]) -> None:
         for event in events:
@@ -112,6 +145,8 @@ class RunState:
             if handler is not None:
                 handler(event)
             self.last_t = max(self.last_t, event.t)
+            if not isinstance(event, SystemSample):
+                self.last_event = event
         if events:
             self.version += 1
 
@@ -142,8 +177,15 @@ class RunState:
     def _on_bad_step(self, e: Any) -> None:
         self.bad_steps += 1
 
+    def _on_phase(self, e: Phase) -> None:
+        self.phase = e
+
+    def _on_system(self, e: SystemSample) -> None:
+        self.system = e
+
     def _on_step(self, e: Step) -> None:
         self.last_step = e
+        self.phase = None  # training again
         # None (older logs: the fields' defaults; CPU: no memory) keeps the last reported value
         wait, memory = getattr(e, "data_wait", None), getattr(e, "memory_mb", None)
         if wait is not None:
@@ -156,6 +198,10 @@ class RunState:
         self.lr.add(x, e.lr, e.step, e.t)
 
     def _on_epoch_end(self, e: EpochEnd) -> None:
+        p = self.phase
+        if p is not None and p.phase == "validating" and p.images and e.t > p.t:
+            self.eval_s_per_img = (e.t - p.t) / p.images
+        self.phase = None
         self.last_epoch = e
         step = self._steps_at_end_of(e.epoch)
         self.train_loss.add(e.epoch, e.train_loss, step, e.t)
@@ -186,10 +232,10 @@ class RunState:
         self.tests[e.checkpoint] = e
 
     def _on_finished(self, e: Finished) -> None:
-        self.final = e
+        self.final, self.phase = e, None
 
     def _on_failed(self, e: Failed) -> None:
-        self.final = e
+        self.final, self.phase = e, None
 
     # ------------------------------------------------------------- derived numbers
 
@@ -219,15 +265,78 @@ class RunState:
         end = self.final.t if self.final is not None else (now or time.time())
         return max(0.0, end - self.started.t)
 
-    def eta_s(self) -> float | None:
-        """Training time left, from the step rate so far (None before the first step)."""
-        if self.final is not None:
-            return 0.0
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Time left (s): training, from the step rate so far, plus the evaluation still to come
+        (`eval_left_s`); None before the first step, or once the run is not running."""
+        if self.status is not RunStatus.RUNNING:
+            return None
         s = self.last_step
         if s is None or self.started is None or s.step == 0:
-            return self.last_epoch.eta_s if self.last_epoch else None
-        per_step = (s.t - self.started.t) / s.step
-        return per_step * max(s.total_steps - s.step, 0)
+            train = self.last_epoch.eta_s if self.last_epoch else None
+        else:
+            per_step = (s.t - self.started.t) / s.step
+            train = per_step * max(s.total_steps - s.step, 0)
+        if train is None:
+            return None
+        return train + (self.eval_left_s(now) or 0.0)
+
+    def _eval_rate(self) -> float | None:
+        """Seconds per image of an evaluation pass: timed on validation, else guessed from the
+        training throughput."""
+        if self.eval_s_per_img is not None:
+            return self.eval_s_per_img
+        ips = self.img_per_s()
+        return 1.0 / (EVAL_SPEEDUP * ips) if ips else None
+
+    def _eval_plan(self) -> tuple[bool, int]:
+        """(the run has a test pass, TTA's distinct views) from the run's config."""
+        cfg = self.started.config if self.started else {}
+        ev = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
+        assert isinstance(ev, dict)
+        tta = ev.get("tta") or []
+        return bool(ev.get("test", True)), len(set(map(str, tta))) if isinstance(tta, list) else 0
+
+    def eval_left_s(self, now: float | None = None) -> float | None:
+        """Evaluation time still to come (s): the pass under way, then the test passes (last
+        and best checkpoints) and TTA (its views), each costed at the validation pass rate."""
+        rate, st = self._eval_rate(), self.started
+        if rate is None or st is None:
+            return None
+        test, views = self._eval_plan()
+        now = now or time.time()
+        p = self.phase
+        # forward passes over the test set still to start: last, best (unless the best epoch
+        # is the last one: one pass serves both), TTA's views
+        e = self.last_epoch
+        best = 0.0 if e is not None and e.best_epoch in (None, e.epoch) else 1.0
+        plan = [1.0, best, float(views)] if test else []
+        if p is not None and p.phase == "testing":
+            plan = [best, float(views)] if p.detail == "last" else [float(views)]
+        elif p is not None and p.phase == "results":
+            plan = [float(views)]
+        elif p is not None and p.phase == "tta":
+            plan = []
+        left = sum(plan) * st.test_size * rate
+        if p is not None:  # the pass under way: its estimate less the time it has run
+            left += max(p.images * p.passes * rate - max(now - p.t, 0.0), 0.0)
+        if p is None and self.last_step is not None:
+            epochs_left = max(st.epochs - (self.last_epoch.epoch if self.last_epoch else 0), 0)
+            left += epochs_left * st.val_size * rate * (0.0 if self.eval_s_per_img else 1.0)
+        return left
+
+    def phase_share(self, now: float | None = None) -> float | None:
+        """How far the evaluation pass under way is (0..0.99), from its time so far and its
+        estimate; None while training, or for a pass without images (writing results)."""
+        p, rate = self.phase, self._eval_rate()
+        if p is None or rate is None or not p.images:
+            return None
+        elapsed = self.phase_elapsed_s(now) or 0.0
+        return min(elapsed / (p.images * p.passes * rate), 0.99)
+
+    def phase_elapsed_s(self, now: float | None = None) -> float | None:
+        if self.phase is None:
+            return None
+        return max((now or time.time()) - self.phase.t, 0.0)
 
     def best(self) -> tuple[float | None, int | None]:
         if isinstance(self.final, Finished):

@@ -20,14 +20,23 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine import control
 from engine.config import RunConfig
-from engine.events import EpochEnd, Event, Failed, Finished
-from engine.outcome import RunStatus
-from engine.run_lock import holder_pid
-from tui.fmt import memory_text, wait_text
+from engine.events import EpochEnd, Event, Failed, Finished, Phase
+from engine.outcome import RunStatus, RunSummary
+from engine.run_lock import holder_pid, is_running
+from tui.fmt import memory_text, setup_advice, wait_text
 from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
+from tui.notify import notify_run_end
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import ENGINE_LOG, no_events_text, supervise
-from tui.screens.common import CifarScreen, TitleBar, duration, pct, synthetic_tag
+from tui.screens.common import (
+    CifarScreen,
+    ConfirmScreen,
+    TitleBar,
+    duration,
+    pct,
+    synthetic_tag,
+)
+from tui.screens.monitor_text import live_text, system_text
 from tui.widgets.plots import Line, MetricPlot
 
 # On a 2-core machine every millisecond the UI spends is taken from training (the engine keeps both
@@ -96,6 +105,9 @@ class MonitorScreen(CifarScreen):
         self.engine_exit: int | None = None
         self.engine_gone = False
         self.launch_error: str | None = None
+        self.stop_after: int | None = None  # the epoch a pending "stop after epoch" ends at
+        # the end is rung (tui.notify) only for a run seen alive: not on attaching to an old one
+        self.followed_live = launch is not None
         self._drawn = (-1, -1)
         self._plotted_version, self._plotted_at = -2, 0.0
 
@@ -147,6 +159,7 @@ class MonitorScreen(CifarScreen):
         else:
             assert self.run_dir is not None
             run_dir = self.run_dir
+            self.followed_live = is_running(run_dir)
 
         def forward(batch: list[Event]) -> None:
             self.post_message(EngineEvents(run_dir, batch))
@@ -164,6 +177,7 @@ class MonitorScreen(CifarScreen):
     def _launched(self, message: RunLaunched) -> None:
         self.run_dir = message.run_dir
         self.state = RunState(message.run_dir)
+        self.stop_after = None
         self.app.post_message(message)  # so the runs list and palette learn about it
 
     @on(EngineEvents)
@@ -175,21 +189,32 @@ class MonitorScreen(CifarScreen):
                 self.notify(
                     f"run {final.status}: press r for results", title=self.state.run_id, timeout=8
                 )
+                self._ring(final.status)
             if isinstance(final, Failed) and any(isinstance(e, Failed) for e in message.events):
-                self.notify(final.message, title="engine failed", severity="error", timeout=10)
-            if any(isinstance(e, EpochEnd | Finished | Failed) for e in message.events):
+                text = setup_advice(final.message)
+                self.notify(text, title="engine failed", severity="error", timeout=10)
+                self._ring(final.status, text)
+            if any(isinstance(e, EpochEnd | Finished | Failed | Phase) for e in message.events):
                 self.redraw(force=True)  # a new epoch point or the end: show it at once
 
     @on(EngineGone)
     def _gone(self, message: EngineGone) -> None:
         self.engine_gone = True
         self.engine_exit = message.returncode
+        if self.state is not None:
+            self.state.engine_alive = False  # no final event now: crashed, as Runs says
+            if self.state.final is None and self.state.version:
+                self._ring("crashed", "the engine died")
         if not message.final and message.returncode not in (None, 0):
             self.notify(
                 f"the engine exited with code {message.returncode} without a final event",
                 severity="error",
             )
         self.redraw(force=True)
+
+    def _ring(self, status: str, detail: str = "") -> None:
+        if self.followed_live and self.state is not None:
+            notify_run_end(self.app, self.state.run_id, status, detail)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -252,18 +277,29 @@ class MonitorScreen(CifarScreen):
             return
         if s is None:
             return
-        starting = s.status is RunStatus.NOT_STARTED and not self.engine_gone
-        shown = "starting" if starting else s.status.value
-        title.set(s.run_id, synthetic_tag(s.synthetic), Text(shown.upper(), style="bold"))
+        status_ = s.status
+        starting = status_ is RunStatus.NOT_STARTED and not self.engine_gone
+        shown = Text("STARTING" if starting else status_.value.upper(), style="bold")
+        if status_.failed or status_ is RunStatus.CRASHED:
+            shown.stylize("red")
+        phase = s.phase_name()
+        parts = [shown, Text(phase, style="bold cyan")] if phase else [shown]
+        title.set(s.run_id, synthetic_tag(s.synthetic), *parts)
         info.update(self._info(s))
         died = self.engine_gone and s.final is None and self.engine_exit not in (None, 0)
         failed = isinstance(s.final, Failed) or died or self._nothing_to_follow()
+        failed = failed or status_ is RunStatus.CRASHED
         status.set_class(failed, "-failed")
         status.update(self._status(s))
 
     def _info(self, s: RunState) -> Group:
         st = s.started
+        if st is None and isinstance(s.final, Failed):  # refused at start: say why, in red
+            return Group(Text(setup_advice(s.final.message), style="bold red"))
         if st is None and self.engine_gone:
+            if self.launch_spec is not None:
+                code = "" if self.engine_exit is None else f" (exit code {self.engine_exit})"
+                return Group(Text(f"the engine exited before starting{code}", style="bold red"))
             return Group(Text(f"no run to follow in {s.run_dir}"))
         if st is None:
             return Group(Text(f"waiting for the engine to start ... ({s.run_dir})"))
@@ -286,20 +322,36 @@ class MonitorScreen(CifarScreen):
         bars.add_column(ratio=1)
         bars.add_column(no_wrap=True)
         bars.add_column(ratio=1)
+        second = (f"step {step}/{spe}", ProgressBar(total=max(spe, 1), completed=step))
+        share = s.phase_share() if s.status is RunStatus.RUNNING else None
+        if share is not None and s.phase is not None:  # an evaluation pass: its estimated share
+            second = (f"{s.phase_name()} ~{share:.0%}", ProgressBar(total=1.0, completed=share))
         bars.add_row(
-            f"epoch {done}/{epochs}",
-            ProgressBar(total=max(epochs, 1), completed=done),
-            f"step {step}/{spe}",
-            ProgressBar(total=max(spe, 1), completed=step),
+            f"epoch {done}/{epochs}", ProgressBar(total=max(epochs, 1), completed=done), *second
         )
-        ips = s.img_per_s()
+        running = s.status is RunStatus.RUNNING
+        ips = s.img_per_s() if running else None
+        if isinstance(s.final, Finished):  # the run's mean, not the last step's
+            ips = RunSummary.from_dict(s.final.summary).img_per_s
+        ips_text = "-" if ips is None else f"{ips:,.0f}"
         best, best_epoch = s.best()
+        phase = s.phase_name() if running else None
+        now = time.time()
+        in_phase = s.phase_elapsed_s(now)
+        phase_part = []  # the phase and how long it has run
+        if phase:
+            took = "" if in_phase is None else f" {duration(in_phase)}"
+            phase_part.append((0, Text(phase + took, "bold cyan")))
+        ended = Text(s.status.value if s.status.final else "crashed: the engine is gone")
+        if s.status.failed or s.status is RunStatus.CRASHED:
+            ended.stylize("bold red")
         line3 = fit_line(
             [
-                (0, Text(f"{'-' if ips is None else f'{ips:,.0f}'} img/s")),
-                (1, Text(f"input wait {wait_text(s.data_wait)}")),
-                (4, Text(f"elapsed {duration(s.elapsed())}")),
-                (2, Text(f"left ~{duration(s.eta_s())}")),
+                *phase_part,
+                (0, Text(f"{'train ' if s.phase else ''}{ips_text} img/s")),
+                (1, Text(f"input wait {wait_text(s.data_wait if running else None)}")),
+                (4, Text(f"elapsed {duration(s.elapsed(now))}")),
+                (2, Text(f"left ~{duration(s.eta_s(now))}") if running else ended),
                 (3, Text(f"best val {pct(best)}" + (f" (e{best_epoch})" if best_epoch else ""))),
             ],
             width,
@@ -327,13 +379,14 @@ class MonitorScreen(CifarScreen):
             return out
         if isinstance(s.final, Failed):
             out.append(f"FAILED ({s.final.status})\n", style="bold red")
-            out.append(s.final.message + "\n")
+            out.append(setup_advice(s.final.message) + "\n", style="red")
             if s.final.traceback_path:
                 out.append(f"traceback: {s.final.traceback_path}\n", style="bold")
             out.append(f"engine log: {s.run_dir / ENGINE_LOG}\n", style="dim")
             return out
         if self.engine_gone and s.final is None:
             out.append("the engine stopped without a final event\n", style="bold red")
+            out.append(f"status: {s.status}: resumable (cifar-tui --resume {s.run_id})\n", "red")
             if self.engine_exit is not None:
                 out.append(f"exit code {self.engine_exit}\n")
             log = s.run_dir / ENGINE_LOG
@@ -342,6 +395,11 @@ class MonitorScreen(CifarScreen):
                 out.append(tail_text(log, 6), style="dim")
             return out
         out.append(f"status: {s.status}\n", style="bold")
+        if self.stop_after is not None and s.final is None:
+            out.append(f"stop requested: the run ends after epoch {self.stop_after}\n", "yellow")
+        live = live_text(s)
+        if live is not None:
+            out.append_text(live)
         e = s.last_epoch
         if e is not None:
             out.append(
@@ -351,12 +409,15 @@ class MonitorScreen(CifarScreen):
             )
         if s.last_checkpoint:
             out.append(f"checkpoint: {s.last_checkpoint}\n")
+        system = system_text(s.system)
+        if system:
+            out.append(f"system: {system}\n")
         for name, ev in sorted(s.tests.items()):
             out.append(f"test ({name}, e{ev.epoch}): {pct(ev.top1)} top-1, {pct(ev.top5)} top-5\n")
         if isinstance(s.final, Finished):
             out.append(RESULTS_KEY[(s.run_dir / "eval.npz").is_file()], style="bold")
         else:
-            out.append("s: stop after epoch · c: checkpoint\n", style="dim")
+            out.append("s: stop after epoch · c: checkpoint · t: stop now\n", style="dim")
         out.append(str(s.run_dir), style="dim")
         return out
 
@@ -374,7 +435,9 @@ class MonitorScreen(CifarScreen):
             assert self.state is not None
             control.request(self.state.run_dir, "stop_after_epoch")
             done, epochs, _, _ = self.state.progress()
-            self.notify(f"stop requested: the run ends after epoch {min(done + 1, epochs)}")
+            self.stop_after = min(done + 1, epochs)
+            self.notify(f"stop requested: the run ends after epoch {self.stop_after}")
+            self.redraw(force=True)
 
     def action_checkpoint_now(self) -> None:
         if self._live():
@@ -383,6 +446,23 @@ class MonitorScreen(CifarScreen):
             self.notify("checkpoint requested")
 
     def action_terminate(self) -> None:
+        """`t`: SIGTERM to the engine once the user confirms (it stops inside the epoch)."""
+        if not self._live():
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._terminate()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Stop now? The engine checkpoints and stops (s: after the epoch).",
+                yes="Stop now",
+            ),
+            answered,
+        )
+
+    def _terminate(self) -> None:
         if not self._live():
             return
         assert self.state is not None
