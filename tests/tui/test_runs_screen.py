@@ -231,17 +231,33 @@ def test_a_run_refused_at_start_is_listed_with_its_reason_and_deleted(
     asyncio.run(scenario())
 
 
-def test_a_live_run_shows_its_running_time_and_epochs(checkpoints):
+def test_a_live_run_shows_its_running_time_and_epochs_and_rings_when_it_ends(
+    checkpoints, monkeypatch
+):
+    import tui.screens.runs as runs_screen
+
     run_dir = make_run(checkpoints, epochs=3, finished=False)
+    rung: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        runs_screen, "notify_run_end", lambda app, run, status: rung.append((run, status))
+    )
 
     async def scenario() -> None:
-        with RunLock(run_dir):  # an engine holds it: running
-            app = CifarApp(checkpoints=checkpoints, start="runs")
-            async with app.run_test(size=(120, 40)) as pilot:
-                screen = await _runs_screen(pilot, 1)
-                table = screen.query_one(RunsTable)
-                assert str(table.get_cell(run_dir.name, "status")) == "running 3/3"
-                assert str(table.get_cell(run_dir.name, "time")).count(":") == 2  # hours on
+        lock = RunLock(run_dir)
+        lock.acquire()  # an engine holds it: running
+        app = CifarApp(checkpoints=checkpoints, start="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await _runs_screen(pilot, 1)
+            table = screen.query_one(RunsTable)
+            assert str(table.get_cell(run_dir.name, "status")) == "running 3/3"
+            assert str(table.get_cell(run_dir.name, "time")).count(":") == 2  # hours on
+            screen.reload()
+            assert rung == []  # still running: no bell
+            lock.release()  # the engine is gone without a final event: crashed
+            screen.reload()
+            assert rung == [(run_dir.name, "crashed")]
+            screen.reload()
+            assert len(rung) == 1  # once
 
     asyncio.run(scenario())
 

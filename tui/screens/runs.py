@@ -22,6 +22,7 @@ from engine.errors import BadInputError
 from engine.events import Failed
 from engine.outcome import read_outcome
 from engine.runs import RunRow
+from tui.notify import notify_run_end
 from tui.orchestration.exports.results_table import to_rich
 from tui.orchestration.runs_view import (
     View,
@@ -141,7 +142,9 @@ class RunsScreen(CifarScreen):
         self.sweeps = sorted(found)
         if self.sweep not in found:
             self.sweep = None
+        live_before = {r.run_id for r in self.every if r.status == "running"}
         self.every = [r for r in every if self.sweep is None or r.sweep_id == self.sweep]
+        self.ring_for_ended(live_before)
         self.flat = {run_id: flatten_config(c) for run_id, c in configs.items()}
         self.query_one("#title", TitleBar).set(
             str(root), f"sweep {self.sweep}" if self.sweep else ""
@@ -213,6 +216,15 @@ class RunsScreen(CifarScreen):
         """The `failed` event's message of a run refused or failed, or ''."""
         final = read_outcome(self.cifar.checkpoints / row.run_id).final
         return final.message if isinstance(final, Failed) else ""
+
+    def ring_for_ended(self, live_before: set[str]) -> None:
+        """Bell and desktop notification for a run seen live here that has now ended (failed,
+        crashed); the Monitor rings for the run it follows itself."""
+        monitor = self.cifar.monitor
+        followed = monitor.state.run_id if monitor and monitor.state else None
+        for r in self.every:
+            if r.run_id in live_before and r.status != "running" and r.run_id != followed:
+                notify_run_end(self.app, r.run_id, r.status)
 
     def tick_live(self) -> None:
         """Live runs' time goes on once a second; their rows (epochs, best val, status) are read
