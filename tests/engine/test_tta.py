@@ -346,7 +346,7 @@ def test_engine_eval_exits_2_naming_a_damaged_checkpoint(tmp_path, capsys):
     path.write_bytes(b"cifar-tui-checkpoint v1 sha256=" + b"0" * 64 + b" size=3\nabc")
     args = argparse.Namespace(
         checkpoint=path, tta=[], out=tmp_path / "out.json", data_dir=None, device="cpu",
-        batch_size=None, no_progress=True,
+        batch_size=None, no_progress=True, eval_file=None,
     )  # fmt: skip
     assert engine_eval_main(args) == 2
     assert capsys.readouterr().err.strip() == (

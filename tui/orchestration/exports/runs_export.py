@@ -52,6 +52,7 @@ def export_text(root: Path, fmt: str) -> str:
 def write_tensorboard(root: Path, logdir: Path) -> list[Path]:
     """One event file per run under `logdir/<run id>/` (replacing ours from an earlier export),
     written by an engine process: tensorboardX imports torch, which the UI never does."""
+    RunRegistry(root).runs()  # a damaged registry: its one line (RegistryError), nothing made
     logdir.mkdir(parents=True, exist_ok=True)  # an OSError here: the caller's one line
     proc = subprocess.run(
         [sys.executable, "-m", "engine.tensorboard_export", str(root), str(logdir)],
