@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input
+from textual_plotext import PlotextPlot
 
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tui.app import CifarApp
@@ -59,6 +60,10 @@ def test_apply_to_setup_sets_optim_lr_in_the_form(tmp_path, checkpoints, monkeyp
             await wait_for(pilot, lambda: dialog.curve is not None, 20, "the curve")
             assert dialog.curve == CURVE
             assert "suggested lr 0.0123" in dialog.progress_line
+            plot = dialog.query_one("#curve", PlotextPlot)
+            first = plot.plt.build()
+            assert plot.plt.build() == first  # a second render (a resize) draws the same
+            assert "0.001" in first and "1e-05" in first  # the rate axis, labelled in rates
             await pilot.click("#apply")
             await wait_for(pilot, lambda: app.screen is setup, 5, "back to Setup")
             assert setup.raw["optim"]["lr"] == pytest.approx(0.0123)

@@ -39,20 +39,22 @@ def draw_curve(plot: PlotextPlot, curve: dict[str, Any]) -> None:
     if not lrs:
         plt.title("no points: the sweep stopped at once")
         return
-    plt.scatter(lrs, losses, label="loss", marker="·")
-    plt.plot(lrs, smoothed, label="smoothed", marker="braille")
-    plt.xscale("log")
+    # log10 of the rates on a linear axis, labelled as rates: plotext's own log scale rewrites
+    # its data in place at each build, so a second render (a resize) took the log of a log
+    xs = [math.log10(lr) for lr in lrs]
+    plt.scatter(xs, losses, label="loss", marker="·")
+    plt.plot(xs, smoothed, label="smoothed", marker="braille")
     best = smoothed.index(min(smoothed))
     top, bottom = max(smoothed[: best + 1]), min(losses)
     if top > bottom:  # the blow-up past the minimum would squash the interesting part
         span = top - bottom
         plt.ylim(bottom - 0.05 * span, top + 0.15 * span)
-    first, last = math.ceil(math.log10(lrs[0])), math.floor(math.log10(lrs[-1]))
+    first, last = math.ceil(xs[0]), math.floor(xs[-1])
     if last > first:
-        ticks = [10.0**k for k in range(first, last + 1)]
-        plt.xticks(ticks, [f"{t:g}" for t in ticks])
+        decades = [float(k) for k in range(first, last + 1)]
+        plt.xticks(decades, [f"{10.0**k:g}" for k in decades])
     if curve.get("suggestion"):
-        plt.vline(curve["suggestion"])
+        plt.vline(math.log10(curve["suggestion"]))
     plt.xlabel("learning rate (log scale)")
     plot.refresh()
 
