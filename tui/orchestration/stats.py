@@ -139,7 +139,7 @@ class Difference:
     df: float | None
     low: float | None
     high: float | None
-    p: float | None  # two-sided, against no difference
+    p: float | None  # two-sided, against no difference; None without a spread to test against
     confidence: float = 0.95
 
     @property
@@ -159,9 +159,8 @@ def _var(xs: Sequence[float]) -> float:
 def _interval(
     method: str, n_a: int, n_b: int, mean: float, se: float, df: float, confidence: float
 ) -> Difference:
-    if se == 0.0:  # every difference identical: no spread to test against
-        p = 1.0 if mean == 0.0 else 0.0
-        return Difference(method, n_a, n_b, mean, 0.0, df, mean, mean, p, confidence)
+    if se == 0.0:  # every difference identical (recall moves in whole images): no test, not p = 0
+        return Difference(method, n_a, n_b, mean, 0.0, df, mean, mean, None, confidence)
     half = t_ppf(0.5 + confidence / 2.0, df) * se
     p = min(1.0, 2.0 * t_sf(abs(mean) / se, df))
     return Difference(method, n_a, n_b, mean, se, df, mean - half, mean + half, p, confidence)

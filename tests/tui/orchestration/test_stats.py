@@ -70,7 +70,7 @@ def test_degenerate_differences() -> None:
     one = stats.paired_difference([1.0], [2.0])
     assert one.mean == 1.0 and one.se is None and one.p is None and one.low is None
     same = stats.paired_difference([1.0, 2.0], [2.0, 3.0])  # every difference is 1
-    assert same.se == 0.0 and same.p == 0.0 and same.low == same.high == 1.0
+    assert same.se == 0.0 and same.p is None and same.low == same.high == 1.0
     assert stats.welch_difference([1.0], [2.0, 3.0]).se is None
     with pytest.raises(ValueError):
         stats.paired_difference([1.0, 2.0], [1.0])
