@@ -40,6 +40,21 @@ def _table(title: str, caption: str | None = None) -> Table:
     )
 
 
+def top1(confusion: Confusion | None) -> float | None:
+    """Test top-1 from a confusion matrix (its trace over its sum)."""
+    if confusion is None or not confusion.matrix.sum():
+        return None
+    return float(confusion.matrix.trace() / confusion.matrix.sum())
+
+
+def short_id(run_id: str) -> str:
+    """`20260101-120000-quickstart-a1b2` -> `quickstart-a1b2` (the date is in the runs table)."""
+    head, _, rest = run_id.partition("-")
+    if len(head) == 8 and head.isdigit() and rest[:6].isdigit() and rest[6:7] == "-":
+        return rest[7:] or run_id
+    return run_id
+
+
 def runs_table(arms: Sequence[Arm], confusions: dict[str, Confusion]) -> Table:
     """Each run's short name (A1, B1 ...), id, preset, seed and test top-1 (from eval.npz)."""
     table = _table("runs")
@@ -48,27 +63,28 @@ def runs_table(arms: Sequence[Arm], confusions: dict[str, Confusion]) -> Table:
     table.add_column("test top-1", justify="right", no_wrap=True)
     for arm in arms:
         for run in arm.runs:
-            c = confusions.get(run.run_id)
-            top1 = (
-                float(c.matrix.trace() / c.matrix.sum())
-                if c is not None and c.matrix.sum()
-                else None
-            )
             seed = "-" if run.seed is None else str(run.seed)
-            table.add_row(arm.run_name(run), run.run_id, run.origin, seed, pct(top1))
+            c = confusions.get(run.run_id)
+            table.add_row(arm.run_name(run), run.run_id, run.origin, seed, pct(top1(c)))
     return table
 
 
-def config_table(arms: Sequence[Arm]) -> Table:
-    """The config keys whose values differ, one column per run."""
+def config_table(arms: Sequence[Arm], confusions: dict[str, Confusion] | None = None) -> Table:
+    """The config keys whose values differ, one column per run, under its preset. With
+    `confusions` (where no runs table says them): each run's id without its date, and test
+    top-1."""
     runs = [r for arm in arms for r in arm.runs]
     diff = config_diff(runs)
     caption = None if diff else "no config key differs between these runs"
     table = _table("config: the keys that differ", caption)
-    table.add_column("key", no_wrap=True)
+    longest = max((len(k) for k, _ in diff), default=0)
+    table.add_column("key", no_wrap=True, min_width=min(max(longest, len("test top-1")), 32))
     for arm in arms:
         for run in arm.runs:
             table.add_column(arm.run_name(run), no_wrap=True, overflow="ellipsis", max_width=28)
+    if confusions is not None:
+        table.add_row("run", *(short_id(r.run_id) for r in runs), style="dim")
+        table.add_row("test top-1", *(pct(top1(confusions.get(r.run_id))) for r in runs))
     table.add_row("preset", *(r.origin for r in runs), style="bold")
     for key, texts in diff:
         table.add_row(key, *texts)
