@@ -92,3 +92,11 @@ def test_a_damaged_registry_is_named_in_one_line(built, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{tmp_path / 'c' / 'runs.sqlite'}" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_every_arm_is_compared_with_the_first(built) -> None:
+    root, a, b = built
+    result = compare(root, a[0].run_id, "vs", b[0].run_id, "vs", a[1].run_id)
+    assert result.exit_code == 0, result.output
+    assert "A (quickstart) vs B (adamw)" in result.stdout
+    assert "A (quickstart) vs C (quickstart)" in result.stdout

@@ -249,3 +249,29 @@ def test_a_change_the_same_with_every_seed_is_not_tested(tmp_path: Path) -> None
     diff = confusion_diff(arms[0], arms[1], read_confusions(arms))
     assert diff.method == PAIRED
     assert all(c.delta == 0 and c.p is None and not c.marked for c in diff.fine.changes)
+
+
+def test_a_class_without_test_images_has_no_recall_and_sorts_last(tmp_path: Path) -> None:
+    from tui.orchestration.compare import Arm, ComparedRun, Confusion
+
+    def run(name: str, seed: int) -> ComparedRun:
+        return ComparedRun(name, tmp_path, "p", False, None, {"train.seed": seed})
+
+    def confusion(diag: list[int]) -> Confusion:
+        m = np.diag(diag).astype(np.int64)
+        m[0, 1] = 1  # one apple taken for a bear
+        return Confusion(m, ["apple", "bear", "cloud"], ["all"], np.zeros(3, dtype=np.int64))
+
+    a, b = Arm("A", [run("a0", 0), run("a1", 1)]), Arm("B", [run("b0", 0), run("b1", 1)])
+    confusions = {
+        "a0": confusion([3, 4, 0]),
+        "a1": confusion([2, 4, 0]),
+        "b0": confusion([4, 3, 0]),
+        "b1": confusion([5, 2, 0]),
+    }
+    diff = confusion_diff(a, b, confusions)
+    assert [c.name for c in diff.fine.changes] == ["apple", "bear", "cloud"]
+    cloud = diff.fine.changes[-1]
+    assert np.isnan(cloud.a) and np.isnan(cloud.b) and cloud.test is None and not cloud.marked
+    apple = diff.fine.changes[0]
+    assert (apple.a, apple.b) == pytest.approx(((3 / 4 + 2 / 3) / 2, (4 / 5 + 5 / 6) / 2))
