@@ -16,9 +16,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
 
+from tests.tui.compare_runs import two_arms
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tests.tui.fixtures import RUN_ID, make_run
 from tui.app import CifarApp
+from tui.screens.compare import CompareScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.results import ResultsScreen
 from tui.screens.runs import RunsScreen
@@ -122,6 +124,32 @@ def test_runs_screen(snap_compare: SnapCompare, fixed_run: Path, size: tuple[int
             "runs",
         )
         await wait_for(pilot, lambda: _plots_drawn(app.screen), 5, "the overlay plot")
+
+    assert snap_compare(app, terminal_size=size, run_before=settled(ready))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_screen(
+    snap_compare: SnapCompare,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int],
+) -> None:
+    """Two arms of two seeds each (hand-built runs): the runs, the config diff, the paired test."""
+    monkeypatch.chdir(tmp_path)
+    a, b = two_arms(Path("checkpoints"), seeds=(0, 1))
+    app = CifarApp(checkpoints=Path("checkpoints"), start="runs")
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 10, "runs")
+        await app.push_screen(CompareScreen([m.run_id for m in a + b]))
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, CompareScreen) and app.screen.ready,
+            10,
+            "the comparison",
+        )
+        await wait_for(pilot, lambda: _plots_drawn(app.screen), 5, "the curves")
 
     assert snap_compare(app, terminal_size=size, run_before=settled(ready))
 

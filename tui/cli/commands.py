@@ -184,8 +184,13 @@ def rebuild_registry(root: Path) -> None:
     )
 
 
-@app.command()
+runs_app = typer.Typer(rich_markup_mode="rich")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
 def runs(
+    ctx: typer.Context,
     checkpoints: CheckpointsOpt = None,
     export: Annotated[
         str | None,
@@ -229,11 +234,15 @@ def runs(
         typer.Option("--column", metavar="KEY", help="a config key as a column (repeat)"),
     ] = None,
 ) -> None:
-    """List past runs from the registry (newest first), or export them.
+    """List past runs from the registry (newest first), or export them; `runs compare A B`
+    compares runs.
 
     The registry, <checkpoints>/runs.sqlite, is derived from each run folder's event log
     (events.jsonl): when it is reported damaged, --rebuild writes it again from them.
     """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = checkpoints  # `runs --checkpoints DIR compare A B`
+        return
     root = checkpoints_root(checkpoints)
     try:
         if rebuild:
@@ -272,6 +281,56 @@ def runs(
             "shown; key=value: a config key)"
         )
     stdout_console().print(table)
+
+
+@runs_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN... [vs RUN...]",
+            help="two runs or more (ids, unique prefixes, `last`); runs of one config but for "
+            "the seed form one arm, or name the arms: A1 A2 vs B1 B2",
+            autocompletion=completion.runs,
+        ),
+    ],
+    checkpoints: CheckpointsOpt = None,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top", min=0, help="the N largest gains and losses per class (0: every class)"
+        ),
+    ] = 10,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            metavar="NAME",
+            help="also a metric by epoch: val_top1, val_loss, train_loss, train_top1 or lr",
+        ),
+    ] = None,
+) -> None:
+    """Compare runs: the config keys that differ, the change in recall per class and superclass.
+
+    Each arm after the first is compared with the first: recall per class and superclass, and
+    the confusions that grew and shrank most. With several seeds an arm, each class's change is
+    t-tested across seeds (paired by seed when the arms hold the same seeds, else Welch) and
+    the changes that survive Benjamini-Hochberg at FDR 0.05 are marked *.
+    """
+    from click.core import ParameterSource
+
+    from tui.cli.compare_cmd import compare_command
+
+    if (
+        ctx.obj is not None
+        and ctx.get_parameter_source("checkpoints") != ParameterSource.COMMANDLINE
+    ):
+        checkpoints = ctx.obj  # `runs --checkpoints DIR compare`: over the environment's
+    try:
+        compare_command(checkpoints_root(checkpoints), refs, top or None, metric, stdout_console())
+    except BadInputError as exc:
+        raise fail(str(exc)) from None
 
 
 def _sort(view: View, sort: str | None, config_keys: set[str]) -> tuple[str, bool]:

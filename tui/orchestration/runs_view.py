@@ -31,6 +31,16 @@ CONFIG_WIDTH = 16  # a config value longer than this is cut with an ellipsis
 MIN_WIDTH = 6
 RUN_MIN = len("✓20260101-120000…a1b2")  # the selection mark, date, time and random tail
 
+# the plotted metrics: registry epoch column (also RunState's series), title, whether values are
+# fractions shown as %
+METRICS = (
+    ("val_top1", "val top-1 %", True),
+    ("val_loss", "val loss", False),
+    ("train_loss", "train loss", False),
+    ("train_top1", "train top-1 %", True),
+    ("lr", "learning rate", False),
+)
+
 
 @dataclass(frozen=True)
 class Column:

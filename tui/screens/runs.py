@@ -41,7 +41,7 @@ from tui.screens.runs_columns import ColumnsScreen
 from tui.screens.runs_overlay import METRICS, overlay
 from tui.widgets.plots import MetricPlot
 
-HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: plot several"
+HINT = "s/S: sort · /: filter · c: columns · m: plot metric · space: select · v: compare"
 
 LIVE_RELOAD_S = 5  # a live run's row is read again this often (its time goes on every second)
 
@@ -76,6 +76,7 @@ class RunsScreen(CifarScreen):
     """
     BINDINGS = [
         Binding("space", "toggle_select", "select"),
+        Binding("v", "compare", "compare"),
         Binding("o", "open", "results"),
         Binding("a", "attach", "attach"),
         Binding("d", "delete", "delete"),
@@ -397,6 +398,17 @@ class RunsScreen(CifarScreen):
         self.selected ^= {row.run_id}
         self.show_rows()
         self.draw_overlay()
+
+    def action_compare(self) -> None:
+        """The selected runs (two or more), oldest first, on the Compare screen."""
+        from tui.screens.compare import CompareScreen
+
+        chosen = [r.run_id for r in sorted(self.every, key=lambda r: r.started)]
+        chosen = [i for i in chosen if i in self.selected]
+        if len(chosen) < 2:
+            self.notify("select two runs or more with space, then v to compare them")
+            return
+        self.app.push_screen(CompareScreen(chosen))
 
     def action_open(self) -> None:
         row = self.current()

@@ -1,21 +1,19 @@
 """The Runs screen's overlay: the chosen runs' per-epoch curves of one metric (from the
-registry's epoch rows, which follow each `epoch_end` event), labelled for the legend."""
+registry's epoch rows, which follow each `epoch_end` event), labelled for the legend. The
+Compare screen draws the same metrics from the runs' event logs (`event_overlay`), whose points
+also carry the optimizer step and the wall time, for the plots' other x axes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from engine.events import EVENTS_FILE, read_events
 from engine.runs import RunRegistry, RunRow, read_run_meta
+from tui.orchestration.runs_view import METRICS
+from tui.orchestration.runstate import RunState
 from tui.widgets.plots import Line
 
-# registry epoch column, title, whether values are fractions shown as %
-METRICS = (
-    ("val_top1", "val top-1 %", True),
-    ("val_loss", "val loss", False),
-    ("train_loss", "train loss", False),
-    ("train_top1", "train top-1 %", True),
-    ("lr", "learning rate", False),
-)
+__all__ = ["METRICS", "event_overlay", "overlay", "sweep_label"]
 
 
 def sweep_label(root: Path, run_id: str, default: str) -> str:
@@ -45,10 +43,32 @@ def overlay(
         if row is not None and row.sweep_id:
             label = sweep_label(registry.path.parent, run_id, label)
         found.append((Line(label, xs, ys), bool(row and row.dataset == "synthetic")))
+    return _tag_synthetic(found), title + " by epoch" + _synthetic_title(found), percent
+
+
+def _synthetic_title(found: list[tuple[Line, bool]]) -> str:
+    return " (SYNTHETIC data)" if found and all(s for _, s in found) else ""
+
+
+def _tag_synthetic(found: list[tuple[Line, bool]]) -> list[Line]:
+    """The lines, a synthetic one's label tagged when real runs are among them."""
     synthetic = [s for _, s in found]
     if any(synthetic) and not all(synthetic):
         for line, syn in found:
             if syn:
                 line.label += " SYNTHETIC"
-    title += " by epoch" + (" (SYNTHETIC data)" if synthetic and all(synthetic) else "")
-    return [line for line, _ in found], title, percent
+    return [line for line, _ in found]
+
+
+def event_overlay(
+    root: Path, labelled: list[tuple[str, str]], metric: int
+) -> tuple[list[Line], str, bool]:
+    """(lines, title, percent) for the runs (legend label, run id) from their event logs, each
+    point with its epoch, optimizer step and wall time (the `x` key aligns the runs by any)."""
+    column, title, percent = METRICS[metric]
+    found = []
+    for label, run_id in labelled:
+        state = RunState(root / run_id)
+        state.apply(read_events(root / run_id / EVENTS_FILE))
+        found.append((Line.of(label, getattr(state, column)), state.synthetic))
+    return _tag_synthetic(found), title + _synthetic_title(found), percent
