@@ -204,6 +204,19 @@ def test_a_stopped_row_skips_its_remaining_seeds_now_and_in_every_later_run(tmp_
     assert "stopped: the row's remaining seeds were skipped by --stop-losers" in table.note
 
 
+def test_a_row_with_nothing_left_to_skip_is_not_stopped(tmp_path, monkeypatch):
+    plan = _sweep_plan(tmp_path, "[0, 1]")
+    values = [0.5, 0.8, 0.6, 0.508, 0.81, 0.59]  # the first row far below the second
+    results = [_result(r.recipe.label, r.seed, v) for r, v in zip(plan.runs, values, strict=True)]
+    monkeypatch.setattr(sweep_runner, "sweep_results", lambda *_a: ({}, results))
+    runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()), stop_losers=True)
+    runner._look(deque(), {})  # the last round closed: nothing left a stop could skip
+    assert runner.state.stopped == {} and runner.state.looked == set()
+    followed = deque([(plan.runs[3], "follow")])  # its engine runs already: it is followed
+    runner._look(followed, {})
+    assert runner.state.stopped == {} and len(followed) == 1
+
+
 def test_the_dry_run_plan_says_which_runs_are_skipped(tmp_path):
     plan = _sweep_plan(tmp_path, "[0, 1]")
     runner = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))

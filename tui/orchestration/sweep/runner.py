@@ -266,20 +266,21 @@ class SweepRunner:
         seeds = self.plan.spec.seeds
         open_rounds = {run.seed for run, _ in todo} | {job.run.seed for job in active.values()}
         closed = {s for s in seeds if s not in open_rounds} - self.state.looked
-        if not closed:
-            return
+        if not closed or not todo:
+            return  # nothing new to look at, or nothing left a stop could skip
         look = len(self.state.looked) + 1
         _, results = sweep_results(self.root, self.plan.sweep_id, self._warn)
         confidence = look_confidence(len(seeds), len(self.plan.spec.recipes))
-        stops = find_losers(results, confidence, set(self.state.stopped), look, len(seeds))
+        found = find_losers(results, confidence, set(self.state.stopped), look, len(seeds))
         left_out = {
             s.recipe: [r.key for r, how in todo if r.recipe.label == s.recipe and how != "follow"]
-            for s in stops
+            for s in found
         }
+        stops = [s for s in found if left_out[s.recipe]]  # a row with nothing left goes on
         self.state.record_look(closed, {s.recipe: s.reason() for s in stops}, left_out)
         for s in stops:
             skipped = [r.seed for r, _ in todo if r.key in left_out[s.recipe]]
-            seeds_text = ", ".join(map(str, skipped)) or "none left"
+            seeds_text = ", ".join(map(str, skipped))
             self.console.print(
                 f"stop-losers: {s.recipe} stops: {s.reason()}; seeds skipped: {seeds_text}",
                 soft_wrap=True,
