@@ -192,7 +192,7 @@ def test_a_stopped_row_skips_its_remaining_seeds_now_and_in_every_later_run(tmp_
     assert f"stop-losers: {labels[0]} stops: look 1 of 3:" in out.getvalue()
     assert "seeds skipped: 2" in out.getvalue()
     runner._look(todo, {})  # no round closed since: no second look
-    assert runner.state.looked == {0, 1}
+    assert runner.state.looked == {0, 1} and runner.state.looks == 1
     again = sweeps.SweepRunner(plan, tmp_path, Console(file=io.StringIO()))  # without the flag
     assert [r.key for r, _ in again.todo()] == [r.key for r in plan.runs if r is not plan.runs[6]]
     assert again.state.skipped(plan.runs[6].key) == runner.state.stopped[labels[0]]

@@ -268,7 +268,7 @@ class SweepRunner:
         closed = {s for s in seeds if s not in open_rounds} - self.state.looked
         if not closed or not todo:
             return  # nothing new to look at, or nothing left a stop could skip
-        look = len(self.state.looked) + 1
+        look = self.state.looks + 1
         _, results = sweep_results(self.root, self.plan.sweep_id, self._warn)
         confidence = look_confidence(len(seeds), len(self.plan.spec.recipes))
         found = find_losers(results, confidence, set(self.state.stopped), look, len(seeds))

@@ -8,8 +8,8 @@ checkpoint, and starts again a run that stopped before its first checkpoint.
 
 `--stop-losers` (tui.orchestration.sweep.stop_losers) records its decisions here: `stopped`
 maps a recipe to why it stopped, each of its runs left out carries `skipped` (the same reason),
-and `looked` lists the seed rounds already examined. Every later run of the sweep keeps those
-runs skipped, and its table counts them as `stopped`, not `pending`.
+`looked` lists the seed rounds already examined and `looks` counts the looks. Every later run
+of the sweep keeps those runs skipped, and its table counts them as `stopped`, not `pending`.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class SweepState:
         skipped = {e["key"]: e["skipped"] for e in old_runs if isinstance(e.get("skipped"), str)}
         stopped = old.get("stopped")
         looked = old.get("looked")
+        looks = old.get("looks")
         data = {
             "sweep_id": plan.sweep_id,
             "name": plan.spec.name,
@@ -98,6 +99,7 @@ class SweepState:
             ],
             "stopped": stopped if isinstance(stopped, dict) else {},
             "looked": looked if isinstance(looked, list) else [],
+            "looks": looks if isinstance(looks, int) else 0,
         }
         return cls(path, data)
 
@@ -115,12 +117,18 @@ class SweepState:
         """The seed rounds --stop-losers has examined."""
         return set(self.data["looked"])
 
+    @property
+    def looks(self) -> int:
+        """How many looks --stop-losers has made (one may cover several rounds)."""
+        return int(self.data["looks"])
+
     def record_look(
         self, seeds: set[int], stops: dict[str, str], keys: dict[str, list[str]]
     ) -> None:
         """One look: the rounds it covered and the recipes it stopped; `keys`: recipe -> the
         planned runs left out."""
         self.data["looked"] = sorted(self.looked | seeds)
+        self.data["looks"] = self.looks + 1
         for recipe, why in stops.items():
             self.data["stopped"][recipe] = why
             for e in self.data["runs"]:
