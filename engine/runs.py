@@ -402,6 +402,21 @@ class RunRegistry:
                     out[run_id] = config
         return out
 
+    def tested_runs(self) -> list[tuple[str, dict[str, Any], float]]:
+        """(run id, resolved config, test top-1) of every `done` run with a test number, as
+        stored: nothing is repaired or replayed (for readers that promise to write nothing)."""
+        query = "SELECT run_id, config, test_top1 FROM runs WHERE status = 'done'"
+        with self._read() as db:
+            rows = [] if db is None else db.execute(query).fetchall()
+        out = []
+        for run_id, text, top1 in rows:
+            if not isinstance(top1, int | float):
+                continue
+            with contextlib.suppress(TypeError, ValueError, RecursionError):
+                if isinstance(config := json.loads(text), dict):
+                    out.append((run_id, config, float(top1)))
+        return out
+
     def rebuild(self) -> tuple[int, Path | None]:
         """Every run folder's rows replayed from its event log, in one transaction. A damaged
         file is first moved aside as `runs.sqlite.damaged-<time>`. Returns (the runs listed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -88,6 +89,31 @@ def sweep(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="check the file and show the plan; run nothing")
     ] = False,
+    stop_losers: Annotated[
+        bool,
+        typer.Option(
+            "--stop-losers",
+            help="skip a recipe's remaining seeds once its interval lies below the best row's "
+            "(Bonferroni over the planned looks and rows)",
+        ),
+    ] = False,
+    plan_seeds: Annotated[
+        bool,
+        typer.Option(
+            "--plan-seeds",
+            help="say how many seeds per row detect --effect at 80 % power, from earlier runs "
+            "in the registry; run nothing",
+        ),
+    ] = False,
+    effect: Annotated[
+        float | None,
+        typer.Option(
+            "--effect",
+            metavar="PP",
+            help="with --plan-seeds: the difference of test top-1 to detect, in percentage "
+            "points (default 0.5)",
+        ),
+    ] = None,
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Run several recipes times several seeds, then print their table (mean ± std over seeds).
@@ -98,13 +124,33 @@ def sweep(
     from tui.orchestration import sweep as sweeps
     from tui.orchestration.exports.results_table import to_rich
     from tui.orchestration.launcher import check_writable
+    from tui.orchestration.sweep.seed_plan import plan_seeds as plan_seed_counts
+    from tui.orchestration.sweep.seed_plan import seed_plan_table
 
+    if effect is not None and not plan_seeds:
+        raise fail("--effect goes with --plan-seeds (the difference to plan the seeds for)")
+    if effect is not None and not (math.isfinite(effect) and effect > 0):
+        raise fail(f"--effect must be a positive number of percentage points, not {effect:g}")
+    if plan_seeds and (dry_run or stop_losers):
+        other = "--dry-run" if dry_run else "--stop-losers"
+        raise fail(f"--plan-seeds runs nothing; leave out {other}")
     root = checkpoints_root(checkpoints)
     try:
         plan = sweeps.plan_sweep(sweeps.parse_sweep(file), data_dir=data_dir, device=device)
+        if plan_seeds:
+            planned = plan_seed_counts(plan, RunRegistry(root).tested_runs(), effect or 0.5)
+            stdout_console().print(seed_plan_table(planned, f"sweep {plan.spec.name}"))
+            raise typer.Exit(0)
         gpus = sweeps.gpu_count() if device is None else 0  # --device: every run there
         runner = sweeps.SweepRunner(
-            plan, root, err, data_dir=data_dir, device=device, slots=jobs or max(1, gpus), gpus=gpus
+            plan,
+            root,
+            err,
+            data_dir=data_dir,
+            device=device,
+            slots=jobs or max(1, gpus),
+            gpus=gpus,
+            stop_losers=stop_losers,
         )
         if dry_run:
             stdout_console().print(sweeps.plan_table(runner))

@@ -36,7 +36,6 @@ from tui.orchestration.exports.results_table import (
     RunResult,
     Stat,
     build_table,
-    difference,
     to_csv,
     to_markdown,
 )
@@ -225,14 +224,6 @@ def test_stat_is_the_mean_and_sample_std_of_the_statistics_module():
     assert Stat.of([]).mean is None
 
 
-def test_change_against_the_first_row_is_a_difference_of_means_with_welch_spread():
-    a, ref = Stat.of([0.7, 0.8, 0.9]), Stat.of([0.5, 0.7])  # sd 0.1 and sqrt(0.02)
-    delta, se = difference(a, ref)
-    assert delta == pytest.approx(0.2)
-    assert se == pytest.approx(math.sqrt(0.01 / 3 + 0.02 / 2))
-    assert difference(Stat.of([0.7]), ref) == (pytest.approx(0.1), None)
-
-
 def _result(recipe, seed, top1, status="done"):
     summary = {"test_top1": top1, "test_top5": 0.9, "best_epoch": 3, "wall_s": 60.0}
     typed = RunSummary.from_dict(summary) if top1 else None
@@ -253,10 +244,11 @@ def test_table_counts_only_finished_runs_and_says_why_the_others_are_missing():
     a, b = table.rows
     assert (a.recipe, a.runs_text(), a.top1.n) == ("a", "2/2", 2)
     assert b.runs_text() == "1/3 (1 diverged, 1 pending)"
-    assert b.delta == pytest.approx(0.75 - 0.71) and b.delta_se is None  # one run: no spread
+    assert b.delta is not None and b.delta.method == "Welch t"  # seeds {0} against {0, 1}
+    assert b.delta.mean == pytest.approx(0.75 - 0.71) and b.delta.se is None  # one run: no spread
     md = to_markdown(table).splitlines()
     assert md[2].startswith("| # | recipe | runs | test top-1 % | Δ top-1 (pp) |")
-    assert md[4] == ("| 1 | a | 2/2 | 71.00 ± 1.41 | ref | 90.00 ± 0.00 | 3 | 1:00 | - |")
+    assert md[4] == ("| 1 | a | 2/2 | 71.00 ± 1.41 | ref | - | - | 90.00 ± 0.00 | 3 | 1:00 | - |")
     rows = list(csv.DictReader(io.StringIO(to_csv(table))))
     assert list(rows[0]) == CSV_FIELDS and rows[1]["test_top1_std"] == ""
     assert float(rows[0]["test_top1_std"]) == pytest.approx(statistics.stdev([0.70, 0.72]))
@@ -478,10 +470,11 @@ def test_the_table_holds_mean_and_sample_std_of_each_recipes_runs(sweep_run):
         assert float(row["best_epoch_mean"]) == statistics.mean(s["best_epoch"] for s in runs)
         wall = statistics.mean(s["wall_s"] for s in runs)
         assert float(row["wall_s_mean"]) == pytest.approx(wall)
-        if row["index"] != "1":
-            se = math.sqrt(statistics.variance(top1) / 2 + statistics.variance(ref) / 2)
-            delta = statistics.mean(top1) - statistics.mean(ref)
-            assert float(row["delta_top1"]) == pytest.approx(delta, abs=1e-12)
+        if row["index"] != "1":  # both rows ran seeds 0 and 1: the paired test
+            diffs = [b - a for a, b in zip(ref, top1, strict=True)]
+            assert row["delta_test"] == "paired t"
+            assert float(row["delta_top1"]) == pytest.approx(statistics.mean(diffs), abs=1e-12)
+            se = statistics.stdev(diffs) / math.sqrt(2)
             assert float(row["delta_top1_se"]) == pytest.approx(se, abs=1e-12)
 
 

@@ -5,10 +5,14 @@ Statistics, in one place so every rendering says the same thing:
   `test_top5`; never the last epoch's `test_top1_last`);
 - `±` after a mean is the sample standard deviation over seeds (ddof = 1, as statistics.stdev);
   with one finished run there is no spread and none is shown;
-- the change against the first row is the difference of the two means, `±` the standard error
-  of that difference, sqrt(s1²/n1 + s0²/n0) (Welch), shown when both rows have two runs or more.
+- the change against the first row (`compare`, statistics from `tui.orchestration.stats`): when
+  both rows finished the same seeds, the paired t test on the per-seed differences (runs of one
+  seed share the data order and augmentation draws); otherwise Welch's unpaired t. Each shows the
+  mean difference, `±` its standard error and a 95 % t interval, and the table says which test;
+  the standard error needs two seeds (paired) or two runs in each row (Welch).
 Only runs whose status is `done` and that have test numbers enter a row's statistics; the
-`runs` column says how many did of how many planned, and why the others did not.
+`runs` column says how many did of how many planned, and why the others did not (`stopped`: its
+remaining seeds were skipped by `--stop-losers`, see tui.orchestration.sweep.stop_losers).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +30,16 @@ from rich.table import Table
 
 from engine.outcome import RunSummary
 from tui.fmt import duration, pct
+from tui.orchestration.stats import Difference, paired_difference, welch_difference
 
 STATS_NOTE = (
     "test numbers: the best-on-validation checkpoint; mean ± sample std (ddof=1) over seeds; "
-    "Δ top-1: difference of means against row 1, ± sqrt(s1²/n1 + s0²/n0)"
+    "Δ top-1: row minus row 1 in pp, ± its standard error, and a 95 % t interval: paired t on "
+    "the per-seed differences when both rows finished the same seeds (paired), else Welch t"
+)
+STOPPED_NOTE = (
+    "stopped: the row's remaining seeds were skipped by --stop-losers (its interval against the "
+    "best row lay below 0; Bonferroni over the planned looks and rows)"
 )
 
 
@@ -64,14 +74,17 @@ class Stat:
         return cls(n, mean, std, tuple(values))
 
 
-def difference(a: Stat, ref: Stat) -> tuple[float | None, float | None]:
-    """(mean_a - mean_ref, standard error of that difference); None where undefined."""
-    if a.mean is None or ref.mean is None:
-        return None, None
-    delta = a.mean - ref.mean
-    if a.std is None or ref.std is None:
-        return delta, None
-    return delta, math.sqrt(a.std**2 / a.n + ref.std**2 / ref.n)
+def compare(
+    row: Mapping[int, float], ref: Mapping[int, float], confidence: float = 0.95
+) -> Difference | None:
+    """Row minus ref, each `seed -> test top-1`: the paired t test when both finished the same
+    seeds, else Welch's; None when either has no result."""
+    if not row or not ref:
+        return None
+    if row.keys() == ref.keys():
+        seeds = sorted(row)
+        return paired_difference([ref[s] for s in seeds], [row[s] for s in seeds], confidence)
+    return welch_difference(list(ref.values()), list(row.values()), confidence)
 
 
 @dataclass
@@ -88,8 +101,9 @@ class RecipeRow:
     wall_s: Stat
     img_per_s: Stat
     tta_top1: Stat
-    delta: float | None = None
-    delta_se: float | None = None
+    top1_by_seed: dict[int, float] = field(default_factory=dict)
+    delta: Difference | None = None  # against row 1 (`compare`)
+    stopped: str | None = None  # why --stop-losers skipped its remaining seeds
     run_ids: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)  # of the runs in the statistics
 
@@ -113,6 +127,12 @@ class SweepTable:
     def has_tta(self) -> bool:
         return any(r.tta_top1.n for r in self.rows)
 
+    @property
+    def note(self) -> str:
+        """The legend under the table."""
+        stopped = any(r.stopped for r in self.rows)
+        return STATS_NOTE + (f"; {STOPPED_NOTE}" if stopped else "")
+
 
 def _numbers(results: list[RunResult], key: str) -> list[float]:
     """The finite numbers at `key` (dotted into the TTA record: `tta.top1`) of the summaries."""
@@ -127,8 +147,11 @@ def _numbers(results: list[RunResult], key: str) -> list[float]:
     return out
 
 
-def build_table(title: str, results: Sequence[RunResult]) -> SweepTable:
-    """Group results by recipe (first appearance order) into rows with their statistics."""
+def build_table(
+    title: str, results: Sequence[RunResult], stopped: Mapping[str, str] | None = None
+) -> SweepTable:
+    """Group results by recipe (first appearance order) into rows with their statistics;
+    `stopped`: recipe -> why --stop-losers skipped its remaining seeds."""
     by_recipe: dict[str, list[RunResult]] = {}
     for r in results:
         by_recipe.setdefault(r.recipe, []).append(r)
@@ -152,15 +175,27 @@ def build_table(title: str, results: Sequence[RunResult]) -> SweepTable:
                 wall_s=Stat.of(_numbers(counted, "wall_s")),
                 img_per_s=Stat.of(_numbers(counted, "img_per_s")),
                 tta_top1=Stat.of(_numbers(counted, "tta.top1")),
+                top1_by_seed=top1_by_seed(counted),
+                stopped=(stopped or {}).get(recipe),
                 run_ids=[r.run_id for r in counted if r.run_id],
                 seeds=[r.seed for r in counted],
             )
         )
     if rows:
         for row in rows[1:]:
-            row.delta, row.delta_se = difference(row.top1, rows[0].top1)
+            row.delta = compare(row.top1_by_seed, rows[0].top1_by_seed)
     synthetic = any(r.summary is not None and r.summary.synthetic for r in results)
     return SweepTable(title, rows, synthetic)
+
+
+def top1_by_seed(results: Sequence[RunResult]) -> dict[int, float]:
+    """seed -> test top-1 of the runs that have a finite one."""
+    out = {}
+    for r in results:
+        value = r.summary.test_top1 if r.summary else None
+        if isinstance(value, int | float) and math.isfinite(value):
+            out[r.seed] = float(value)
+    return out
 
 
 def _why_not(r: RunResult) -> str:
@@ -181,12 +216,32 @@ def mean_std_text(stat: Stat) -> str:
 
 
 def delta_text(row: RecipeRow) -> str:
+    """`+1.23 ± 0.45` (pp): the mean difference against row 1 and its standard error."""
     if row.index == 1:
         return "ref"
-    if row.delta is None:
+    d = row.delta
+    if d is None:
         return "-"
-    text = pct(row.delta, sign=True, unit="")
-    return text if row.delta_se is None else f"{text} ± {pct(row.delta_se, unit='')}"
+    text = pct(d.mean, sign=True, unit="")
+    return text if d.se is None else f"{text} ± {pct(d.se, unit='')}"
+
+
+def interval_text(row: RecipeRow) -> str:
+    """`-0.10 to +2.36` (pp): the 95 % t interval of the difference."""
+    d = row.delta
+    if d is None or d.low is None or d.high is None:
+        return "-"
+    return f"{pct(d.low, sign=True, unit='')} to {pct(d.high, sign=True, unit='')}"
+
+
+def method_text(row: RecipeRow) -> str:
+    """Which test made the difference's interval: `paired t, n seeds` or `Welch t`."""
+    d = row.delta
+    if d is None:
+        return "-"
+    if d.paired:
+        return f"paired t, {d.n_a} seed{'s' if d.n_a != 1 else ''}"
+    return "Welch t"
 
 
 def epoch_text(stat: Stat) -> str:
@@ -200,14 +255,33 @@ def rate_text(stat: Stat) -> str:
     return "-" if stat.mean is None else f"{stat.mean:,.0f}"
 
 
-def columns(table: SweepTable) -> list[tuple[str, Any]]:
-    """(header, row -> text) for every displayed column, in order."""
+def delta_cell(row: RecipeRow) -> str:
+    """The terminal's one cell for the difference: `+1.23 ± 0.45 paired` over its interval."""
+    text = delta_text(row)
+    d = row.delta
+    if d is None or row.index == 1:
+        return text
+    method = "paired" if d.paired else "Welch"
+    interval = interval_text(row)
+    return f"{text} {method}" + ("" if interval == "-" else f"\n{interval}")
+
+
+def columns(table: SweepTable, compact: bool = False) -> list[tuple[str, Any]]:
+    """(header, row -> text) for every displayed column, in order. `compact` (the terminal):
+    the difference, its test and its interval in one two-line cell."""
+    delta: list[tuple[str, Any]] = [
+        ("Δ top-1 (pp)", delta_text),
+        ("95 % CI (pp)", interval_text),
+        ("Δ test", method_text),
+    ]
+    if compact:
+        delta = [("Δ top-1 (pp) ± se\n95 % CI", delta_cell)]
     cols: list[tuple[str, Any]] = [
         ("#", lambda r: str(r.index)),
         ("recipe", lambda r: r.recipe),
         ("runs", RecipeRow.runs_text),
         ("test top-1 %", lambda r: mean_std_text(r.top1)),
-        ("Δ top-1 (pp)", delta_text),
+        *delta,
         ("test top-5 %", lambda r: mean_std_text(r.top5)),
     ]
     if table.has_tta:
@@ -224,16 +298,20 @@ def heading(table: SweepTable) -> str:
     return table.title + ("  [SYNTHETIC data]" if table.synthetic else "")
 
 
+_UNBROKEN = {"runs", "test top-1 %", "Δ top-1 (pp) ± se\n95 % CI", "test top-5 %", "TTA top-1 %"}
+
+
 def to_rich(table: SweepTable) -> Table:
-    cols = columns(table)
+    cols = columns(table, compact=True)
     out = Table(
-        *(name for name, _ in cols),
         title=heading(table),
         title_justify="left",
-        caption=STATS_NOTE,
+        caption=table.note,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
     )
+    for name, _ in cols:  # a mean ± spread is never cut in two; a label or header may be
+        out.add_column(name, no_wrap=name in _UNBROKEN, overflow="fold")
     for row in table.rows:
         out.add_row(*(fmt(row) for _, fmt in cols))
     return out
@@ -252,7 +330,8 @@ def to_markdown(table: SweepTable) -> str:
         line(["---"] * len(cols)),
         *(line([fmt(row) for _, fmt in cols]) for row in table.rows),
         "",
-        STATS_NOTE + ".",
+        table.note + ".",
+        *(f"- {row.recipe}: {row.stopped}" for row in table.rows if row.stopped),
         "",
     ]
     return "\n".join(lines)
@@ -269,6 +348,11 @@ CSV_FIELDS = [
     "test_top1_std",
     "delta_top1",
     "delta_top1_se",
+    "delta_top1_low",
+    "delta_top1_high",
+    "delta_top1_df",
+    "delta_top1_p",
+    "delta_test",
     "test_top5_mean",
     "test_top5_std",
     "tta_top1_mean",
@@ -281,6 +365,7 @@ CSV_FIELDS = [
     "seeds",
     "test_top1_values",
     "run_ids",
+    "stopped",
 ]
 
 
@@ -294,6 +379,7 @@ def to_csv(table: SweepTable) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in table.rows:
+        d = r.delta
         writer.writerow(
             {
                 "index": r.index,
@@ -304,8 +390,13 @@ def to_csv(table: SweepTable) -> str:
                 "statuses": ";".join(f"{s}={c}" for s, c in sorted(r.statuses.items())),
                 "test_top1_mean": num(r.top1.mean),
                 "test_top1_std": num(r.top1.std),
-                "delta_top1": num(r.delta),
-                "delta_top1_se": num(r.delta_se),
+                "delta_top1": num(d.mean if d else None),
+                "delta_top1_se": num(d.se if d else None),
+                "delta_top1_low": num(d.low if d else None),
+                "delta_top1_high": num(d.high if d else None),
+                "delta_top1_df": num(d.df if d else None),
+                "delta_top1_p": num(d.p if d else None),
+                "delta_test": d.method if d else "",
                 "test_top5_mean": num(r.top5.mean),
                 "test_top5_std": num(r.top5.std),
                 "tta_top1_mean": num(r.tta_top1.mean),
@@ -318,6 +409,7 @@ def to_csv(table: SweepTable) -> str:
                 "seeds": ";".join(str(s) for s in r.seeds),
                 "test_top1_values": ";".join(repr(v) for v in r.top1.values),
                 "run_ids": ";".join(r.run_ids),
+                "stopped": r.stopped or "",
             }
         )
     return buf.getvalue()

@@ -4,7 +4,9 @@
 - `plan`: every (recipe, seed) resolved like `--run PRESET --set ...` (`plan_sweep` -> `Plan`);
 - `state`: `<checkpoints>/sweeps/<sweep id>.json`, each run's status, the result table;
 - `runner`: the runs themselves (`SweepRunner`), one per GPU or `--jobs N` at a time;
-- `printer`: each run's display and the `--dry-run` plan table.
+- `printer`: each run's display and the `--dry-run` plan table;
+- `stop_losers`: the `--stop-losers` rule (a Bonferroni bound over the looks and rows);
+- `seed_plan`: `--plan-seeds`, the seeds per row a difference needs, from the registry.
 
 Torch-free, like the rest of the CLI: runs are engine processes started by
 tui.orchestration.launcher.

@@ -79,6 +79,7 @@ def plan_table(runner: SweepRunner) -> Table:
             run.recipe.preset,
             " ".join(run.recipe.overrides) or "-",
             runner.state.run_id(run.key) or "-",
-            todo.get(run.key, "finished"),
+            todo.get(run.key)
+            or ("skipped (stopped)" if runner.state.skipped(run.key) else "finished"),
         )
     return table

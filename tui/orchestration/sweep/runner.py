@@ -10,6 +10,10 @@ stops the current runs (the engines save last.pt) and the sweep exits 130.
 With several GPUs (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), that many runs go at once, each
 on its own `cuda:i`; `--jobs N` sets the number (several CPU runs at once share the cores through
 OMP_NUM_THREADS). Runs are engine processes started by tui.orchestration.launcher.
+
+With `stop_losers`, a look after each closed round of seeds may stop a recipe (the rule:
+tui.orchestration.sweep.stop_losers); its runs not started yet are skipped, now and in every
+later run of the sweep.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from tui.orchestration.procs import EngineProcess, ForwardSignals, Process, exit
 from tui.orchestration.supervisor import read_new
 from tui.orchestration.sweep.plan import Plan, PlannedRun
 from tui.orchestration.sweep.printer import SweepPrinter
-from tui.orchestration.sweep.state import FINISHED, SweepState, run_status
+from tui.orchestration.sweep.state import FINISHED, SweepState, run_status, sweep_results
+from tui.orchestration.sweep.stop_losers import find_losers, look_confidence
 
 POLL_S = 0.2
 
@@ -98,12 +103,14 @@ class SweepRunner:
         device: str | None = None,
         slots: int = 1,
         gpus: int = 0,
+        stop_losers: bool = False,
     ) -> None:
         """`slots` runs at once; with `gpus` > 1, slot i runs on cuda:(i mod gpus)."""
         self.plan, self.root, self.console = plan, root, console
         self.data_dir, self.device = data_dir, device
         self.slots = max(1, slots)
         self.gpus = gpus
+        self.stop_losers = stop_losers
         self.state = SweepState.load(root, plan)
         self.total = len(plan.runs)
         self.codes: dict[str, str] = {}  # key -> outcome of this session's runs
@@ -137,6 +144,8 @@ class SweepRunner:
         its engine still runs (the sweep that started it was stopped without it)."""
         out = []
         for run in self.plan.runs:
+            if self.state.skipped(run.key):
+                continue  # left out on purpose by --stop-losers
             run_id = self.state.run_id(run.key)
             if run_id is None:
                 out.append((run, "start"))
@@ -251,22 +260,62 @@ class SweepRunner:
         printer = SweepPrinter(self.console, self._prefix(run), self.slots > 1, run_dir)
         return Job(run, run_dir, process, EventTail(run_dir / EVENTS_FILE, offset), printer, slot)
 
+    def _look(self, todo: deque[tuple[PlannedRun, str]], active: dict[int, Job]) -> None:
+        """--stop-losers: when a round of seeds has closed since the last look, stop the rows
+        found below the best one and take their runs not started yet out of `todo`."""
+        seeds = self.plan.spec.seeds
+        open_rounds = {run.seed for run, _ in todo} | {job.run.seed for job in active.values()}
+        closed = {s for s in seeds if s not in open_rounds} - self.state.looked
+        if not closed or not todo:
+            return  # nothing new to look at, or nothing left a stop could skip
+        look = self.state.looks + 1
+        _, results = sweep_results(self.root, self.plan.sweep_id, self._warn)
+        confidence = look_confidence(len(seeds), len(self.plan.spec.recipes))
+        found = find_losers(results, confidence, set(self.state.stopped), look, len(seeds))
+        left_out = {
+            s.recipe: [r.key for r, how in todo if r.recipe.label == s.recipe and how != "follow"]
+            for s in found
+        }
+        stops = [s for s in found if left_out[s.recipe]]  # a row with nothing left goes on
+        self.state.record_look(closed, {s.recipe: s.reason() for s in stops}, left_out)
+        for s in stops:
+            skipped = [r.seed for r, _ in todo if r.key in left_out[s.recipe]]
+            seeds_text = ", ".join(map(str, skipped))
+            self.console.print(
+                f"stop-losers: {s.recipe} stops: {s.reason()}; seeds skipped: {seeds_text}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        kept = [item for item in todo if not self.state.skipped(item[0].key)]
+        todo.clear()
+        todo.extend(kept)
+
     def run(self) -> int:
         """Run what is left. Exit code: 0 all done, 3 some diverged, 1 some failed (others
         still ran), 2 bad input before any run, 128+N when stopped by signal N."""
         self.state.save()
         todo = deque(self.todo())
-        finished = self.total - len(todo)
+        skipped = sum(bool(self.state.skipped(r.key)) for r in self.plan.runs)
+        finished = self.total - len(todo) - skipped
         resumes = sum(how == "resume" for _, how in todo)
         self.console.print(
             f"sweep {self.plan.sweep_id}: {len(self.plan.spec.recipes)} recipes x "
             f"{len(self.plan.spec.seeds)} seeds = {self.total} runs; {finished} finished, "
             f"{resumes} to resume, {len(todo) - resumes} to start"
+            + (f", {skipped} skipped (stopped by --stop-losers)" if skipped else "")
             + (f"; {self.slots} at a time" if self.slots > 1 else ""),
             soft_wrap=True,
             highlight=False,
         )
+        for recipe, why in self.state.stopped.items():
+            self.console.print(
+                f"stop-losers: {recipe} was stopped earlier ({why}); its seeds stay skipped",
+                soft_wrap=True,
+                highlight=False,
+            )
         active: dict[int, Job] = {}
+        if self.stop_losers:
+            self._look(todo, active)
         stop_code: int | None = None
         with ForwardSignals() as forward, self._cpu_share():
             while todo or active:
@@ -299,6 +348,8 @@ class SweepRunner:
                     self.codes[job.run.key] = status
                     if status is RunStatus.INTERRUPTED or code in (130, 143):
                         stop_code = code or stop_code or 0
+                    elif self.stop_losers:
+                        self._look(todo, active)
                 if active:
                     time.sleep(POLL_S)
         if forward.received is not None:

@@ -5,6 +5,11 @@ the run folder exists; a run's status is its outcome (`engine.outcome`: its lock
 events). Started again, a
 sweep skips finished runs (`done` or `diverged`), resumes an unfinished one from its last
 checkpoint, and starts again a run that stopped before its first checkpoint.
+
+`--stop-losers` (tui.orchestration.sweep.stop_losers) records its decisions here: `stopped`
+maps a recipe to why it stopped, each of its runs left out carries `skipped` (the same reason),
+`looked` lists the seed rounds already examined and `looks` counts the looks. Every later run
+of the sweep keeps those runs skipped, and its table counts them as `stopped`, not `pending`.
 """
 
 from __future__ import annotations
@@ -64,7 +69,12 @@ class SweepState:
         if path.is_file():
             with contextlib.suppress(ValueError, OSError):
                 old = strict_json.loads(path.read_text())
-        known = {e["key"]: e.get("run_id") for e in old.get("runs", []) if "key" in e}
+        old_runs = [e for e in old.get("runs", []) if isinstance(e, dict) and "key" in e]
+        known = {e["key"]: e.get("run_id") for e in old_runs}
+        skipped = {e["key"]: e["skipped"] for e in old_runs if isinstance(e.get("skipped"), str)}
+        stopped = old.get("stopped")
+        looked = old.get("looked")
+        looks = old.get("looks")
         data = {
             "sweep_id": plan.sweep_id,
             "name": plan.spec.name,
@@ -83,11 +93,48 @@ class SweepState:
                     "preset": r.recipe.preset,
                     "seed": r.seed,
                     "run_id": known.get(r.key),
+                    **({"skipped": skipped[r.key]} if r.key in skipped else {}),
                 }
                 for r in plan.runs
             ],
+            "stopped": stopped if isinstance(stopped, dict) else {},
+            "looked": looked if isinstance(looked, list) else [],
+            "looks": looks if isinstance(looks, int) else 0,
         }
         return cls(path, data)
+
+    def skipped(self, key: str) -> str | None:
+        """Why --stop-losers left this planned run out (None: it is to run)."""
+        return next((e.get("skipped") for e in self.data["runs"] if e["key"] == key), None)
+
+    @property
+    def stopped(self) -> dict[str, str]:
+        """recipe label -> why --stop-losers stopped it."""
+        return dict(self.data["stopped"])
+
+    @property
+    def looked(self) -> set[int]:
+        """The seed rounds --stop-losers has examined."""
+        return set(self.data["looked"])
+
+    @property
+    def looks(self) -> int:
+        """How many looks --stop-losers has made (one may cover several rounds)."""
+        return int(self.data["looks"])
+
+    def record_look(
+        self, seeds: set[int], stops: dict[str, str], keys: dict[str, list[str]]
+    ) -> None:
+        """One look: the rounds it covered and the recipes it stopped; `keys`: recipe -> the
+        planned runs left out."""
+        self.data["looked"] = sorted(self.looked | seeds)
+        self.data["looks"] = self.looks + 1
+        for recipe, why in stops.items():
+            self.data["stopped"][recipe] = why
+            for e in self.data["runs"]:
+                if e["key"] in keys.get(recipe, ()):
+                    e["skipped"] = why
+        self.save()
 
     def run_id(self, key: str) -> str | None:
         return next((e["run_id"] for e in self.data["runs"] if e["key"] == key), None)
@@ -131,6 +178,8 @@ def sweep_results(
                 summary = read_summary(run_dir, warn)
             except SummaryError as exc:
                 warn(str(exc))
+        if e.get("skipped") and status not in FINISHED:
+            status, summary = "stopped", None
         results.append(
             RunResult(e["recipe"], int(e["seed"]), run_id, status, summary, e.get("preset", ""))
         )
@@ -141,7 +190,9 @@ def sweep_table(
     root: Path, sweep_id: str, warn: Callable[[str], None] = lambda _text: None
 ) -> SweepTable:
     data, results = sweep_results(root, sweep_id, warn)
-    return build_table(f"sweep {data.get('name', sweep_id)} ({sweep_id})", results)
+    stopped = data.get("stopped")
+    title = f"sweep {data.get('name', sweep_id)} ({sweep_id})"
+    return build_table(title, results, stopped if isinstance(stopped, dict) else None)
 
 
 def sweep_ids(root: Path) -> list[str]:
