@@ -37,7 +37,7 @@ def _slow_reliability(conf: np.ndarray, correct: np.ndarray, bins: int) -> tuple
                 members[m].append(i)
                 break
     ece = 0.0
-    rows = []
+    rows: list[tuple[int, float | None, float | None]] = []
     for m in range(bins):
         if not members[m]:
             rows.append((0, None, None))

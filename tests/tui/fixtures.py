@@ -7,6 +7,7 @@ import json
 import math
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,23 @@ def _curves(
     return ap, auc, pr, roc
 
 
-def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str, float]:
+def fixture_images(n: int, seed: int = 1) -> np.ndarray:
+    """n blocky uint8 [3, 32, 32] pictures (4x4 colour blocks, 8 pixels each)."""
+    blocks = np.random.default_rng(seed).integers(0, 256, size=(n, 3, 4, 4), dtype=np.uint8)
+    return blocks.repeat(8, axis=2).repeat(8, axis=3)
+
+
+def write_eval(
+    run_dir: Path,
+    *,
+    per_class: int = 20,
+    seed: int = 0,
+    predictions: bool = True,
+    images: bool = True,
+) -> dict[str, float]:
+    """eval.npz of a 100-class test set; `predictions`: with the predictions a test pass writes
+    now (else as written before them: `probs` only), and with `images` a synthetic run's test
+    images."""
     rng = np.random.default_rng(seed)
     fine_to_coarse = np.arange(C) // (C // K)
     labels = np.repeat(np.arange(C), per_class)
@@ -59,8 +76,20 @@ def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str
     onehot = np.zeros((n, C), dtype=bool)
     onehot[np.arange(n), labels] = True
     micro_ap, micro_auc, _, _ = _curves(onehot.ravel(), probs.ravel(), grid)
+    extra: dict[str, Any] = {}
+    if predictions:
+        top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+        extra = {
+            "pred_index": np.arange(n, dtype=np.int32),
+            "top5_classes": top5.astype(np.int16),
+            "top5_probs": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
+            "losses": -np.log(probs[np.arange(n), labels]).astype(np.float32),
+        }
+        if images:
+            extra["test_images"] = fixture_images(n)
     np.savez(
         run_dir / "eval.npz",
+        **extra,
         confusion=confusion,
         labels=labels,
         probs=probs.astype(np.float16),

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tests.tui.fixtures import RUN_ID, make_run
 from tui.app import CifarApp
+from tui.screens.error_images import ErrorImagesScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.results import ResultsScreen
 from tui.screens.runs import RunsScreen
@@ -108,6 +109,28 @@ def test_results_screen_curves(
         await pilot.press("p", "down", "down")  # worst class by AP
 
     assert snap_compare(app, terminal_size=size, run_before=settled(ready))
+
+
+def test_error_images_panel(snap_compare: SnapCompare, fixed_run: Path) -> None:
+    """Enter on a confusion cell: its test images, captioned, highest confidence first."""
+    app = CifarApp(checkpoints=Path("checkpoints"), results=fixed_run)
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: _results_ready(app), 10, "results")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorImagesScreen), 10, "images")
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settled(ready))
+
+
+def test_results_screen_calibration(snap_compare: SnapCompare, fixed_run: Path) -> None:
+    app = CifarApp(checkpoints=Path("checkpoints"), results=fixed_run)
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: _results_ready(app), 10, "results")
+        await pilot.press("c")
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settled(ready))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
