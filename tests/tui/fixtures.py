@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.calibration import expected_calibration_error
 from engine.events import EVENT_TYPES, Event
 from engine.runs import DB_FILE, RunRegistry
 
@@ -110,6 +111,7 @@ def write_eval(
         "test_top1": float((pred == labels).mean()),
         "macro_ap": float(ap.mean()),
         "macro_auc": float(auc.mean()),
+        "ece": expected_calibration_error(probs, labels),
     }
 
 
@@ -202,6 +204,7 @@ def make_run(root: Path, *, run_id: str = RUN_ID, epochs: int = 12, finished: bo
             "test_top1": scores["test_top1"], "test_top5": 0.8,
             "test_top1_last": scores["test_top1"],
             "macro_ap": scores["macro_ap"], "macro_auc": scores["macro_auc"],
+            "ece": scores["ece"],
             "wall_s": t - T0 + 20, "img_per_s": 133.0, "run_dir": str(run_dir),
         }  # fmt: skip
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
