@@ -19,7 +19,6 @@ from textual.screen import Screen
 from tests.tui.conftest import wait_for, write_tiny_preset
 from tests.tui.fixtures import RUN_ID, make_run
 from tui.app import CifarApp
-from tui.screens.error_images import ErrorImagesScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.results import ResultsScreen
 from tui.screens.runs import RunsScreen
@@ -113,6 +112,8 @@ def test_results_screen_curves(
 
 def test_error_images_panel(snap_compare: SnapCompare, fixed_run: Path) -> None:
     """Enter on a confusion cell: its test images, captioned, highest confidence first."""
+    from tui.screens.error_images import ErrorImagesScreen
+
     app = CifarApp(checkpoints=Path("checkpoints"), results=fixed_run)
 
     async def ready(pilot: Pilot[Any]) -> None:
