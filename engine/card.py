@@ -188,6 +188,7 @@ def build_card(run_dir: Path) -> dict[str, Any]:
             "top5_last": pick("test_top5_last"),
             "macro_ap": pick("macro_ap"),
             "macro_auc": pick("macro_auc"),
+            "ece": pick("ece"),
         },
         "tta": _tta(summary, events),
         "written": time.time(),
@@ -244,6 +245,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"| test with TTA ({views} distinct views, best checkpoint) | {_pct(tta.get('top1'))} "
             f"| {_pct(tta.get('top5'))} |"
         )
+    if isinstance(test.get("ece"), int | float):
+        lines += ["", f"Expected calibration error (15 bins, best checkpoint): {test['ece']:.4f}"]
     lines += [
         "",
         "## Reproduce",

@@ -7,11 +7,8 @@ raises `DataError` with a message that says what is wrong and what to do about i
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import importlib
 import os
-import pickle
 import shutil
 import socket
 import tarfile
@@ -26,6 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.cifar_pickle import entry as _get
+from engine.cifar_pickle import image_rows
+from engine.cifar_pickle import load_pickle as _load_pickle
 from engine.data import NUM_CLASSES, NUM_COARSE, ImageSet, Loaded
 from engine.datafiles import (
     ARCHIVE_NAME,
@@ -46,54 +46,6 @@ ENV_URL = "CIFAR_TUI_CIFAR100_URL"
 # --------------------------------------------------------------------------- reading the pickles
 
 
-def _numpy_reconstruct() -> Any:
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2, numpy 1
-        try:
-            return importlib.import_module(module)._reconstruct
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError("numpy's array unpickler (_reconstruct) was not found")
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles only what the CIFAR pickles contain: dicts, lists, bytes and numpy arrays."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            return _numpy_reconstruct()
-        if module == "numpy" and name == "ndarray":
-            return np.ndarray
-        if module == "numpy" and name == "dtype":
-            return np.dtype
-        if module == "_codecs" and name == "encode":
-            return codecs.encode
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR pickle")
-
-
-def _load_pickle(path: Path) -> dict[bytes, Any]:
-    try:
-        with open(path, "rb") as f:
-            obj = _SafeUnpickler(f, encoding="bytes").load()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
-    except Exception as e:  # any unpickling failure means a damaged or foreign file
-        raise DataError(
-            f"{path} is not a readable CIFAR-100 pickle ({type(e).__name__}: {e}); "
-            "delete it and download the dataset again"
-        ) from e
-    if not isinstance(obj, dict):
-        raise DataError(f"{path} is not a CIFAR-100 pickle (expected a dict, got {type(obj)})")
-    # accept str keys too (a file re-pickled from Python 3)
-    return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
-
-
-def _get(d: dict[bytes, Any], key: bytes, path: Path) -> Any:
-    if key not in d:
-        have = ", ".join(repr(k) for k in d)
-        raise DataError(f"{path} has no {key!r} entry (it has {have}); is it a CIFAR-100 file?")
-    return d[key]
-
-
 def _labels(d: dict[bytes, Any], key: bytes, n: int, high: int, path: Path) -> torch.Tensor:
     try:
         arr = np.asarray(_get(d, key, path), dtype=np.int64)
@@ -108,12 +60,7 @@ def _labels(d: dict[bytes, Any], key: bytes, n: int, high: int, path: Path) -> t
 
 def _read_split(path: Path) -> tuple[ImageSet, torch.Tensor]:
     d = _load_pickle(path)
-    data = _get(d, b"data", path)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        kind = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise DataError(f"{path}: b'data' must be a uint8 array [N, 3072], got {kind}")
-    if data.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{path}: b'data' has shape {data.shape}, expected [N, 3072]")
+    data = image_rows(d, path)
     n = data.shape[0]
     fine = _labels(d, b"fine_labels", n, NUM_CLASSES, path)
     coarse = _labels(d, b"coarse_labels", n, NUM_COARSE, path)

@@ -87,13 +87,19 @@ def evaluate_checkpoint(
     devices.to_device(model, dev, channels_last)
     normalize = devices.Normalizer.of(data, dev, channels_last, amp)
     size = batch_size or cfg.eval.batch_size
-    if eval_file is not None and views == ["identity"]:  # one pass serves both
+    calibration: dict[str, Any] = {}
+    if views == ["identity"]:  # one pass serves the scores, the ECE and the eval file
         from engine import metrics
-        from engine.evaluation import write_eval_file
+        from engine.calibration import expected_calibration_error
         from engine.tta import TTAResult, ViewScore
 
         logits = _logits(model, data.test, normalize, dev, size, amp)
-        write_eval_file(eval_file, logits, data)
+        if eval_file is not None:
+            from engine.evaluation import write_eval_file
+
+            write_eval_file(eval_file, logits, data)
+        probs = _probabilities(logits)
+        calibration["ece"] = expected_calibration_error(probs, data.test.labels.numpy())
         n = len(data.test)
         c1, c5 = (int(c) / n for c in metrics.topk_correct(logits, data.test.labels, (1, 5)))
         result = TTAResult([ViewScore("identity", c1, c5)], c1, c5, n, 1, 1)
@@ -124,8 +130,16 @@ def evaluate_checkpoint(
         "weights": "ema" if use_ema else "model",
         "batch_size": size,
         **result.to_dict(),
+        **calibration,
         "wall_s": time.time() - t0,
     }
+
+
+def _probabilities(logits: Any) -> Any:
+    """Class probabilities (numpy float32 [N, C]) of float32 logits [N, C]."""
+    import torch
+
+    return torch.softmax(logits, dim=1).numpy()
 
 
 def _logits(model: Any, test: Any, normalize: Any, dev: Any, size: int, amp: bool) -> Any:

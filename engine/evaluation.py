@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +28,12 @@ from torch import nn
 
 from engine import checkpoint, distributed, metrics, test_hooks
 from engine import world as torchrun
+from engine.calibration import expected_calibration_error
 from engine.config import EvalConfig
 from engine.data import DataBundle, ImageSet
 from engine.device import Normalizer, autocast
 from engine.events import Evaluated, Phase
+from engine.predictions import prediction_arrays
 from engine.run_record import RunRecord
 from engine.system_stats import SystemSampler
 
@@ -256,6 +259,7 @@ class Evaluator:
             "test_top5_last": last.top5,
             "macro_ap": curves["macro_ap"],
             "macro_auc": curves["macro_auc"],
+            "ece": curves["ece"],
             "per_class_ap": clean(curves["ap"]),
             "per_class_auc": clean(curves["auc"]),
             **tta,
@@ -264,22 +268,39 @@ class Evaluator:
 
 def write_eval_file(path: Path, logits: torch.Tensor, data: DataBundle) -> dict[str, Any]:
     """`eval.npz` from the test set's logits (float32 [N, C], in test order): the confusion
-    matrix (row = true class), probabilities, names and per-class curves; returns the curves."""
+    matrix (row = true class), probabilities, names, per-class curves and the predictions error
+    analysis shows (`engine.predictions`; a synthetic test set's images too, which the dashboard
+    cannot regenerate without torch); returns the curves and the ECE (`engine.calibration`)."""
     probs = torch.softmax(logits, dim=1).numpy()
     labels = data.test.labels.numpy()
+    losses = nn.functional.cross_entropy(logits, data.test.labels, reduction="none").numpy()
     confusion = metrics.confusion_matrix(logits.argmax(dim=1), data.test.labels, logits.shape[1])
     curves = metrics.per_class_curves(probs, labels)
+    arrays: dict[str, Any] = dict(
+        confusion=confusion.numpy(),
+        labels=labels,
+        probs=probs.astype(np.float16),
+        class_names=np.array(data.class_names),
+        coarse_names=np.array(data.coarse_names),
+        fine_to_coarse=np.array(data.fine_to_coarse),
+        **prediction_arrays(probs, losses),
+        **curves,
+    )
+    # the synthetic images are noise that does not compress (5 %): stored as they are
+    stored = {"test_images": data.test.images.numpy()} if data.synthetic else {}
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # readers never see half a file
-    with temp.open("wb") as f:
-        np.savez_compressed(
-            f,
-            confusion=confusion.numpy(),
-            labels=labels,
-            probs=probs.astype(np.float16),
-            class_names=np.array(data.class_names),
-            coarse_names=np.array(data.coarse_names),
-            fine_to_coarse=np.array(data.fine_to_coarse),
-            **curves,
-        )
+    write_npz(temp, arrays, stored)
     temp.replace(path)
-    return curves
+    return {**curves, "ece": expected_calibration_error(probs, labels)}
+
+
+def write_npz(path: Path, compressed: dict[str, Any], stored: dict[str, Any]) -> None:
+    """An .npz archive (what `np.load` reads) with the `compressed` arrays deflated and the
+    `stored` ones not (`np.savez_compressed` deflates every member)."""
+    with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+        for arrays, method in ((compressed, zipfile.ZIP_DEFLATED), (stored, zipfile.ZIP_STORED)):
+            for name, value in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

@@ -88,6 +88,7 @@ class RunSummary:
     test_top5_last: float | None = None
     macro_ap: float | None = None
     macro_auc: float | None = None
+    ece: float | None = None  # expected calibration error, 15 bins (engine.calibration)
     per_class_ap: list[float | None] = field(default_factory=list)
     per_class_auc: list[float | None] = field(default_factory=list)
     tta: dict[str, Any] | None = None
@@ -115,6 +116,7 @@ _TEST_FIELDS = {
     "test_top5_last",
     "macro_ap",
     "macro_auc",
+    "ece",
     "per_class_ap",
     "per_class_auc",
     "tta",

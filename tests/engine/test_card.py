@@ -92,6 +92,7 @@ def test_card_files_are_written_and_the_markdown_holds_the_numbers(finished):
     top1 = f"{100 * card['test']['top1']:.2f} %"
     assert f"| test, best-on-validation checkpoint | {top1} |" in md
     assert "(SYNTHETIC)" in md and "sweep `tiny-0a1b2c3d`" in md
+    assert f"Expected calibration error (15 bins, best checkpoint): {card['test']['ece']:.4f}" in md
     assert "model:\n  name: wrn10_2" in md
 
 

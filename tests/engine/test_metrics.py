@@ -54,3 +54,38 @@ def test_absent_class_gets_nan_not_a_crash():
     probs = np.full((4, 3), 1 / 3)
     out = metrics.per_class_curves(probs, np.array([0, 1, 0, 1]))
     assert math.isnan(out["ap"][2]) and not math.isnan(out["macro_ap"])
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "cifar100"])
+def test_eval_file_keeps_the_predictions(tmp_path, dataset: str):
+    """eval.npz's predictions are torch's top-5 and per-image cross-entropy of the logits; a
+    synthetic test set's images are kept, a CIFAR-100 one's are not (the tui reads the file)."""
+    from engine.calibration import expected_calibration_error
+    from engine.data import DataBundle, ImageSet
+    from engine.evaluation import write_eval_file
+
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % 100
+    test = ImageSet(images, labels)
+    names = [f"c{k}" for k in range(100)]
+    coarse = [f"g{k}" for k in range(20)]
+    data = DataBundle(dataset, test, test, test, names, coarse, [k // 5 for k in range(100)],
+                      (0.5,) * 3, (0.2,) * 3)  # fmt: skip
+    logits = torch.randn(n, 100, generator=g) * 3
+    out = write_eval_file(tmp_path / "eval.npz", logits, data)
+    with np.load(tmp_path / "eval.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["pred_index"], np.arange(n))
+        top = torch.softmax(logits, 1).topk(5, dim=1)
+        np.testing.assert_array_equal(z["top5_classes"], top.indices.numpy())
+        np.testing.assert_allclose(z["top5_probs"], top.values.numpy(), rtol=1e-6)
+        ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        np.testing.assert_allclose(z["losses"], ce.numpy(), rtol=1e-5)
+        if dataset == "synthetic":
+            np.testing.assert_array_equal(z["test_images"], images.numpy())
+        else:
+            assert "test_images" not in z.files
+        probs = torch.softmax(logits, 1).numpy()
+        assert out["ece"] == pytest.approx(expected_calibration_error(probs, labels.numpy()))
+        assert int(z["confusion"].sum()) == n and z["probs"].dtype == np.float16

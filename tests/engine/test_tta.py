@@ -443,5 +443,8 @@ def test_eval_file_of_the_best_checkpoint_is_the_runs_own_test_pass(tiny_run, tm
     assert report["views"][0]["top1"] == summary["test_top1"] and report["cost"] == 1
     mine, runs = np.load(out), np.load(run_dir / "eval.npz")
     assert sorted(mine.files) == sorted(runs.files)
-    for key in ("confusion", "labels", "class_names", "fine_to_coarse", "ap", "auc"):
+    keys = ("confusion", "labels", "class_names", "fine_to_coarse", "ap", "auc", "pred_index")
+    for key in (*keys, "top5_classes", "test_images"):  # a synthetic run keeps its test images
         assert np.array_equal(mine[key], runs[key]), key
+    # the calibration the test pass wrote to the summary, and the one `cifar-tui eval` reports
+    assert report["ece"] == pytest.approx(summary["ece"], abs=1e-6) and 0 < summary["ece"] < 1

@@ -7,9 +7,11 @@ import json
 import math
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from engine.calibration import expected_calibration_error
 from engine.events import EVENT_TYPES, Event
 from engine.runs import DB_FILE, RunRegistry
 
@@ -36,7 +38,23 @@ def _curves(
     return ap, auc, pr, roc
 
 
-def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str, float]:
+def fixture_images(n: int, seed: int = 1) -> np.ndarray:
+    """n blocky uint8 [3, 32, 32] pictures (4x4 colour blocks, 8 pixels each)."""
+    blocks = np.random.default_rng(seed).integers(0, 256, size=(n, 3, 4, 4), dtype=np.uint8)
+    return blocks.repeat(8, axis=2).repeat(8, axis=3)
+
+
+def write_eval(
+    run_dir: Path,
+    *,
+    per_class: int = 20,
+    seed: int = 0,
+    predictions: bool = True,
+    images: bool = True,
+) -> dict[str, float]:
+    """eval.npz of a 100-class test set; `predictions`: with the predictions a test pass writes
+    now (else as written before them: `probs` only), and with `images` a synthetic run's test
+    images."""
     rng = np.random.default_rng(seed)
     fine_to_coarse = np.arange(C) // (C // K)
     labels = np.repeat(np.arange(C), per_class)
@@ -59,8 +77,20 @@ def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str
     onehot = np.zeros((n, C), dtype=bool)
     onehot[np.arange(n), labels] = True
     micro_ap, micro_auc, _, _ = _curves(onehot.ravel(), probs.ravel(), grid)
+    extra: dict[str, Any] = {}
+    if predictions:
+        top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+        extra = {
+            "pred_index": np.arange(n, dtype=np.int32),
+            "top5_classes": top5.astype(np.int16),
+            "top5_probs": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
+            "losses": -np.log(probs[np.arange(n), labels]).astype(np.float32),
+        }
+        if images:
+            extra["test_images"] = fixture_images(n)
     np.savez(
         run_dir / "eval.npz",
+        **extra,
         confusion=confusion,
         labels=labels,
         probs=probs.astype(np.float16),
@@ -81,6 +111,7 @@ def write_eval(run_dir: Path, *, per_class: int = 20, seed: int = 0) -> dict[str
         "test_top1": float((pred == labels).mean()),
         "macro_ap": float(ap.mean()),
         "macro_auc": float(auc.mean()),
+        "ece": expected_calibration_error(probs, labels),
     }
 
 
@@ -173,6 +204,7 @@ def make_run(root: Path, *, run_id: str = RUN_ID, epochs: int = 12, finished: bo
             "test_top1": scores["test_top1"], "test_top5": 0.8,
             "test_top1_last": scores["test_top1"],
             "macro_ap": scores["macro_ap"], "macro_auc": scores["macro_auc"],
+            "ece": scores["ece"],
             "wall_s": t - T0 + 20, "img_per_s": 133.0, "run_dir": str(run_dir),
         }  # fmt: skip
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -112,6 +112,30 @@ def test_results_screen_curves(
     assert snap_compare(app, terminal_size=size, run_before=settled(ready))
 
 
+def test_error_images_panel(snap_compare: SnapCompare, fixed_run: Path) -> None:
+    """Enter on a confusion cell: its test images, captioned, highest confidence first."""
+    from tui.screens.error_images import ErrorImagesScreen
+
+    app = CifarApp(checkpoints=Path("checkpoints"), results=fixed_run)
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: _results_ready(app), 10, "results")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorImagesScreen), 10, "images")
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settled(ready))
+
+
+def test_results_screen_calibration(snap_compare: SnapCompare, fixed_run: Path) -> None:
+    app = CifarApp(checkpoints=Path("checkpoints"), results=fixed_run)
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: _results_ready(app), 10, "results")
+        await pilot.press("c")
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settled(ready))
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_runs_screen(snap_compare: SnapCompare, fixed_run: Path, size: tuple[int, int]) -> None:
     app = CifarApp(checkpoints=Path("checkpoints"), start="runs")

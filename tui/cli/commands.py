@@ -504,12 +504,36 @@ def eval_checkpoint(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="default: the run's eval.batch_size")
     ] = None,
+    top_losses: Annotated[
+        int | None,
+        typer.Option(
+            "--top-losses",
+            metavar="K",
+            min=1,
+            help="instead of evaluating: the run's K most confidently wrong test images and its "
+            "calibration (ECE, reliability bins), read from its eval.npz",
+        ),
+    ] = None,
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Evaluate a saved checkpoint on the test set, optionally with test-time augmentation."""
     from tui.cli.eval_cmd import eval_command
 
     try:
+        if top_losses is not None:
+            from tui.cli.top_losses import top_losses_command
+
+            if tta or views:
+                raise BadInputError("--top-losses reads the saved test results: no --tta/--views")
+            raise typer.Exit(
+                top_losses_command(
+                    target,
+                    top_losses,
+                    json_out=json_out,
+                    checkpoints=checkpoints,
+                    console=stdout_console(),
+                )
+            )
         code = eval_command(
             target,
             tta=tta,

@@ -2,7 +2,8 @@
 
 Torch-free: it checks what it can here (the checkpoint exists, view names, the device), runs
 `python -m engine eval` (engine/evaluate_checkpoint.py) in a child process, and prints the report:
-a table of views, top-1, top-5 and cost on stdout, or with `--json` the report itself.
+a table of views, top-1, top-5 and cost (a plain evaluation: with its ECE) on stdout, or with
+`--json` the report itself. `--top-losses K` reads a run's eval.npz instead (`tui.cli.top_losses`).
 """
 
 from __future__ import annotations
@@ -138,10 +139,16 @@ def report_table(r: dict[str, Any]) -> Table:
             style="bold",
             end_section=True,
         )
+    notes = []
     if r.get("requested", len(views)) > len(views):
-        table.caption = (
+        notes.append(
             f"{r['requested']} views asked for, {len(views)} distinct: duplicates evaluated once"
         )
+    if isinstance(r.get("ece"), int | float):
+        notes.append(f"expected calibration error (15 bins): {r['ece']:.4f}")
+    if notes:
+        table.caption = "; ".join(notes)
+        table.caption_justify = "left"
     return table
 
 

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.calibration import Reliability, reliability
 from engine.outcome import RunSummary, SummaryError, read_summary
+from engine.predictions import KEYS as PREDICTION_KEYS
+from tui.orchestration.error_analysis import Predictions, predictions_of
 from tui.orchestration.no_results import dashboard_report
 
 EVAL_FILE = "eval.npz"
@@ -94,6 +97,8 @@ class EvalData:
     warnings: list[str] = field(default_factory=list)  # e.g. a damaged summary.json
     # the dashboard's own evaluation of best.pt (no_results.evaluate_best), when eval.npz is its
     report: dict[str, Any] | None = None
+    predictions: Predictions | None = None  # per test image (error_analysis)
+    stored_images: np.ndarray | None = None  # uint8 [N, 3, 32, 32]: a synthetic run's test set
 
     @property
     def synthetic(self) -> bool:
@@ -128,6 +133,11 @@ class EvalData:
         cols = np.broadcast_to(f2c[None, :], self.confusion.shape)
         np.add.at(out, (rows, cols), self.confusion)
         return out
+
+    def calibration(self) -> Reliability | None:
+        """Reliability bins and ECE of the predictions (None without predictions)."""
+        p = self.predictions
+        return None if p is None else reliability(p.confidence, ~p.wrong)
 
     def accuracy(self) -> float:
         total = self.confusion.sum()
@@ -239,6 +249,8 @@ def load_eval(run_dir: Path) -> EvalData:
         summary=summary or RunSummary(run_id=run_dir.name),
         warnings=warnings,
         report=dashboard_report(run_dir),
+        predictions=predictions_of(d),
+        stored_images=d.get("test_images"),
     )
 
 
@@ -311,6 +323,17 @@ def _shape_problem(d: dict[str, np.ndarray]) -> str | None:
     wanted |= {name: () for name in ("macro_ap", "macro_auc", "micro_ap", "micro_auc")}
     if "probs" in d and "labels" in d:
         wanted |= {"probs": (len(d["labels"]), c), "labels": (len(d["labels"]),)}
+    n = len(d["labels"]) if "labels" in d and d["labels"].ndim == 1 else None
+    for name in (*PREDICTION_KEYS, "test_images"):
+        if name in d and n is None:
+            return f"{name} without labels"
+    if n is not None:
+        top = min(5, c)
+        shapes = {"pred_index": (n,), "top5_classes": (n, top), "top5_probs": (n, top)}
+        shapes |= {"losses": (n,), "test_images": (n, 3, 32, 32), "labels": (n,)}
+        wanted |= {k: v for k, v in shapes.items() if k in d}
+    if "test_images" in d and d["test_images"].dtype != np.uint8:
+        return f"test_images holds {d['test_images'].dtype}, not uint8 pixels"
     for name, shape in wanted.items():
         if d[name].shape != shape:
             return f"{name} is {d[name].shape}, not {shape} for {c} classes"
@@ -321,15 +344,18 @@ def _shape_problem(d: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-_INDICES = ("confusion", "fine_to_coarse", "labels")
+_INDICES = ("confusion", "fine_to_coarse", "labels", "pred_index", "top5_classes", "test_images")
 
 
 def _range_problem(d: dict[str, np.ndarray]) -> str | None:
     c, k = len(d["confusion"]), len(d["coarse_names"])
     if (d["confusion"] < 0).any():
         return "confusion holds negative counts"
-    for name, top in (("fine_to_coarse", k), ("labels", c)):
+    for name, top in (("fine_to_coarse", k), ("labels", c), ("top5_classes", c)):
         values = d.get(name)
         if values is not None and values.size and not ((values >= 0) & (values < top)).all():
             return f"{name} holds values outside [0, {top})"
+    index = d.get("pred_index")
+    if index is not None and index.size and (index < 0).any():
+        return "pred_index holds negative positions"
     return None

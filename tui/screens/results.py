@@ -1,6 +1,8 @@
 """Results: the test-set confusion matrix (100 classes or 20 superclasses) and per-class PR / ROC
-curves with AP and AUC, sortable worst-first, plus micro and macro averages; a TTA tab when the
-run evaluated test-time augmentation (per view, merged, cost)."""
+curves with AP and AUC, sortable worst-first, plus micro and macro averages; calibration (ECE and
+a reliability table); a TTA tab when the run evaluated test-time augmentation (per view, merged,
+cost). The test images behind a cell, a pair, a class's errors or the top losses open over it
+(`tui.screens.error_images`)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from engine.tta_views import DEFAULT_VIEWS
 from tui.messages import ResultsLoaded
+from tui.orchestration import error_analysis
+from tui.orchestration.calibration_table import reliability_table
 from tui.orchestration.evaldata import (
     EVAL_FILE,
     EvalData,
@@ -31,11 +35,13 @@ from tui.orchestration.evaldata import (
     row_normalise,
 )
 from tui.orchestration.no_results import NoResults, evaluate_best, no_results
+from tui.orchestration.test_images import ImagesUnavailable, run_test_images
 from tui.screens.common import CifarScreen, TitleBar, pct, synthetic_tag
 from tui.widgets.confusion import ConfusionMatrix
 from tui.widgets.plots import Line, MetricPlot
 
 MACRO, MICRO = "macro", "micro"
+TOP_LOSSES = 60  # the `l` panel's images
 
 
 def _num(x: float) -> str:
@@ -53,15 +59,22 @@ class ResultsScreen(CifarScreen):
     ResultsScreen TabPane { padding: 0; height: 1fr; }
     ResultsScreen TabPane > Horizontal { height: 1fr; }
     ResultsScreen ContentSwitcher { height: 1fr; }
+    ResultsScreen #calibration-scroll { height: 1fr; padding: 0 1; }
     ResultsScreen #damaged { display: none; border: round $error; padding: 0 1; height: auto; }
     ResultsScreen.-damaged #damaged { display: block; }
     ResultsScreen.-damaged #tabs { display: none; }
     """
     BINDINGS = [
         Binding("z", "toggle_coarse", "superclasses"),
-        Binding("m", "tab('confusion')", "matrix"),
-        Binding("p", "tab('curves')", "PR/ROC"),
+        # the tabs' titles say their keys: the footer keeps its room for the others
+        Binding("m", "tab('confusion')", "matrix", show=False),
+        Binding("p", "tab('curves')", "PR/ROC", show=False),
+        Binding("c", "tab('calibration')", "calibration", show=False),
         Binding("t", "tab('tta')", "TTA"),  # shown only for a run with TTA (check_action)
+        Binding("enter", "cell_images", "images"),  # of the cell (the confusion tab only)
+        Binding("f", "class_errors(True)", "false pos."),
+        Binding("F", "class_errors(False)", "false neg."),
+        Binding("l", "top_losses", "top losses"),
         Binding("a", "sort('ap')", "sort AP", show=False),
         Binding("u", "sort('auc')", "sort AUC", show=False),
         Binding("n", "sort('name')", "sort name", show=False),
@@ -99,6 +112,11 @@ class ResultsScreen(CifarScreen):
                 with Vertical():
                     yield MetricPlot("precision-recall", xlabel="recall", limits=(0, 1), id="pr")
                     yield MetricPlot("ROC", xlabel="false-positive rate", limits=(0, 1), id="roc")
+            with (
+                TabPane("Calibration (c)", id="calibration"),
+                VerticalScroll(id="calibration-scroll"),
+            ):
+                yield Static("", id="calibration-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -149,6 +167,7 @@ class ResultsScreen(CifarScreen):
         )
         self._show_matrix()
         self._fill_classes()
+        self._show_calibration()
         if d.tta is not None:
             self._add_tta_tab(d.tta)
         if self.query_one("#tabs", TabbedContent).active == "confusion":
@@ -290,7 +309,7 @@ class ResultsScreen(CifarScreen):
         if 0 <= event.cursor_row < len(self.pairs_rows):
             matrix = self.query_one("#matrix", ConfusionMatrix)
             matrix.move_to(*self.pairs_rows[event.cursor_row])
-            matrix.focus()
+            self._open_images(self._cell_selection(*self.pairs_rows[event.cursor_row]))
 
     def action_toggle_coarse(self) -> None:
         if self.data is None:
@@ -308,13 +327,22 @@ class ResultsScreen(CifarScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
-        target = {"confusion": "#matrix", "curves": "#classes"}.get(tab)
+        target = {
+            "confusion": "#matrix",
+            "curves": "#classes",
+            "calibration": "#calibration-scroll",
+        }.get(tab)
         if target is not None:
             self.query_one(target).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "tab" and parameters == ("tta",):  # no TTA tab: no `t` key in the footer
             return self.data is not None and self.data.tta is not None
+        if action == "cell_images":
+            active = self.query_one("#tabs", TabbedContent).active
+            return self.data is not None and active == "confusion"
+        if action in ("class_errors", "top_losses"):
+            return self.data is not None
         if action == "evaluate":  # a run with results may be evaluated again (with TTA)
             return self.missing.can_evaluate if self.missing else True  # damaged: redo it
         if action == "resume":  # e.g. a run stopped after an epoch (tested as it stopped)
@@ -322,6 +350,110 @@ class ResultsScreen(CifarScreen):
                 return self.missing.can_resume
             return self.data is not None and self.data.summary.status == "interrupted"
         return True
+
+    # ------------------------------------------------------------------ error images
+
+    def _predictions(self) -> error_analysis.Predictions | None:
+        """The run's predictions, or None having said why there are none."""
+        p = self.data.predictions if self.data is not None else None
+        if p is None and self.data is not None:
+            self.notify(error_analysis.NO_PREDICTIONS, severity="warning", timeout=8)
+        return p
+
+    def _cell_selection(self, true: int, pred: int) -> error_analysis.Selection | None:
+        d, p = self.data, self._predictions()
+        if d is None or p is None:
+            return None
+        if self.coarse:
+            return error_analysis.superclass_cell(p, d.coarse_names, d.fine_to_coarse, true, pred)
+        return error_analysis.cell(p, d.class_names, true, pred)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_bindings()  # enter: images of a cell only in the confusion tab
+
+    def action_cell_images(self) -> None:
+        """The images of the confusion cell under the cursor."""
+        self._open_images(self._cell_selection(*self.query_one("#matrix", ConfusionMatrix).cursor))
+
+    def action_class_errors(self, positives: bool) -> None:
+        """False positives / negatives of the class highlighted in the PR/ROC table, or in the
+        confusion tab of the matrix row's class (fine classes only)."""
+        d = self.data
+        if d is None:
+            return
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active == "curves":
+            table = self.query_one("#classes", DataTable)
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            if key in (MACRO, MICRO, None):
+                self.notify("move to a class's row first (the averages have no images)")
+                return
+            k = int(key)
+        elif self.coarse:
+            self.notify("false positives and negatives are per class: z for the fine classes")
+            return
+        else:
+            k = self.query_one("#matrix", ConfusionMatrix).cursor[0]
+        p = self._predictions()
+        if p is None:
+            return
+        pick = error_analysis.false_positives if positives else error_analysis.false_negatives
+        self._open_images(pick(p, d.class_names, k))
+
+    def action_top_losses(self) -> None:
+        p = self._predictions()
+        if p is not None:
+            self._open_images(error_analysis.top_losses(p, TOP_LOSSES))
+
+    def _open_images(self, selection: error_analysis.Selection | None) -> None:
+        if selection is not None:
+            self.load_images(selection)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="images", name="reading images")
+    def load_images(self, selection: error_analysis.Selection) -> None:
+        """Read the test images (a CIFAR-100 file: once), then show the panel."""
+        from tui.screens.error_images import ErrorImagesScreen
+
+        d = self.data
+        assert d is not None and d.predictions is not None
+        images, why = None, None
+        if len(selection.rows):
+            try:
+                images = run_test_images(
+                    self.run_dir, d.stored_images, d.synthetic, int(d.predictions.index.max()) + 1
+                )
+            except ImagesUnavailable as exc:
+                why = str(exc)
+        screen = ErrorImagesScreen(
+            selection,
+            d.predictions,
+            d.class_names,
+            images,
+            run_name=self.run_dir.name,
+            unavailable=why,
+        )
+        self.app.call_from_thread(self.app.push_screen, screen)
+
+    # ------------------------------------------------------------------ calibration
+
+    def _show_calibration(self) -> None:
+        d = self.data
+        assert d is not None
+        panel = self.query_one("#calibration-panel", Static)
+        rel = d.calibration()
+        if rel is None:
+            panel.update(Text(error_analysis.NO_PREDICTIONS, style="bold"))
+            return
+        tag = "  SYNTHETIC" if d.synthetic else ""
+        engine_ece = d.summary.ece
+        said = f"; the engine's summary says {engine_ece:.4f}" if engine_ece is not None else ""
+        title = (
+            f"calibration of the best checkpoint: ECE {rel.ece:.4f} over {rel.total:,} test "
+            f"images, {len(rel.counts)} equal-width confidence bins{said}{tag}"
+        )
+        note = f"\n{error_analysis.DERIVED}" if d.predictions and d.predictions.derived else ""
+        panel.update(reliability_table(rel, title + note))
 
     # ------------------------------------------------------------------ TTA
 
