@@ -40,8 +40,9 @@ def first_run_sizing(device: DeviceInfo, dataset: str) -> Sizing:
         # H100/H200 (ResNet-18, bf16, channels_last, the device loader, 45,000 images a epoch).
         val = 5_000 if dataset == "cifar100" else 1_000
         train_images = (DATASETS.get(dataset).train_images or 0) - val
+        kind = "" if dataset == "cifar100" else f"{dataset} "
         return Sizing(
-            f"{device.name or 'cuda'}: full {train_images:,}-image training set, resnet18, "
+            f"{device.name or 'cuda'}: full {train_images:,}-image {kind}training set, resnet18, "
             "batch 512, 18 epochs",
             {
                 "train.device": device.name or "cuda",

@@ -106,8 +106,8 @@ class CifarApp(App[str | None]):
             await self.show_results(self._results)
         else:
             await self.push_screen(self._named(self._start))
-        if self._start_request is not None:
-            await self.start_preset(self._start_request)
+        if self._start_request is not None:  # once Setup has drawn: it stays below the run
+            self.call_after_refresh(self.start_preset, self._start_request)
 
     def _named(self, name: str) -> str:
         """An installed screen's name; Runs is built (and its module imported) on first use."""

@@ -98,7 +98,7 @@ def main_callback(
         typer.Option(
             "--start",
             metavar="PRESET",
-            help="open the dashboard with PRESET training in it (the Monitor; --set applies)",
+            help="open the dashboard with PRESET training in its Monitor",
             autocompletion=completion.presets,
         ),
     ] = None,

@@ -103,6 +103,6 @@ def on_finished(monitor: MonitorScreen, final: Finished) -> None:
     if state is None or final.status != "done" or not what_next.is_first_run(state.started):
         return
     lines = what_next.what_next_lines(state.run_id, state.run_dir, dashboard=True)
-    monitor.app.notify("\n".join(lines[1:]), title=lines[0], timeout=120, markup=False)
+    monitor.app.notify("\n".join(lines[1:]), title=lines[0].rstrip(":"), timeout=120, markup=False)
     if (state.run_dir / "eval.npz").is_file():
         monitor.cifar.call_later(monitor.cifar.show_results, state.run_dir)
