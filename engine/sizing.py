@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.catalog import DATASETS
-from engine.config import SIZING_AUTO, RunConfig, config_to_dict, parse_config
+from engine.config import SIZING_AUTO, RunConfig, config_to_dict, flatten_config, parse_config
 
 CPU_SUBSET = 10_000
 CPU_VAL = 2_000
@@ -29,7 +29,7 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class Sizing:
-    label: str
+    device: str  # what train.device becomes, and the label's first word
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value
 
 
@@ -38,17 +38,13 @@ def first_run_sizing(device: DeviceInfo, dataset: str) -> Sizing:
     if device.kind == "cuda":
         # Unmeasured: no GPU here. Aimed at >= 60 % test top-1 in about 2 minutes on one
         # H100/H200 (ResNet-18, bf16, channels_last, the device loader, 45,000 images a epoch).
-        val = 5_000 if dataset == "cifar100" else 1_000
-        train_images = (DATASETS.get(dataset).train_images or 0) - val
-        kind = "" if dataset == "cifar100" else f"{dataset} "
         return Sizing(
-            f"{device.name or 'cuda'}: full {train_images:,}-image {kind}training set, resnet18, "
-            "batch 512, 18 epochs",
+            device.name or "cuda",
             {
                 "train.device": device.name or "cuda",
                 "model.name": "resnet18",
                 "data.subset": None,
-                "data.val_size": val,
+                "data.val_size": 5_000 if dataset == "cifar100" else 1_000,
                 "data.batch_size": 512,
                 "data.num_workers": 4,
                 "optim.lr": 0.4,
@@ -59,14 +55,10 @@ def first_run_sizing(device: DeviceInfo, dataset: str) -> Sizing:
                 "eval.batch_size": 2_000,
             },
         )
-    if dataset == "synthetic":  # 10,000 generated images: hold out 1,000, train on 4,000
-        subset, val = 4_000, 1_000
-        label = f"{device.kind}: synthetic {subset:,}-image subset, wrn16_2, 3 epochs"
-    else:
-        subset, val = CPU_SUBSET, CPU_VAL
-        label = f"{device.kind}: {subset:,}-image subset, wrn16_2, 3 epochs"
+    # synthetic: 10,000 generated images, hold out 1,000, train on 4,000
+    subset, val = (CPU_SUBSET, CPU_VAL) if dataset == "cifar100" else (4_000, 1_000)
     return Sizing(
-        label,
+        device.kind,
         {
             "train.device": device.kind,
             "model.name": "wrn16_2",
@@ -79,17 +71,39 @@ def first_run_sizing(device: DeviceInfo, dataset: str) -> Sizing:
     )
 
 
-def apply_sizing(cfg: RunConfig, sizing: Sizing) -> RunConfig:
-    """`cfg` with the sizing's values and its label as `sizing`, validated again."""
+def size_label(device: str, cfg: RunConfig) -> str:
+    """'cpu: 10,000-image subset, wrn16_2, 3 epochs' / 'cuda: full 45,000-image training set,
+    resnet18, batch 512, 18 epochs': what the run trains, as its header shows it."""
+    d = cfg.data
+    kind = "" if d.dataset == "cifar100" else f"{d.dataset} "
+    if d.subset is not None:
+        images = f"{kind}{d.subset:,}-image subset"
+    else:
+        total = (DATASETS.get(d.dataset).train_images or 0) - d.val_size
+        images = f"full {total:,}-image {kind}training set"
+    batch = f", batch {d.batch_size}" if device.startswith("cuda") else ""
+    epochs = f"{cfg.train.epochs} epoch" + ("s" if cfg.train.epochs != 1 else "")
+    return f"{device}: {images}, {cfg.model.name}{batch}, {epochs}"
+
+
+def apply_sizing(cfg: RunConfig, sizing: Sizing, base: RunConfig | None = None) -> RunConfig:
+    """`cfg` with the sizing's values and its label as `sizing`, validated again. With `base`
+    (the preset as saved), a key whose value in `cfg` differs from the base's was set by the
+    user (`--set`, an edit in Setup) and is kept."""
     raw = config_to_dict(cfg)
+    mine = flatten_config(raw)
+    saved = flatten_config(config_to_dict(base)) if base is not None else mine
     for key, value in sizing.overrides.items():
+        if mine.get(key) != saved.get(key):
+            continue
         section, name = key.split(".")
         if section == "model" and name == "name" and raw["model"]["name"] != value:
             raw["model"] = {"name": value}  # a new model starts from its own defaults
         else:
             raw[section][name] = value
-    raw["sizing"] = sizing.label
-    return parse_config(raw)
+    sized = parse_config(raw)
+    sized.sizing = size_label(sizing.device, sized)
+    return sized
 
 
 def needs_sizing(cfg: RunConfig) -> bool:

@@ -60,3 +60,10 @@ def test_the_sizing_is_recorded_and_read_back(first_run) -> None:
     assert parse_config(raw) == sized  # config.yaml holds it: a resume is not sized again
     plain = config_to_dict(load_config("quickstart"))
     assert "sizing" not in plain  # configs without it hash as before
+
+
+def test_values_the_user_set_win_over_the_sizing(first_run) -> None:
+    mine = load_config("first_run", ["train.epochs=1", "model.name=wrn10_2"])
+    sized = apply_sizing(mine, first_run_sizing(DeviceInfo("cuda", "cuda"), "cifar100"), first_run)
+    assert (sized.train.epochs, sized.model.name, sized.data.batch_size) == (1, "wrn10_2", 512)
+    assert sized.sizing == "cuda: full 45,000-image training set, wrn10_2, batch 512, 1 epoch"

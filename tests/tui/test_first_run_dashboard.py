@@ -9,12 +9,15 @@ import asyncio
 import io
 import json
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.widgets import ProgressBar
 
-from engine.config import RunConfig
+from engine.config import RunConfig, load_config
 from engine.datafiles import synthetic_banner
 from engine.events import EVENTS_FILE
 from engine.sizing import DeviceInfo, apply_sizing, first_run_sizing
@@ -25,6 +28,7 @@ from tui.cli.common import StartRequest
 from tui.orchestration import launcher
 from tui.orchestration.first_run import FirstRun
 from tui.screens import first_run as first_run_screen
+from tui.screens.first_run import PrepareScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.results import ResultsScreen
 
@@ -104,3 +108,38 @@ def test_the_dashboard_started_with_a_first_run_shows_it_then_its_results(
             engine.wait()
     assert PREPARED == ["auto"]  # the panel prepared the preset as saved
     assert [c.sizing for c in launched] == ["cpu: synthetic 4,000-image subset, wrn16_2, 3 epochs"]
+
+
+def test_the_preparation_panel_shows_each_step_and_the_download(
+    checkpoints: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panel while CIFAR-100 downloads: its lines and a progress bar (the fake download
+    holds until the test has seen them)."""
+    go_on = threading.Event()
+
+    def downloading(cfg: RunConfig, **kwargs: Any) -> FirstRun:
+        kwargs["say"]("CIFAR-100 not found: downloading it into /cache/cifar-tui")
+        kwargs["progress"](40_000_000, 160_000_000)
+        go_on.wait(30)
+        return _fake_prepare(cfg)
+
+    monkeypatch.setattr(first_run_screen, "prepare_first_run", downloading)
+    results: list[FirstRun | None] = []
+
+    async def scenario() -> None:
+        app = CifarApp(checkpoints=checkpoints)
+        async with app.run_test(size=(120, 40)) as pilot:
+            panel = PrepareScreen("first_run", load_config("first_run"))
+            await app.push_screen(panel, results.append)
+            bar = panel.query_one(ProgressBar)
+            await wait_for(pilot, lambda: bar.progress == 40_000_000, 10, "the download's bar")
+            assert bar.total == 160_000_000 and bar.has_class("-shown")
+            assert panel.lines == ["CIFAR-100 not found: downloading it into /cache/cifar-tui"]
+            go_on.set()
+            await wait_for(pilot, lambda: results, 10, "the panel to close")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        go_on.set()
+    assert results[0] is not None and results[0].config.data.dataset == "synthetic"

@@ -254,7 +254,7 @@ def run_headless(
             assert preset is not None
             cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device, check=False)
             if needs_sizing(cfg):  # the first run: its data found or fetched, sized to the device
-                cfg = _first_run.prepare_headless(cfg)
+                cfg = _first_run.prepare_headless(preset, cfg)
             check_before_run(cfg)
             check_processes(cfg, gpus)
             launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)

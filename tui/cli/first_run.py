@@ -11,7 +11,7 @@ import typer
 from engine.config import RunConfig
 from engine.download import text_progress
 from tui.cli.common import CheckpointsOpt, DataDirOpt, DeviceOpt, StartRequest, app, err
-from tui.orchestration.first_run import prepare_first_run
+from tui.orchestration.first_run import prepare_first_run, saved_preset
 
 FIRST_RUN_PRESET = "first_run"
 
@@ -25,10 +25,14 @@ def _say(line: str) -> None:
     err.print(f"cifar-tui: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
-def prepare_headless(cfg: RunConfig) -> RunConfig:
-    """A `sizing: auto` config ready for `launch`: what it found, fetched and chose, on stderr."""
+def prepare_headless(preset: str, cfg: RunConfig) -> RunConfig:
+    """A `sizing: auto` config ready for `launch`: what it found, fetched and chose, on stderr.
+    `--set` values win over the sizing."""
     prepared = prepare_first_run(
-        cfg, progress=text_progress("downloading CIFAR-100", sys.stderr), say=_say
+        cfg,
+        base=saved_preset(preset),
+        progress=text_progress("downloading CIFAR-100", sys.stderr),
+        say=_say,
     )
     for note in prepared.notes:  # the banner follows in the run's header
         _say(note)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cifar_download import fetch_cifar100
-from engine.config import RunConfig
+from engine.config import RunConfig, load_config
 from engine.datafiles import download_folder, search_folders, synthetic_banner
 from engine.datafiles import find_cifar100 as has_cifar100
 from engine.download import ProgressFn
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 from engine.sizing import DeviceInfo, apply_sizing, first_run_sizing
 
 Say = Callable[[str], None]  # a line for the user: what the preparation is doing
@@ -55,6 +55,14 @@ def probe_device(requested: str) -> DeviceInfo:
     return DeviceInfo("cpu", "cpu")
 
 
+def saved_preset(preset: str) -> RunConfig | None:
+    """The preset as saved (None: not a preset file any more, e.g. deleted meanwhile)."""
+    try:
+        return load_config(preset)
+    except ConfigError:
+        return None
+
+
 def _with_data(cfg: RunConfig, **changes: Any) -> RunConfig:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes))
 
@@ -85,15 +93,17 @@ def find_or_fetch(
 def prepare_first_run(
     cfg: RunConfig,
     *,
+    base: RunConfig | None = None,
     progress: ProgressFn | None = None,
     say: Say = lambda line: None,
     probe: Callable[[str], DeviceInfo] = probe_device,
     fetch: Callable[..., object] = fetch_cifar100,
 ) -> FirstRun:
-    """The data (`find_or_fetch`), then the device's size (`engine.sizing`)."""
+    """The data (`find_or_fetch`), then the device's size (`engine.sizing`). `base`: the preset
+    as saved; the keys `cfg` changed from it (`--set`, Setup) keep their values."""
     given = cfg.data.data_dir
     cfg, notes = find_or_fetch(cfg, progress, say, fetch)
     device = probe(cfg.train.device)
-    sized = apply_sizing(cfg, first_run_sizing(device, cfg.data.dataset))
+    sized = apply_sizing(cfg, first_run_sizing(device, cfg.data.dataset), base)
     banner = synthetic_banner(given) if notes else None
     return FirstRun(sized, notes, banner)

@@ -18,7 +18,7 @@ from engine.config import RunConfig
 from engine.errors import BadInputError
 from engine.events import Finished, RunStarted
 from tui.orchestration import what_next
-from tui.orchestration.first_run import FirstRun, prepare_first_run
+from tui.orchestration.first_run import FirstRun, prepare_first_run, saved_preset
 
 if TYPE_CHECKING:
     from tui.app import CifarApp
@@ -37,8 +37,9 @@ class PrepareScreen(ModalScreen[FirstRun | None]):
     PrepareScreen ProgressBar.-shown { display: block; }
     """
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, preset: str, config: RunConfig) -> None:
         super().__init__()
+        self.preset = preset
         self.config = config
         self.lines: list[str] = []
 
@@ -56,6 +57,7 @@ class PrepareScreen(ModalScreen[FirstRun | None]):
         try:
             prepared = prepare_first_run(
                 self.config,
+                base=saved_preset(self.preset),  # Setup's edits win over the sizing
                 progress=lambda done, total: self.app.call_from_thread(self._progress, done, total),
                 say=lambda line: self.app.call_from_thread(self.say, line),
             )
@@ -88,7 +90,7 @@ def start_prepared(app: CifarApp, preset: str, config: RunConfig, edited: bool) 
             app.notify(note, title="no CIFAR-100", severity="warning", timeout=15)
         await app.start_run(preset, prepared.config, edited=edited)
 
-    app.push_screen(PrepareScreen(config), ready)
+    app.push_screen(PrepareScreen(preset, config), ready)
 
 
 def header_lines(started: RunStarted | None) -> list[Text]:
