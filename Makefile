@@ -1,4 +1,5 @@
-# `make run` trains the quickstart preset; `make test` runs the whole test suite.
+# `make run`: the first run (`cifar-tui first-run`: the dashboard in a terminal, else headless);
+# `make test` runs the whole test suite.
 # Both create .venv (Python 3.11, pip, PyTorch from the local wheel store) when it is missing.
 PYTHON ?= python3.11
 VENV := .venv
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cifar-tui --run quickstart
+	$(BIN)/cifar-tui first-run
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

@@ -1,5 +1,5 @@
-"""The official CIFAR-100 files: reading and verifying the python pickles, and downloading and
-unpacking the archive (`engine.datafiles` finds them, torch-free).
+"""The official CIFAR-100 files: reading and verifying the python pickles; downloading them
+(`engine.cifar_download`, torch-free, like `engine.datafiles`, which finds them).
 
 Every problem with a file (missing, unreadable, damaged, foreign, a bad archive, no network)
 raises `DataError` with a message that says what is wrong and what to do about it.
@@ -7,40 +7,24 @@ raises `DataError` with a message that says what is wrong and what to do about i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-import zlib
-from http.client import HTTPException
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine import cifar_download
+from engine.cifar_download import CIFAR100_MD5, CIFAR100_URL, ENV_URL
 from engine.cifar_pickle import entry as _get
 from engine.cifar_pickle import image_rows
 from engine.cifar_pickle import load_pickle as _load_pickle
 from engine.data import NUM_CLASSES, NUM_COARSE, ImageSet, Loaded
-from engine.datafiles import (
-    ARCHIVE_NAME,
-    FOLDER_NAME,
-    REQUIRED_FILES,
-    find_cifar100,
-    put_files_hint,
-    resolve_data_dir,
-)
+from engine.datafiles import find_cifar100, put_files_hint, resolve_data_dir
+from engine.download import text_progress
 from engine.errors import DataError
 
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
-DOWNLOAD_TIMEOUT_S = 30.0
-ENV_URL = "CIFAR_TUI_CIFAR100_URL"
+__all__ = ["CIFAR100_MD5", "CIFAR100_URL", "ENV_URL", "download_cifar100", "read_cifar100"]
 
 
 # --------------------------------------------------------------------------- reading the pickles
@@ -110,166 +94,16 @@ def read_cifar100(folder: Path) -> Loaded:
 # --------------------------------------------------------------------------- downloading
 
 
-def _network_error(url: str, reason: str, data_dir: Path, offline: bool = True) -> DataError:
-    why = "you appear to be offline" if offline else "the download failed"
-    return DataError(
-        f"could not download CIFAR-100 from {url} ({reason}); {why}: {put_files_hint(data_dir)}"
-    )
-
-
-def _fetch(url: str, dest: Path, md5: str | None, progress: bool) -> None:
-    """Download `url` to `dest` (raises urllib/OS errors; RuntimeError on an MD5 mismatch)."""
-    if progress:
-        from torchvision.datasets.utils import download_url
-
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-        try:
-            download_url(url, str(dest.parent), dest.name, md5=md5)
-        finally:
-            socket.setdefaulttimeout(old)
-        return
-    request = urllib.request.Request(url, headers={"User-Agent": "cifar-tui"})
-    with (
-        urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response,
-        open(dest, "wb") as f,
-    ):
-        shutil.copyfileobj(response, f, 1 << 20)
-    if md5 is not None:
-        from torchvision.datasets.utils import check_md5
-
-        if not check_md5(str(dest), md5):
-            raise RuntimeError("File not found or corrupted.")
-
-
-def _member_name(member: tarfile.TarInfo, archive: Path) -> str:
-    name = member.name
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise DataError(
-            f"refusing to extract {archive}: member {name!r} has an absolute path or '..'"
-        )
-    if not (member.isfile() or member.isdir()):
-        raise DataError(f"refusing to extract {archive}: member {name!r} is not a plain file")
-    return "/".join(p for p in parts if p != ".")
-
-
-def _extract_archive(archive: Path, data_dir: Path) -> Path:
-    """Check `archive`, unpack its cifar-100-python/ folder into `data_dir`, verify the pickles."""
-    try:
-        work = Path(tempfile.mkdtemp(prefix=".cifar-100-unpack-", dir=data_dir))
-    except OSError as e:
-        raise DataError(f"cannot unpack {archive} into {data_dir}: {e.strerror or e}") from e
-    try:
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                members = tar.getmembers()  # reads the whole stream: finds truncation
-                wanted = []
-                names = set()
-                for m in members:
-                    name = _member_name(m, archive)
-                    if name == FOLDER_NAME or name.startswith(FOLDER_NAME + "/"):
-                        wanted.append(m)
-                        if m.isfile():
-                            names.add(name)
-                missing = [f for f in REQUIRED_FILES if f"{FOLDER_NAME}/{f}" not in names]
-                if missing:
-                    raise DataError(
-                        f"the archive {archive} does not contain "
-                        + ", ".join(f"{FOLDER_NAME}/{f}" for f in missing)
-                        + "; it is not the CIFAR-100 python archive"
-                    )
-                tar.extractall(work, members=wanted, filter="data")
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            raise DataError(
-                f"the archive {archive} is corrupt or truncated ({type(e).__name__}: {e})"
-            ) from e
-        unpacked = work / FOLDER_NAME
-        try:
-            read_cifar100(unpacked)
-        except DataError as e:  # name the member inside the archive, not the temporary folder
-            raise DataError(str(e).replace(str(unpacked), f"{archive}:{FOLDER_NAME}")) from e
-        target = data_dir / FOLDER_NAME
-        try:
-            target.mkdir(exist_ok=True)
-            for item in unpacked.iterdir():
-                if item.is_file():
-                    os.replace(item, target / item.name)
-        except OSError as e:
-            raise DataError(f"cannot move the unpacked files into {target}: {e}") from e
-        return target
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def download_cifar100(data_dir: Path, url: str | None = None, progress: bool = True) -> Path:
-    """Download and unpack CIFAR-100 into `data_dir`; returns the `cifar-100-python` folder.
+    """Download and unpack CIFAR-100 into `data_dir` (`engine.cifar_download`), each pickle
+    verified before it is moved into place; returns the `cifar-100-python` folder.
 
     The URL is `url`, else $CIFAR_TUI_CIFAR100_URL, else the official one (whose MD5 is checked).
-    An archive already lying at `data_dir/cifar-100-python.tar.gz` is used without downloading.
-    A download that fails removes the folders it made (a mistyped --data-dir leaves no tree).
+    `progress`: a progress line on stderr.
     """
-    data_dir = Path(data_dir)
-    made = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
-    try:
-        return _download(data_dir, url or os.environ.get(ENV_URL) or CIFAR100_URL, progress)
-    except DataError:
-        for folder in made:  # deepest first; only those still empty
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def _download(data_dir: Path, url: str, progress: bool) -> Path:
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create the data folder {data_dir}: {e.strerror or e}") from e
-    archive = data_dir / ARCHIVE_NAME
-
-    if archive.is_file():  # placed there by hand (e.g. on an offline machine): use it, keep it
-        try:
-            return _extract_archive(archive, data_dir)
-        except DataError as e:
-            raise DataError(f"{e}; delete {archive} to download it again") from e
-
-    part = data_dir / (ARCHIVE_NAME + ".part")
-    part.unlink(missing_ok=True)
+    bar = text_progress("downloading CIFAR-100") if progress else None
     md5 = CIFAR100_MD5 if url == CIFAR100_URL else None
-    try:
-        _fetch(url, part, md5, progress)
-    except urllib.error.HTTPError as e:
-        e.close()  # it holds the open response
-        part.unlink(missing_ok=True)
-        raise _network_error(url, f"HTTP {e.code} {e.reason}", data_dir, offline=False) from e
-    except urllib.error.URLError as e:
-        part.unlink(missing_ok=True)
-        raise _network_error(url, str(e.reason), data_dir) from e
-    except (OSError, HTTPException) as e:
-        part.unlink(missing_ok=True)
-        raise _network_error(url, str(e) or type(e).__name__, data_dir) from e
-    except ValueError as e:  # e.g. "unknown url type"
-        part.unlink(missing_ok=True)
-        raise _network_error(url, str(e), data_dir, offline=False) from e
-    except RuntimeError as e:  # torchvision: MD5 mismatch or nothing written; too many redirects
-        mismatch = md5 is not None and part.is_file()
-        part.unlink(missing_ok=True)
-        if mismatch:
-            raise DataError(
-                f"the archive downloaded from {url} to {archive} failed its MD5 check "
-                f"(expected {md5}); it was removed, try again"
-            ) from e
-        raise _network_error(url, str(e), data_dir, offline=False) from e
-    if not part.is_file():
-        raise _network_error(url, "no file was written", data_dir, offline=False)
-    os.replace(part, archive)
-    try:
-        folder = _extract_archive(archive, data_dir)
-    except DataError as e:
-        archive.unlink(missing_ok=True)
-        raise DataError(f"{e}; the downloaded file was removed") from e
-    archive.unlink(missing_ok=True)  # unpacked and verified: the 161 MB archive is not needed
-    return folder
+    return cifar_download.fetch_cifar100(data_dir, url, md5, progress=bar, verify=read_cifar100)
 
 
 def read_cifar100_source(

@@ -158,9 +158,15 @@ class Component:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+SIZING_AUTO = "auto"
+
+
 @dataclass
 class RunConfig:
     description: str = ""
+    # "auto": the launcher sizes the recipe to the device before the run (engine.sizing);
+    # afterwards what it chose, as the run's header shows it ("cpu: 10,000-image subset, ...")
+    sizing: str = ""
     model: Component = field(default_factory=lambda: Component("resnet18"))
     data: DataConfig = field(default_factory=DataConfig)
     augment: list[Component] = field(default_factory=list)
@@ -174,7 +180,7 @@ class RunConfig:
 
 
 SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
-TOP_LEVEL = ["description", *COMPONENTS, *SECTION_CLASSES]
+TOP_LEVEL = ["description", "sizing", *COMPONENTS, *SECTION_CLASSES]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -272,6 +278,10 @@ def parse_config(raw: Any) -> RunConfig:
     if not isinstance(description, str):
         raise ConfigError("description must be a string")
     cfg.description = description
+    sizing = raw.get("sizing") or ""
+    if not isinstance(sizing, str):
+        raise ConfigError(f"sizing must be a string ({SIZING_AUTO!r}: sized to the device)")
+    cfg.sizing = sizing
     for section in ("model", "optim", "schedule", "loss"):
         default = getattr(cfg, section)
         cfg_raw = raw.get(section, {"name": default.name})
@@ -403,8 +413,10 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     def comp(c: Component) -> dict[str, Any]:
         return {"name": c.name, **c.params}
 
+    sizing = {"sizing": cfg.sizing} if cfg.sizing else {}  # absent: old configs hash the same
     return {
         "description": cfg.description,
+        **sizing,
         "model": comp(cfg.model),
         "data": dataclasses.asdict(cfg.data),
         "augment": [comp(a) for a in cfg.augment],

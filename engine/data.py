@@ -191,7 +191,7 @@ def _synthetic_samples(
     return ImageSet(images, labels)
 
 
-def make_synthetic(seed: int = 0, n_train: int = 10_000, n_test: int = 1_000) -> Loaded:
+def make_synthetic(seed: int = 0, n_train: int = 10_000, n_test: int = 2_000) -> Loaded:
     """A procedurally generated, learnable 100-class stand-in for CIFAR-100 (no files needed).
 
     Each class is a prototype of four colour blobs and an oriented colour grating on a tinted

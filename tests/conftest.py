@@ -17,6 +17,8 @@ REAL_CIFAR = ROOT.parent / "shared" / "data" / "cifar-100-python"
 _NO_USER_FOLDER = Path(os.environ.get("TMPDIR", "/tmp")) / f"cifar-tui-tests-{os.getpid()}-none"
 os.environ["CIFAR_TUI_PRESETS"] = str(_NO_USER_FOLDER / "presets")
 os.environ["CIFAR_TUI_SWEEPS"] = str(_NO_USER_FOLDER / "sweeps")
+# nor the user's cache folder, where a dataset found nowhere else is looked for and downloaded
+os.environ["XDG_CACHE_HOME"] = str(_NO_USER_FOLDER / "cache")
 
 
 def real_cifar_or_skip() -> Path:

@@ -35,6 +35,7 @@ from tui.screens.setup import SetupScreen
 
 if TYPE_CHECKING:  # the other screens load on first use: the first frame only needs Setup
     from engine.config import RunConfig
+    from tui.cli.common import StartRequest
     from tui.screens.monitor import MonitorScreen
     from tui.screens.results import ResultsScreen
     from tui.widgets.plots import MetricPlot
@@ -80,7 +81,9 @@ class CifarApp(App[str | None]):
         results: Path | None = None,
         start: str = "setup",
         presets_dir: Path | None = None,
+        start_request: StartRequest | None = None,
     ) -> None:
+        """`start_request`: a preset to start at once (`cifar-tui --start PRESET`, `make run`)."""
         super().__init__()
         self.presets_dir = presets_dir
         self.checkpoints = checkpoints_root(checkpoints)
@@ -89,6 +92,7 @@ class CifarApp(App[str | None]):
         self._attach_dir = attach  # not `_attach`: a MessagePump method
         self._results = results
         self._start = start
+        self._start_request = start_request
 
     @property
     def registry(self) -> RunRegistry:
@@ -102,6 +106,8 @@ class CifarApp(App[str | None]):
             await self.show_results(self._results)
         else:
             await self.push_screen(self._named(self._start))
+        if self._start_request is not None:  # once Setup has drawn: it stays below the run
+            self.call_after_refresh(self.start_preset, self._start_request)
 
     def _named(self, name: str) -> str:
         """An installed screen's name; Runs is built (and its module imported) on first use."""
@@ -151,13 +157,38 @@ class CifarApp(App[str | None]):
             self.pop_screen()
         self.switch_screen(target)
 
+    async def start_preset(self, request: StartRequest) -> None:
+        """Start a preset as saved (with its `--set` values), as `--run` would."""
+        from tui.orchestration.launcher import resolve_config
+
+        try:
+            config = resolve_config(
+                request.preset,
+                request.overrides,
+                data_dir=request.data_dir,
+                device=request.device,
+                check=False,
+            )
+        except BadInputError as exc:
+            self.notify(str(exc), title="cannot start", severity="error", timeout=10)
+            return
+        await self.start_run(request.preset, config)
+
     async def start_run(self, preset: str, config: RunConfig, *, edited: bool = False) -> None:
         """Launch the engine on `config` (`preset` as changed in Setup when `edited`) and show
         its Monitor. A config `--run` would refuse (no data, download off) is refused here with
-        the same line, its advice naming Setup's field, before a run folder exists."""
+        the same line, its advice naming Setup's field, before a run folder exists. A
+        `sizing: auto` config (the first run) is prepared first (tui.screens.first_run)."""
+        from engine.sizing import needs_sizing
         from tui.orchestration.launcher import check_before_run
         from tui.screens.monitor import LaunchSpec, MonitorScreen
         from tui.screens.setup_check import SETUP_DATA_HINT
+
+        if needs_sizing(config):
+            from tui.screens.first_run import start_prepared
+
+            start_prepared(self, preset, config, edited)
+            return
 
         try:
             check_before_run(config, where=SETUP_DATA_HINT)

@@ -93,6 +93,7 @@ MODELS = Catalog(
             check=_check_wrn,
         ),
         _wrn(10, 2, "WRN-10-2, tiny, for CPU smoke runs (0.3M params)"),
+        _wrn(16, 2, "WRN-16-2, narrow: the first run's net on a CPU (0.7M params)"),
         _wrn(16, 4, "WRN-16-4 (2.8M params)"),
         _wrn(28, 10, "WRN-28-10 (36.5M params)"),
         _wrn(40, 10, "WRN-40-10 (55.9M params)"),

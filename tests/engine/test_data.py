@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import cifar100 as C
+from engine import cifar_download
 from engine import data as D
 from engine.cifar100 import CIFAR100_MD5, CIFAR100_URL, read_cifar100
 from engine.data import (
@@ -35,7 +36,7 @@ from engine.data import (
     split_train_val,
     stratified_indices,
 )
-from engine.datafiles import find_cifar100, resolve_data_dir
+from engine.datafiles import cache_folder, find_cifar100, resolve_data_dir
 from engine.errors import DataError
 
 REAL = Path(__file__).resolve().parents[3] / "shared/data/cifar-100-python"
@@ -270,11 +271,11 @@ def test_load_data_from_tiny_folder(tiny: tuple[Path, dict], where: str) -> None
 
 def test_data_dir_from_env(tiny: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir, _ = tiny
-    assert resolve_data_dir(None) == Path("data")
+    assert resolve_data_dir(None) == cache_folder()  # found nowhere: where it is downloaded
     assert resolve_data_dir("x/y") == Path("x/y")
     monkeypatch.setenv("CIFAR_TUI_DATA", str(data_dir))
     assert resolve_data_dir(None) == data_dir
-    assert resolve_data_dir("elsewhere") == Path("elsewhere")
+    assert resolve_data_dir("elsewhere") == data_dir  # not there: the next folder searched
     assert len(load_data("cifar100", val_size=0, download=False).train) == 200
 
 
@@ -501,15 +502,15 @@ def test_http_error_is_reported(server: tuple[Path, str], tmp_path: Path) -> Non
 def test_md5_is_checked_only_for_the_official_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import urllib.error
+    from engine.download import DownloadError
 
     seen: list[str | None] = []
 
-    def fake_fetch(url: str, dest: Path, md5: str | None, progress: bool) -> None:
+    def fake_fetch(url: str, dest: Path, md5: str | None, progress: object) -> None:
         seen.append(md5)
-        raise urllib.error.URLError("no network in tests")
+        raise DownloadError("no network in tests", offline=True)
 
-    monkeypatch.setattr(C, "_fetch", fake_fetch)
+    monkeypatch.setattr(cifar_download, "_fetch", fake_fetch)
     for url in (CIFAR100_URL, "http://127.0.0.1:1/mirror.tar.gz"):
         with pytest.raises(DataError, match="offline"):
             C.download_cifar100(tmp_path, url, progress=False)

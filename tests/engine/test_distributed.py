@@ -423,7 +423,7 @@ def test_a_crashed_rank_restarts_the_job_from_its_last_checkpoint(tmp_path, monk
     steps = [e.step for e in events if isinstance(e, Step)]
     assert max(steps[: types.index("resumed")]) >= 6  # rank 0 got past the crash step first
     tests = [e.count for e in events if isinstance(e, Evaluated)]
-    assert tests and all(n == 1000 for n in tests)  # the whole test set, each image once
+    assert tests and all(n == 2000 for n in tests)  # the whole test set, each image once
     last = events[-1]
     assert isinstance(last, Finished) and last.status == "done"
     (row,) = RunRegistry(tmp_path).runs()

@@ -29,6 +29,7 @@ EXACT_PARAMS = {
     "preact_resnet152": 58_333_348,
     "wrn": 36_536_884,  # defaults: WRN-28-10
     "wrn10_2": 315_316,
+    "wrn16_2": 703_284,
     "wrn16_4": 2_772_020,
     "wrn28_10": 36_536_884,
     "wrn40_10": 55_899_444,
@@ -204,7 +205,7 @@ def test_resnet_depth_validation() -> None:
 def test_registry_names_and_descriptions() -> None:
     expected = [f"resnet{d}" for d in (18, 34, 50, 101, 152)]
     expected += [f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)]
-    expected += ["wrn", "wrn10_2", "wrn16_4", "wrn28_10", "wrn40_10"]
+    expected += ["wrn", "wrn10_2", "wrn16_2", "wrn16_4", "wrn28_10", "wrn40_10"]
     expected += ["vit", "vit_small", "vit_base"]
     assert MODELS.names() == sorted(expected)
     assert len(MODELS) == len(expected)

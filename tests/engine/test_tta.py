@@ -275,7 +275,7 @@ def tiny_run(tmp_path_factory):
 def test_a_run_with_eval_tta_reports_it_in_summary_and_events(tiny_run):
     run_dir, summary = tiny_run
     tta = summary["tta"]
-    assert tta["cost"] == 3 and tta["requested"] == 4 and tta["count"] == 1000
+    assert tta["cost"] == 3 and tta["requested"] == 4 and tta["count"] == 2000
     assert [v["view"] for v in tta["views"]] == ["identity", "hflip", "hflip+shift:1,-1"]
     assert tta["views"][0]["top1"] == summary["test_top1"]  # identity = the plain evaluation
     assert tta["views"][0]["top5"] == summary["test_top5"]

@@ -78,7 +78,7 @@ def test_launch_from_setup_runs_the_engine_and_opens_results(tmp_path, checkpoin
             matrix = app.screen.query_one(ConfusionMatrix)
             assert matrix.view is not None
             assert matrix.view.counts.shape == (100, 100)
-            assert int(matrix.view.counts.sum()) == 1000  # the synthetic test set
+            assert int(matrix.view.counts.sum()) == 2000  # the synthetic test set
 
             for key, screen in (
                 ("4", RunsScreen),

@@ -17,13 +17,16 @@ from engine.checkpoint_files import CheckpointError
 from engine.errors import BadInputError
 from engine.events import EVENTS_FILE, Failed, Finished
 from engine.outcome import read_summary
+from engine.sizing import needs_sizing
 from tui.cli import commands as _commands  # noqa: F401  (registers the subcommands)
 from tui.cli import completion
+from tui.cli import first_run as _first_run  # noqa: F401  (registers `first-run`)
 from tui.cli.common import (
     EXIT_BAD_INPUT,
     CheckpointsOpt,
     DataDirOpt,
     DeviceOpt,
+    StartRequest,
     app,
     err,
     fail,
@@ -90,6 +93,15 @@ def main_callback(
             autocompletion=completion.presets,
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="PRESET",
+            help="open the dashboard with PRESET training in its Monitor",
+            autocompletion=completion.presets,
+        ),
+    ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -147,6 +159,12 @@ def main_callback(
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
+    if start is not None:
+        if run is not None or resume is not None or json_out or force or gpus or max_restarts:
+            raise fail("--start PRESET opens the dashboard: it takes --set, --data-dir, --device")
+        require_terminal()
+        request = StartRequest(start, overrides or [], data_dir, device)
+        raise typer.Exit(run_dashboard(checkpoints=checkpoints, start=request))
     if run is None and resume is None:
         launch_options = (gpus, max_restarts)
         source = ctx.get_parameter_source("data_dir")  # $CIFAR_TUI_DATA alone is no option
@@ -198,6 +216,7 @@ def run_headless(
     from tui.orchestration.headless import HeadlessPrinter, follow
     from tui.orchestration.launcher import (
         AlreadyFinished,
+        check_before_run,
         check_processes,
         completion,
         finished_exit,
@@ -233,7 +252,10 @@ def run_headless(
             )
         else:
             assert preset is not None
-            cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device)
+            cfg = resolve_config(preset, overrides, data_dir=data_dir, device=device, check=False)
+            if needs_sizing(cfg):  # the first run: its data found or fetched, sized to the device
+                cfg = _first_run.prepare_headless(preset, cfg)
+            check_before_run(cfg)
             check_processes(cfg, gpus)
             launched = launch(preset, cfg, checkpoints, gpus=gpus, max_restarts=max_restarts)
             run_dir, process, events_offset = launched.run_dir, launched.process, 0

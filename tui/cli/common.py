@@ -4,6 +4,7 @@ options, and opening the dashboard (the one place the CLI imports Textual, lazil
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -58,13 +59,26 @@ def require_terminal() -> None:
         )
 
 
+@dataclass(frozen=True)
+class StartRequest:
+    """A preset to start as the dashboard opens (`cifar-tui --start PRESET`, `make run`)."""
+
+    preset: str
+    overrides: list[str] = field(default_factory=list)
+    data_dir: str | None = None
+    device: str | None = None
+
+
 def run_dashboard(
-    checkpoints: Path | None = None, attach: Path | None = None, results: Path | None = None
+    checkpoints: Path | None = None,
+    attach: Path | None = None,
+    results: Path | None = None,
+    start: StartRequest | None = None,
 ) -> int:
     """Open the Textual dashboard (imported here: the headless paths never load Textual)."""
     from tui.app import CifarApp
 
-    app = CifarApp(checkpoints=checkpoints, attach=attach, results=results)
+    app = CifarApp(checkpoints=checkpoints, attach=attach, results=results, start_request=start)
     app.run()
     return app.return_code or 0
 

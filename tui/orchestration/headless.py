@@ -36,6 +36,7 @@ from engine.events import (
 )
 from engine.outcome import RunSummary
 from tui.fmt import duration, load_text, pct
+from tui.orchestration import what_next
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import supervise
 
@@ -106,6 +107,9 @@ class HeadlessPrinter:
             f"{e.epochs} epochs x {e.steps_per_epoch} steps of {e.batch_size}",
             soft_wrap=True,
         )
+        for i, line in enumerate(what_next.header_lines(e)):  # a first run: its size, banner
+            style = "bold" if i == 0 else "bold yellow"
+            self.console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
         self.console.print(self.EPOCH_HEADER, style="dim", soft_wrap=True)
         if self.console.is_terminal:
             self.progress = Progress(
@@ -190,6 +194,10 @@ class HeadlessPrinter:
     def _on_finished(self, e: Finished) -> None:
         self.stop()
         self.console.print(summary_table(RunSummary.from_dict(e.summary)))
+        if e.status == "done" and what_next.is_first_run(self.started):
+            s = self.state
+            for line in what_next.what_next_lines(s.run_id, s.run_dir, dashboard=False):
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _on_failed(self, e: Failed) -> None:
         self.stop()

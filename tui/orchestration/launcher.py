@@ -54,15 +54,18 @@ def resolve_config(
     *,
     data_dir: str | None = None,
     device: str | None = None,
+    check: bool = True,
 ) -> RunConfig:
-    """Preset + `--set` overrides + the CLI's shortcuts, validated. Raises ConfigError."""
+    """Preset + `--set` overrides + the CLI's shortcuts, validated. Raises ConfigError.
+    `check=False`: without `check_before_run` (a first run finds its data itself)."""
     extra = list(overrides)
     if data_dir is not None:
         extra.append(f"data.data_dir={json.dumps(data_dir)}")  # JSON strings are valid YAML
     if device is not None:
         extra.append(f"train.device={json.dumps(device)}")
     cfg = load_config(preset, extra)
-    check_before_run(cfg)
+    if check:
+        check_before_run(cfg)
     return cfg
 
 

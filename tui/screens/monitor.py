@@ -28,6 +28,7 @@ from tui.messages import EngineEvents, EngineGone, LaunchFailed, RunLaunched
 from tui.notify import notify_run_end
 from tui.orchestration.runstate import RunState
 from tui.orchestration.supervisor import ENGINE_LOG, no_events_text, supervise
+from tui.screens import first_run
 from tui.screens.common import (
     CifarScreen,
     ConfirmScreen,
@@ -82,7 +83,7 @@ def fit_line(parts: list[tuple[int, Text]], width: int, sep: str = " · ") -> Te
 
 class MonitorScreen(CifarScreen):
     DEFAULT_CSS = """
-    MonitorScreen #info { height: 3; padding: 0 1; }
+    MonitorScreen #info { height: auto; max-height: 7; padding: 0 1; }
     MonitorScreen #plots { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
     MonitorScreen #status { border: round $panel-lighten-2; padding: 0 1; height: 1fr; }
     MonitorScreen #status.-failed { border: round $error; }
@@ -190,6 +191,7 @@ class MonitorScreen(CifarScreen):
                     f"run {final.status}: press r for results", title=self.state.run_id, timeout=8
                 )
                 self._ring(final.status)
+                first_run.on_finished(self, final)  # a first run: Results, and what next
             if isinstance(final, Failed) and any(isinstance(e, Failed) for e in message.events):
                 text = setup_advice(final.message)
                 self.notify(text, title="engine failed", severity="error", timeout=10)
@@ -356,7 +358,7 @@ class MonitorScreen(CifarScreen):
             ],
             width,
         )
-        return Group(line1, bars, line3)
+        return Group(*first_run.header_lines(st), line1, bars, line3)
 
     @staticmethod
     def _warnings(s: RunState) -> list[str]:

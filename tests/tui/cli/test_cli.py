@@ -80,7 +80,7 @@ def test_run_folder_holds_everything(finished_run):
     assert types.count("evaluated") == 2
     with np.load(run_dir / "eval.npz") as ev:
         confusion = ev["confusion"]
-        assert confusion.shape == (100, 100) and confusion.sum() == 1000
+        assert confusion.shape == (100, 100) and confusion.sum() == 2000
         # rows are true classes: each synthetic test class has 20 images
         assert (confusion.sum(axis=1) == 20).all()
         assert ev["pr_precision"].shape == (100, 101) and ev["class_names"].shape == (100,)
